@@ -1,0 +1,62 @@
+"""Secret backends: where rotated tokens are written.
+
+Built-in types (`file`, `vault`, `aws-secrets-manager`) and third-party ones are all found
+through the `rotator.backends` entry-point group, so a plugin is a peer of the built-ins.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any
+
+from backends.base import Backend, BackendConfig, BackendFactory, StoredToken, TokenRecord
+from rotator.errors import ConfigError
+
+__all__ = [
+    "Backend",
+    "BackendConfig",
+    "BackendFactory",
+    "StoredToken",
+    "TokenRecord",
+    "available_types",
+    "load_factory",
+    "validate_config",
+]
+
+_GROUP = "rotator.backends"
+
+
+def available_types() -> list[str]:
+    """Names of every installed backend type."""
+    return sorted({ep.name for ep in entry_points(group=_GROUP)})
+
+
+def load_factory(type_name: str) -> type[BackendFactory]:
+    """Load the backend class registered as `type_name`.
+
+    Raises ConfigError naming the known types when `type_name` is not installed.
+    """
+    matches = [ep for ep in entry_points(group=_GROUP) if ep.name == type_name]
+    if not matches:
+        known = ", ".join(available_types()) or "none"
+        raise ConfigError(f"type: unknown backend type {type_name!r} (installed: {known})")
+    try:
+        factory: type[BackendFactory] = matches[0].load()
+    except ImportError as exc:
+        raise ConfigError(
+            f"type: backend {type_name!r} cannot be loaded ({exc}); is its extra installed, "
+            f"e.g. pip install 'rotator[{type_name.split('-')[0]}]'?"
+        ) from exc
+    return factory
+
+
+def validate_config(raw: dict[str, Any]) -> BackendConfig:
+    """Validate one `[[accounts.backends]]` table with its backend's own model.
+
+    Raises ValidationError (field paths relative to the table) or ConfigError.
+    """
+    type_name = raw.get("type")
+    if not isinstance(type_name, str):
+        raise ConfigError("type: required, one of " + ", ".join(available_types()))
+    factory = load_factory(type_name)
+    return factory.Config.model_validate(raw)

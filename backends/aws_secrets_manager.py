@@ -1,0 +1,495 @@
+"""AWS Secrets Manager backend: one secret per account, rotated with staging labels.
+
+One run's version V is the run's ClientRequestToken (the run id when it is a UUID, as
+in a Lambda rotation; else a uuid5 of it), so every replay addresses the same version:
+
+    stage     PutSecretValue(V, AWSPENDING)           consumers still read the old AWSCURRENT
+    promote   UpdateSecretVersionStage AWSCURRENT: old -> V   (AWS moves AWSPREVIOUS to old)
+              UpdateSecretVersionStage AWSPENDING: off V; TagResource rotator:* = V's token
+    rollback  if V is AWSCURRENT: AWSCURRENT V -> previous; AWSPENDING off V
+
+Each verb reads VersionIdsToStages first and does only what is missing, so a replay after
+a SIGKILL anywhere finishes the job. A consumer reading AWSCURRENT sees the whole old or
+the whole new value: each label move is one API call. Values are always read with an
+explicit VersionStage/VersionId (moto's default read lags a label move). Tags are per
+secret, so the token id they carry (needed for raw values) is trusted only for the
+version named beside it. boto3 is imported when the first call is made.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+
+import structlog
+from pydantic import Field, field_validator, model_validator
+
+from backends.base import BackendConfig, Receipt, StoredToken, TokenRecord, decode_value
+from backends.base import encode_value as _encode
+from rotator.errors import BackendConflict, BackendError, ConfigError
+
+if TYPE_CHECKING:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+__all__ = ["SecretsManagerBackend", "SecretsManagerConfig", "version_id_for"]
+
+log = structlog.get_logger("backends.aws_secrets_manager")
+
+TYPE: Final = "aws-secrets-manager"
+CURRENT, PENDING, PREVIOUS = "AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"
+# Fixed forever: every non-UUID run id maps to its version id through it.
+_NAMESPACE = uuid.UUID("5b0f3c1e-2d4a-5e6f-9a7b-8c9d0e1f2a3b")
+_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):\d{12}:secret:.+$")
+_TAG_UNSAFE = re.compile(r"[^\w .:/=+\-@]")
+_FIELDS = ("version_id", "token_id", "token_name", "run_id")
+_GROUPS = ("", "pending_", "previous_")  # promoted, staged, promoted before that
+_GONE = ("ResourceNotFoundException",)  # no such secret, version or value: answer None
+_CREDENTIAL_CODES = frozenset(
+    [
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "ExpiredTokenException",
+        "ExpiredToken",
+        "SignatureDoesNotMatch",
+    ]
+)
+
+
+def version_id_for(run_id: str) -> str:
+    """The VersionId (ClientRequestToken) a run writes: `run_id` if a UUID, else uuid5."""
+    try:
+        uuid.UUID(run_id)
+    except ValueError:
+        return str(uuid.uuid5(_NAMESPACE, run_id))
+    return run_id if 32 <= len(run_id) <= 64 else str(uuid.uuid5(_NAMESPACE, run_id))
+
+
+def _arn_region(secret_id: str) -> str | None:
+    match = _ARN.match(secret_id)
+    return match.group("region") if match else None
+
+
+class SecretsManagerConfig(BackendConfig):
+    """`[[accounts.backends]] type = "aws-secrets-manager"`."""
+
+    type: Literal["aws-secrets-manager"] = TYPE
+    secret_id: str = Field(min_length=1, description="secret name or full ARN")
+    region: str | None = None
+    endpoint_url: str | None = None
+    kms_key_id: str | None = None
+    create_if_missing: bool = False
+    tags: dict[str, str] = Field(default_factory=dict)
+    profile: str | None = None
+
+    @field_validator("tags")
+    @classmethod
+    def _own_tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        for key in tags:
+            if key.startswith(("rotator:", "aws:")):
+                raise ValueError(f"tag {key!r}: the rotator: and aws: prefixes are reserved")
+        return tags
+
+    @model_validator(mode="after")
+    def _one_region(self) -> SecretsManagerConfig:
+        arn_region = _arn_region(self.secret_id)
+        if arn_region and self.region and arn_region != self.region:
+            raise ValueError(
+                f"region {self.region!r} does not match the region {arn_region!r} in the "
+                f"secret_id ARN; drop `region` or make them the same"
+            )
+        if not (arn_region or self.region):
+            raise ValueError("region: required unless secret_id is a full ARN")
+        if arn_region and self.create_if_missing:
+            raise ValueError("create_if_missing needs the secret's name as secret_id, not an ARN")
+        return self
+
+    @property
+    def resolved_region(self) -> str:
+        region = _arn_region(self.secret_id) or self.region
+        assert region is not None  # guaranteed by _one_region
+        return region
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """What DescribeSecret says: labels per version, tags, KMS key. Never a value."""
+
+    stages: Mapping[str, tuple[str, ...]]
+    tags: Mapping[str, str]
+    kms_key_id: str | None
+
+    def holder(self, label: str) -> str | None:
+        return next((vid for vid, labels in self.stages.items() if label in labels), None)
+
+    def labels(self, version_id: str) -> tuple[str, ...]:
+        return self.stages.get(version_id, ())
+
+    def group(self, prefix: str) -> dict[str, str]:
+        return {f: self.tags.get(f"rotator:{prefix}{f}", "") for f in _FIELDS}
+
+    def trusted(self, version_id: str) -> dict[str, str | None]:
+        """Token facts from the tag group written for `version_id`, else all None."""
+        for prefix in _GROUPS:
+            group = self.group(prefix)
+            if group["version_id"] == version_id:
+                return {f: group[f] or None for f in ("token_id", "token_name", "run_id")}
+        return {"token_id": None, "token_name": None, "run_id": None}
+
+
+class SecretsManagerBackend:
+    """One AWS Secrets Manager secret holding one account's MotherDuck token."""
+
+    type: ClassVar[str] = TYPE
+    Config: ClassVar[builtins.type[BackendConfig]] = SecretsManagerConfig
+
+    def __init__(self, config: SecretsManagerConfig, *, account: str = "", client: Any = None):
+        self._cfg = config
+        self._account = account
+        self._secret_id = config.secret_id
+        self._region = config.resolved_region
+        self._client_obj: Any = client
+
+    @classmethod
+    def from_config(cls, config: Any, *, account: str, base_dir: Path) -> SecretsManagerBackend:
+        if isinstance(config, Mapping):
+            config = SecretsManagerConfig.model_validate(config)
+        if not isinstance(config, SecretsManagerConfig):
+            raise ConfigError(f"type: expected an {TYPE} table, got {type(config).__name__}")
+        return cls(config, account=account)
+
+    @property
+    def label(self) -> str:
+        return f"{TYPE}:{self._region}:{self._secret_id}"
+
+    # -- the Backend verbs ---------------------------------------------------------------
+
+    def read_current(self) -> StoredToken | None:
+        """What a consumer reading AWSCURRENT gets; None if there is no current value yet.
+
+        Raises BackendError when the secret is missing (unless create_if_missing) or
+        cannot be read.
+        """
+        snap = self._snapshot() if self._cfg.create_if_missing else self._existing()
+        if snap is None or snap.holder(CURRENT) is None:
+            return None
+        answer = self._try("GetSecretValue", _GONE, SecretId=self._secret_id, VersionStage=CURRENT)
+        if answer is None:
+            return None
+        version = str(answer["VersionId"])
+        return decode_value(self._text(answer, version), version=version, **snap.trusted(version))
+
+    def read_staged(self, run_id: str) -> StoredToken | None:
+        """The value `run_id` wrote, while it is AWSPENDING or AWSCURRENT; else None."""
+        version = version_id_for(run_id)
+        snap = self._snapshot() if self._cfg.create_if_missing else self._existing()
+        if snap is None or not {PENDING, CURRENT} & set(snap.labels(version)):
+            return None
+        answer = self._try("GetSecretValue", _GONE, SecretId=self._secret_id, VersionId=version)
+        if answer is None:  # a Lambda rotation's AWSPENDING version before any value is put
+            return None
+        facts = {**snap.trusted(version), "run_id": run_id}
+        return decode_value(self._text(answer, version), version=version, **facts)
+
+    def stage(self, record: TokenRecord, *, run_id: str) -> Receipt:
+        """Put `record` as a new AWSPENDING version named after `run_id`.
+
+        Replay-safe: an existing version of ours with the same token is reused (and given
+        AWSPENDING back if it lost it). Raises BackendConflict when another version holds
+        AWSPENDING without being AWSCURRENT (a rotation we did not start), or when our
+        version holds a different token.
+        """
+        version = version_id_for(run_id)
+        snap = self._snapshot() or self._create()
+        labels, existing = snap.labels(version), None
+        if version in snap.stages:  # a replay, or a Lambda rotation's empty AWSPENDING version
+            existing = self._try(
+                "GetSecretValue", _GONE, SecretId=self._secret_id, VersionId=version
+            )
+        if (
+            existing is not None
+            and decode_value(self._text(existing, version)).token != record.token
+        ):
+            raise self._error("different_token", BackendConflict, version=version, run_id=run_id)
+        pending = snap.holder(PENDING)
+        live = existing is not None and {PENDING, CURRENT} & set(labels)
+        if not live and pending not in (None, version) and CURRENT not in snap.labels(pending):
+            raise self._error("foreign_pending", BackendConflict, version=pending)
+        if existing is None:
+            answer = self._call(
+                "PutSecretValue",
+                SecretId=self._secret_id,
+                ClientRequestToken=version,
+                SecretString=_encode(record, self._cfg.format),
+                VersionStages=[PENDING],
+            )
+            labels = tuple(answer.get("VersionStages", ()))
+        if PENDING not in labels and CURRENT not in labels:
+            # AWS ignores a same-value put to an existing version, so re-attach the label.
+            self._move(PENDING, to=version, away_from=pending)
+        self._tag(_group_tags("pending_", version, record.token_id, record.token_name, run_id))
+        previous = snap.holder(PREVIOUS) if CURRENT in labels else snap.holder(CURRENT)
+        return {"version_id": version, "previous_version_id": previous}
+
+    def promote(self, receipt: Receipt, *, run_id: str) -> None:
+        """Move AWSCURRENT to the run's version, drop its AWSPENDING, tag its token id.
+
+        Replay-safe: a version already AWSCURRENT is not moved again. Raises BackendError
+        when the run's version holds neither AWSPENDING nor AWSCURRENT (nothing staged).
+        """
+        version = self._version_of(receipt, run_id)
+        snap = self._existing()
+        labels = snap.labels(version)
+        previous = snap.holder(PREVIOUS) if CURRENT in labels else snap.holder(CURRENT)
+        if CURRENT not in labels:
+            if PENDING not in labels:
+                raise self._error("not_staged", version=version, run_id=run_id)
+            self._move(CURRENT, to=version, away_from=snap.holder(CURRENT))
+        if PENDING in labels:
+            self._move(PENDING, to=None, away_from=version)
+        self._tag_promoted(snap, version, previous, run_id)
+
+    def rollback(self, receipt: Receipt | None, *, run_id: str) -> None:
+        """Put AWSCURRENT back where it was before `run_id` staged, and drop our AWSPENDING.
+
+        Replay-safe and a no-op when the run's version is absent or already unlabelled.
+        `receipt` None: the previous version is the one labelled AWSPREVIOUS. The first
+        value a secret ever had cannot be un-set (AWS keeps AWSCURRENT on it); that case
+        is logged and left as it is.
+        """
+        version = version_id_for(run_id)
+        snap = self._snapshot()
+        labels = snap.labels(version) if snap is not None else ()
+        if snap is None or not labels:
+            return
+        if CURRENT in labels:
+            if receipt and "previous_version_id" in receipt:
+                target = receipt["previous_version_id"]
+            else:
+                target = snap.holder(PREVIOUS)
+            if target is not None and str(target) in snap.stages:
+                self._move(CURRENT, to=str(target), away_from=version)
+            else:
+                log.warning(
+                    "backend.rollback_kept_first_value", backend=self.label, version_id=version
+                )
+        if PENDING in labels:
+            self._move(PENDING, to=None, away_from=version)
+
+    def describe(self) -> dict[str, str]:
+        """Secret-free facts: where the secret is, its format, KMS key and labelled versions."""
+        facts = {
+            "type": TYPE,
+            "secret_id": self._secret_id,
+            "region": self._region,
+            "format": self._cfg.format,
+            "kms_key_id": self._cfg.kms_key_id or "",
+        }
+        try:
+            snap = self._snapshot()
+        except BackendError as exc:
+            return {**facts, "error": str(exc)}
+        if snap is None:
+            return {**facts, "exists": "false"}
+        facts["kms_key_id"] = snap.kms_key_id or facts["kms_key_id"] or "aws/secretsmanager"
+        for label in (CURRENT, PENDING, PREVIOUS):
+            facts[label] = snap.holder(label) or ""
+        facts["token_id"] = (facts[CURRENT] and snap.trusted(facts[CURRENT])["token_id"]) or ""
+        return {**facts, "exists": "true"}
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _version_of(self, receipt: Receipt, run_id: str) -> str:
+        version = version_id_for(run_id)
+        given = receipt.get("version_id") if receipt else None
+        if given is not None and str(given) != version:
+            raise self._error("receipt", given=given, run_id=run_id, version=version)
+        return version
+
+    def _snapshot(self) -> _Snapshot | None:
+        """DescribeSecret; None when the secret does not exist."""
+        answer = self._try("DescribeSecret", _GONE, SecretId=self._secret_id)
+        if answer is None:
+            return None
+        if answer.get("DeletedDate"):
+            raise self._error("deleted")
+        stages = {str(k): tuple(v) for k, v in (answer.get("VersionIdsToStages") or {}).items()}
+        tags = {str(t["Key"]): str(t.get("Value", "")) for t in answer.get("Tags") or ()}
+        return _Snapshot(stages, tags, answer.get("KmsKeyId"))
+
+    def _existing(self) -> _Snapshot:
+        snap = self._snapshot()
+        if snap is None:
+            raise self._error("missing")
+        return snap
+
+    def _create(self) -> _Snapshot:
+        """CreateSecret with no value (so no version yet), when allowed; race-safe."""
+        if not self._cfg.create_if_missing:
+            raise self._error("missing")
+        extra = {"KmsKeyId": self._cfg.kms_key_id} if self._cfg.kms_key_id else {}
+        tags = [{"Key": k, "Value": v} for k, v in sorted(self._cfg.tags.items())]
+        description = f"MotherDuck token for {self._account or 'an account'}, rotated by rotator"
+        self._try(
+            "CreateSecret", ("ResourceExistsException",),
+            Name=self._secret_id, Description=description, Tags=tags, **extra,
+        )  # fmt: skip
+        log.info("backend.secret_created", backend=self.label)
+        return self._existing()
+
+    def _move(self, label: str, *, to: str | None, away_from: str | None) -> None:
+        args = {"MoveToVersionId": to} if to else {}
+        if away_from:
+            args["RemoveFromVersionId"] = away_from
+        self._call("UpdateSecretVersionStage", SecretId=self._secret_id, VersionStage=label, **args)
+
+    def _tag_promoted(self, snap: _Snapshot, version: str, prev: str | None, run_id: str) -> None:
+        """Tag the promoted token (from the staged group), keeping the old one as previous_."""
+        current = snap.group("")
+        if current["version_id"] == version:
+            return
+        staged = snap.group("pending_")
+        if staged["version_id"] != version:  # tags lost; a JSON value still names its token
+            answer = self._try("GetSecretValue", _GONE, SecretId=self._secret_id, VersionId=version)
+            stored = decode_value(self._text(answer, version)) if answer else None
+            token_id, name = (stored.token_id, stored.token_name) if stored else (None, None)
+            staged = dict(zip(_FIELDS, (version, token_id or "", name or "", run_id), strict=True))
+        tags = _group_tags("", *(staged[f] for f in _FIELDS))
+        if prev and current["version_id"] == prev:
+            tags.update(_group_tags("previous_", *(current[f] for f in _FIELDS)))
+        self._tag(tags)
+
+    def _tag(self, tags: Mapping[str, str]) -> None:
+        pairs = [{"Key": k, "Value": v} for k, v in tags.items()]
+        self._call("TagResource", SecretId=self._secret_id, Tags=pairs)
+
+    def _text(self, answer: Mapping[str, Any], version: str) -> str:
+        if "SecretString" not in answer:
+            raise self._error("binary", version=version)
+        return str(answer["SecretString"])
+
+    # -- the AWS edge: one client, one error translation -----------------------------------
+
+    def _client(self) -> Any:
+        if self._client_obj is None:
+            import boto3
+            from botocore.config import Config as BotoConfig
+
+            session = boto3.Session(profile_name=self._cfg.profile, region_name=self._region)
+            self._client_obj = session.client(
+                "secretsmanager",
+                endpoint_url=self._cfg.endpoint_url,
+                config=BotoConfig(retries={"mode": "standard"}, connect_timeout=5, read_timeout=15),
+            )
+        return self._client_obj
+
+    def _try(self, op: str, allow: tuple[str, ...], **kwargs: Any) -> dict[str, Any] | None:
+        """Call `op`; an AWS error whose code is in `allow` gives None, any other BackendError."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            method = getattr(self._client(), re.sub(r"(?<!^)(?=[A-Z])", "_", op).lower())
+            answer: dict[str, Any] = method(**kwargs)
+        except ClientError as exc:
+            if _code(exc) in allow:
+                return None
+            raise self._client_error(exc, op) from exc
+        except BotoCoreError as exc:
+            raise self._transport_error(exc, op) from exc
+        return answer
+
+    def _call(self, op: str, **kwargs: Any) -> dict[str, Any]:
+        answer = self._try(op, (), **kwargs)
+        assert answer is not None  # nothing is allowed, so every failure raised
+        return answer
+
+    def _client_error(self, exc: ClientError, op: str) -> BackendError:
+        """The most specific one-line error for an AWS error code."""
+        code = _code(exc)
+        detail = " ".join(str(exc.response.get("Error", {}).get("Message", "")).split())[:200]
+        if code == "InvalidRequestException" and "delet" in detail.lower():
+            return self._error("deleted")
+        kms = _KMS_HINT if op in ("GetSecretValue", "PutSecretValue", "CreateSecret") else ""
+        key = _CODE_MESSAGES.get(code, "credentials" if code in _CREDENTIAL_CODES else "aws")
+        cls = BackendConflict if code == "ResourceExistsException" else BackendError
+        return self._error(key, cls, op=op, code=code, detail=detail, kms=kms)
+
+    def _transport_error(self, exc: BotoCoreError, op: str) -> BackendError:
+        """The request got no AWS answer: credentials, profile, region or the network."""
+        from botocore import exceptions as bx
+
+        kinds: list[tuple[Any, str]] = [
+            (bx.NoCredentialsError | bx.PartialCredentialsError, "no_credentials"),
+            (bx.ProfileNotFound, "profile"),
+            (bx.InvalidRegionError, "region"),
+            (bx.ConnectionError | bx.HTTPClientError, "unreachable"),
+        ]
+        key = next((key for kind, key in kinds if isinstance(exc, kind)), "transport")
+        endpoint = self._cfg.endpoint_url or f"https://secretsmanager.{self._region}.amazonaws.com"
+        what = " ".join(str(exc).split())
+        return self._error(key, op=op, endpoint=endpoint, what=what, profile=self._cfg.profile)
+
+    def _error(
+        self, key: str, cls: builtins.type[BackendError] = BackendError, **facts: object
+    ) -> BackendError:
+        where = f"secret {self._secret_id} in {self._region}"
+        text = _MESSAGES[key].format(where=where, sid=self._secret_id, region=self._region, **facts)
+        return cls(text, backend=self.label)
+
+
+def _group_tags(prefix: str, *values: str | None) -> dict[str, str]:
+    """One tag group (`rotator:<prefix>version_id` ...), values made tag-safe."""
+    pairs = zip(_FIELDS, values, strict=True)
+    return {f"rotator:{prefix}{f}": _TAG_UNSAFE.sub("_", v or "")[:256] for f, v in pairs}
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+_KMS_HINT = " (and kms:Decrypt/kms:GenerateDataKey on its KMS key, if customer managed)"
+_CODE_MESSAGES = {
+    "AccessDeniedException": "denied",
+    "ResourceNotFoundException": "missing",
+    "DecryptionFailure": "kms",
+    "EncryptionFailure": "kms",
+    "KMSInvalidStateException": "kms",
+}
+# Each: one line naming the secret and region, and what to do. Never a value.
+_MESSAGES = {
+    "missing": "{where} does not exist; create it, set create_if_missing = true, "
+    "or fix secret_id/region",
+    "deleted": "{where} is scheduled for deletion; restore it with "
+    "`aws secretsmanager restore-secret --secret-id {sid} --region {region}`",
+    "foreign_pending": "{where}: version {version} holds AWSPENDING and was not staged by "
+    "this run (another rotation in progress?); finish that rotation, or clear it with "
+    "`aws secretsmanager update-secret-version-stage --secret-id {sid} --version-stage "
+    "AWSPENDING --remove-from-version-id {version} --region {region}`",
+    "different_token": "{where}: version {version} of run {run_id} already holds a different "
+    "token; roll the run back instead of staging again",
+    "not_staged": "{where}: nothing staged by run {run_id} (version {version} is not "
+    "AWSPENDING); stage it again or roll the run back",
+    "receipt": "{where}: receipt version {given} does not belong to run {run_id} "
+    "(expected {version})",
+    "binary": "{where}: version {version} holds SecretBinary; rotator reads and writes "
+    "SecretString only",
+    "denied": "access denied: secretsmanager:{op} on {where}; grant the role "
+    "secretsmanager:{op} on this secret{kms}",
+    "credentials": "AWS rejected the credentials ({code}) for secretsmanager:{op} on {where}; "
+    "refresh them or fix `profile`",
+    "kms": "KMS refused secretsmanager:{op} on {where} ({code}); check kms_key_id "
+    "and the key policy",
+    "aws": "secretsmanager:{op} failed on {where}: {code}: {detail}",
+    "no_credentials": "no usable AWS credentials for secretsmanager:{op} on {where}; set "
+    "`profile`, AWS_PROFILE or AWS_ACCESS_KEY_ID, or attach a role",
+    "profile": "AWS profile {profile!r} not found for {where}; fix `profile`",
+    "region": "region {region!r} is not a valid AWS region name; fix `region`",
+    "unreachable": "cannot reach Secrets Manager at {endpoint} for {where}: {what}; check "
+    "endpoint_url, region and the network",
+    "transport": "secretsmanager:{op} failed on {where}: {what}",
+}

@@ -1,0 +1,434 @@
+"""The `file` backend: one token in one local file that consumers read.
+
+Layout beside the consumer's file `<path>` (all mode 0600, parent dirs created 0700):
+
+    <path>                  what consumers read: the JSON document or the bare token
+    <path>.pending          the staged value, until promote renames it over <path>
+    <path>.rotator-backup   <path>'s bytes from just before promote, for rollback
+    <path>.rotator.json     sidecar: who staged what (never a secret), see `_Sidecar`
+
+Every write is atomic and durable (temp file, fsync, rename, fsync the directory), so a
+consumer reading `<path>` at any instant sees the complete old or the complete new value
+(I1). The sidecar is written *before* each value write (a write-ahead marker), and values
+are recognised by an HMAC fingerprint keyed with the run id, so a run killed between any
+two steps is found again by `read_staged`/`promote`/`rollback` on resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from backends.base import (
+    BackendConfig,
+    Receipt,
+    StoredToken,
+    TokenRecord,
+    ValueFormat,
+    decode_value,
+    encode_value,
+)
+from rotator.errors import BackendConflict, BackendError
+from rotator.fsutil import atomic_write_bytes, fsync_dir
+from rotator.secret import Secret
+
+__all__ = ["FileBackend", "FileConfig"]
+
+_SIDECAR_VERSION = 1
+
+
+class FileConfig(BackendConfig):
+    """`[[accounts.backends]]` with `type = "file"`."""
+
+    path: str
+
+
+def fingerprint(token: Secret, run_id: str) -> str:
+    """The value's HMAC keyed by the run that wrote it: matches a value, reveals nothing."""
+    return token.fingerprint(run_id.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class _Owner:
+    """Who wrote a value: the run, the token's id/name and the value's fingerprint."""
+
+    run_id: str
+    token_id: str
+    token_name: str
+    fingerprint: str
+
+    def owns(self, token: Secret | None) -> bool:
+        return token is not None and fingerprint(token, self.run_id) == self.fingerprint
+
+    def to_doc(self) -> dict[str, str]:
+        return {
+            "run_id": self.run_id,
+            "token_id": self.token_id,
+            "token_name": self.token_name,
+            "fingerprint": self.fingerprint,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> _Owner | None:
+        if not isinstance(doc, dict):
+            return None
+        fields = [doc.get(k) for k in ("run_id", "token_id", "token_name", "fingerprint")]
+        strings = [f for f in fields if isinstance(f, str)]
+        return cls(*strings) if len(strings) == len(fields) else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Sidecar:
+    """`<path>.rotator.json`: `current` describes `<path>`, `run` the latest run's marker.
+
+    `run.state` is `staging` (marker written, pending may or may not exist yet), then
+    `promoting` (backup taken; the rename may or may not have happened) and `promoted`;
+    `had_previous` says whether `<path>` existed when promote took the backup, and
+    `previous` is the `current` entry from before this run (restored on rollback).
+    """
+
+    current: _Owner | None = None
+    run: _Owner | None = None
+    state: str | None = None
+    had_previous: bool = False
+    previous: _Owner | None = None
+
+    def to_bytes(self) -> bytes:
+        doc: dict[str, Any] = {
+            "version": _SIDECAR_VERSION,
+            "current": self.current.to_doc() if self.current else None,
+            "run": None,
+        }
+        if self.run is not None:
+            doc["run"] = {
+                **self.run.to_doc(),
+                "state": self.state,
+                "had_previous": self.had_previous,
+                "previous": self.previous.to_doc() if self.previous else None,
+            }
+        return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> _Sidecar:
+        doc = json.loads(data)
+        if not isinstance(doc, dict) or doc.get("version") != _SIDECAR_VERSION:
+            raise ValueError("unknown sidecar version")
+        run = doc.get("run")
+        if run is None:
+            return cls(current=_Owner.from_doc(doc.get("current")))
+        state = run.get("state")
+        if state not in ("staging", "promoting", "promoted"):
+            raise ValueError(f"unknown run state {state!r}")
+        return cls(
+            current=_Owner.from_doc(doc.get("current")),
+            run=_Owner.from_doc(run),
+            state=state,
+            had_previous=bool(run.get("had_previous")),
+            previous=_Owner.from_doc(run.get("previous")),
+        )
+
+
+class FileBackend:
+    """A token in a local file; `promote` renames the staged file over the live one."""
+
+    Config: ClassVar[type[BackendConfig]] = FileConfig
+
+    def __init__(self, path: Path, *, fmt: ValueFormat = "json") -> None:
+        self.path = path
+        self.fmt: ValueFormat = fmt
+        self.pending = path.with_name(path.name + ".pending")
+        self.backup = path.with_name(path.name + ".rotator-backup")
+        self.sidecar = path.with_name(path.name + ".rotator.json")
+
+    @classmethod
+    def from_config(cls, config: Any, *, account: str, base_dir: Path) -> FileBackend:
+        """Build from a validated `FileConfig`; a relative `path` resolves against `base_dir`."""
+        cfg = config if isinstance(config, FileConfig) else FileConfig.model_validate(config)
+        path = Path(cfg.path).expanduser()
+        return cls(path if path.is_absolute() else (base_dir / path).absolute(), fmt=cfg.format)
+
+    @property
+    def label(self) -> str:
+        return f"file:{self.path}"
+
+    def describe(self) -> dict[str, str]:
+        return {"type": "file", "path": str(self.path), "format": self.fmt}
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def read_current(self) -> StoredToken | None:
+        """What a consumer reads from `path` now; None when the file is absent or empty.
+
+        Raises BackendError when the file (or the sidecar) cannot be read.
+        """
+        with self._errors("reading"):
+            token = self._read_token(self.path)
+            if token is None:
+                return None
+            current = self._load_sidecar().current
+            owner = current if current is not None and current.owns(token) else None
+            return self._stored(self.path, owner)
+
+    def read_staged(self, run_id: str) -> StoredToken | None:
+        """The value `run_id` staged, from `.pending` or (once promoted) from `path`."""
+        with self._errors("reading the staged value of"):
+            sidecar = self._load_sidecar()
+            run = sidecar.run
+            if run is not None and run.run_id == run_id:
+                for candidate in (self.pending, self.path):
+                    if run.owns(self._read_token(candidate)):
+                        return self._stored(candidate, run)
+            current = sidecar.current
+            owned = current is not None and current.owns(self._read_token(self.path))
+            if current is not None and current.run_id == run_id and owned:
+                return self._stored(self.path, current)
+            return None
+
+    # -- writes --------------------------------------------------------------------------
+
+    def stage(self, record: TokenRecord, *, run_id: str) -> Receipt:
+        """Write `record` to `path.pending` (atomic, 0600); `path` is not touched.
+
+        Safe to replay: when this run's exact token is already pending or live, nothing
+        is written. Raises BackendConflict when another run's staged value is present.
+        """
+        receipt: Receipt = {"path": str(self.path), "pending": str(self.pending)}
+        owner = _Owner(
+            run_id, record.token_id, record.token_name, fingerprint(record.token, run_id)
+        )
+        with self._errors("staging"):
+            sidecar = self._load_sidecar()
+            if sidecar.run is not None and sidecar.run.run_id == run_id:
+                if owner == sidecar.run and any(
+                    owner.owns(self._read_token(p)) for p in (self.pending, self.path)
+                ):
+                    return receipt
+                previous = sidecar.previous
+            else:
+                self._check_foreign(sidecar)
+                current = sidecar.current
+                owned = current is not None and current.owns(self._read_token(self.path))
+                previous = current if owned else None
+            self._write_sidecar(
+                _Sidecar(current=sidecar.current, run=owner, state="staging", previous=previous)
+            )
+            self._reached("marker_written")
+            data = encode_value(record, self.fmt)
+            atomic_write_bytes(self.pending, (data + "\n" if self.fmt == "json" else data).encode())
+            self._reached("pending_written")
+        return receipt
+
+    def promote(self, receipt: Receipt, *, run_id: str) -> None:
+        """Back up `path`, then rename `path.pending` over it (atomic, directory fsynced).
+
+        Safe to replay at every step. Raises BackendError when nothing of `run_id` is staged.
+        """
+        with self._errors("promoting"):
+            sidecar = self._load_sidecar()
+            run = sidecar.run
+            if run is None or run.run_id != run_id:
+                current = sidecar.current
+                if current is not None and current.run_id == run_id:
+                    return
+                raise BackendError(
+                    f"{self.label}: nothing staged by run {run_id} to promote; "
+                    "run the rotation again to stage it",
+                    backend=self.label,
+                )
+            if not run.owns(self._read_token(self.path)):
+                if not run.owns(self._read_token(self.pending)):
+                    raise BackendError(
+                        f"{self.label}: {self.pending} no longer holds run {run_id}'s value; "
+                        "roll the run back and rotate again",
+                        backend=self.label,
+                    )
+                self._take_backup(sidecar, run)
+                self._reached("backup_written")
+                mode = self._mode_of(self.path)
+                if mode is not None:
+                    os.chmod(self.pending, mode)  # consumers keep the access they had
+                os.replace(self.pending, self.path)
+                fsync_dir(self.path.parent)
+                self._reached("renamed")
+            self._unlink(self.pending)
+            had_previous = self._load_sidecar().had_previous  # as the backup step recorded it
+            self._write_sidecar(
+                _Sidecar(
+                    current=run,
+                    run=run,
+                    state="promoted",
+                    had_previous=had_previous,
+                    previous=sidecar.previous,
+                )
+            )
+
+    def rollback(self, receipt: Receipt | None, *, run_id: str) -> None:
+        """Put back `path`'s bytes from before `run_id` (removing it if it did not exist).
+
+        Safe to replay; a no-op when nothing of `run_id` is present. Raises BackendConflict
+        when this run's value is live but its backup was replaced by another run.
+        """
+        with self._errors("rolling back"):
+            sidecar = self._load_sidecar()
+            run = sidecar.run
+            if run is None or run.run_id != run_id:
+                current = sidecar.current
+                if (
+                    current is not None
+                    and current.run_id == run_id
+                    and current.owns(self._read_token(self.path))
+                ):
+                    raise BackendConflict(
+                        f"{self.label}: run {run_id}'s value is live but another run's state "
+                        f"replaced its backup; restore {self.path} by hand",
+                        backend=self.label,
+                    )
+                return
+            current = sidecar.current
+            if current is not None and current.run_id == run_id:
+                current = sidecar.previous
+            if run.owns(self._read_token(self.path)):
+                if sidecar.state not in ("promoting", "promoted"):
+                    raise BackendConflict(
+                        f"{self.label}: {self.path} holds run {run_id}'s value but no backup "
+                        "was taken; restore the file by hand",
+                        backend=self.label,
+                    )
+                if sidecar.had_previous:
+                    if not self.backup.exists():
+                        raise BackendError(
+                            f"{self.label}: backup {self.backup} is missing; restore "
+                            f"{self.path} by hand",
+                            backend=self.label,
+                        )
+                    os.replace(self.backup, self.path)
+                else:
+                    self._unlink(self.path)
+                fsync_dir(self.path.parent)
+                self._reached("restored")
+                current = sidecar.previous
+            self._unlink(self.pending)
+            self._unlink(self.backup)
+            self._write_sidecar(_Sidecar(current=current))
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _reached(self, step: str) -> None:
+        """Called after each durable step; tests replace it to simulate a crash there."""
+
+    def _check_foreign(self, sidecar: _Sidecar) -> None:
+        """Refuse to stage over another run's unfinished work; clear a finished run's leftovers."""
+        run = sidecar.run
+        pending_exists = self.pending.exists()
+        if run is None:
+            if pending_exists:
+                raise BackendConflict(
+                    f"{self.label}: {self.pending} exists but no rotator run staged it; "
+                    "delete it if nothing else is writing this file",
+                    backend=self.label,
+                )
+            return
+        if pending_exists or sidecar.state == "promoting":
+            raise BackendConflict(
+                f"{self.label}: run {run.run_id} left {self.pending.name} in state "
+                f"{sidecar.state}; resume or roll back that run (`rotator rotate`), or delete "
+                f"{self.pending} and {self.sidecar} if it is abandoned",
+                backend=self.label,
+            )
+        self._unlink(self.backup)  # a promoted run's backup: that run is over
+
+    def _take_backup(self, sidecar: _Sidecar, run: _Owner) -> None:
+        data = self._read_bytes(self.path)
+        if data is not None:
+            atomic_write_bytes(self.backup, data, mode=self._mode_of(self.path) or 0o600)
+        else:
+            self._unlink(self.backup)
+        self._write_sidecar(
+            _Sidecar(
+                current=sidecar.current,
+                run=run,
+                state="promoting",
+                had_previous=data is not None,
+                previous=sidecar.previous,
+            )
+        )
+
+    def _stored(self, path: Path, owner: _Owner | None) -> StoredToken:
+        text = (self._read_bytes(path) or b"").decode()
+        if owner is None:
+            return decode_value(text)
+        return decode_value(
+            text, token_id=owner.token_id, token_name=owner.token_name, run_id=owner.run_id
+        )
+
+    def _read_token(self, path: Path) -> Secret | None:
+        data = self._read_bytes(path)
+        if data is None or not data.strip():
+            return None
+        return decode_value(data.decode()).token
+
+    def _read_bytes(self, path: Path) -> bytes | None:
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def _load_sidecar(self) -> _Sidecar:
+        data = self._read_bytes(self.sidecar)
+        if data is None:
+            return _Sidecar()
+        try:
+            return _Sidecar.from_bytes(data)
+        except (ValueError, AttributeError) as exc:
+            raise BackendError(
+                f"{self.label}: {self.sidecar} is not a rotator sidecar ({exc}); "
+                "move it away if no rotation is in progress",
+                backend=self.label,
+            ) from exc
+
+    def _write_sidecar(self, sidecar: _Sidecar) -> None:
+        atomic_write_bytes(self.sidecar, sidecar.to_bytes())
+
+    @staticmethod
+    def _mode_of(path: Path) -> int | None:
+        try:
+            return path.stat().st_mode & 0o777
+        except FileNotFoundError:
+            return None
+
+    @staticmethod
+    def _unlink(path: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Translate filesystem errors into one-line BackendErrors naming the file."""
+        try:
+            yield
+        except OSError as exc:
+            where = exc.filename or self.path
+            if isinstance(exc, PermissionError):
+                hint = "check the file's and its directory's owner and permissions"
+            elif isinstance(exc, IsADirectoryError) or exc.errno == errno.EISDIR:
+                hint = "a directory is in the way; point `path` at a file"
+            elif isinstance(exc, NotADirectoryError):
+                hint = "a parent of the path is a file, not a directory"
+            elif exc.errno == errno.ENOSPC:
+                hint = "the disk is full"
+            else:
+                hint = exc.strerror or type(exc).__name__
+            raise BackendError(
+                f"{self.label}: {doing} {where} failed: {hint}", backend=self.label
+            ) from exc
+        except UnicodeDecodeError as exc:
+            raise BackendError(
+                f"{self.label}: {doing} {self.path} failed: the file is not UTF-8 text",
+                backend=self.label,
+            ) from exc

@@ -1,0 +1,521 @@
+"""The `rotator` command: argument parsing, wiring, output and exit statuses.
+
+Exit statuses (one table, by exception family and run outcome):
+    0  every account completed, adopted, not due, or waiting out its revoke grace
+    1  a rotation failed and was rolled back (the old token is still valid), or a
+       service could not be reached before anything changed
+    2  usage, config or credential error; nothing was touched
+    3  incomplete: the lease is held by another run, or the run was interrupted and
+       the next `rotator rotate` resumes it
+    4  needs attention: a rollback could not finish; the message says what is left
+Command output goes to stdout; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, TextIO
+
+import structlog
+
+from rotator import __version__
+from rotator.checkpoint import FileStore, StateStore, utcnow
+from rotator.config import Config, default_config_path, load_config
+from rotator.errors import (
+    BackendError,
+    BadRequest,
+    ConfigError,
+    Forbidden,
+    LeaseHeld,
+    MotherDuckError,
+    NeedsAttention,
+    NotFound,
+    RotatorError,
+    StateError,
+    Unauthorized,
+    WrongRoute,
+)
+from rotator.secret import Secret
+from rotator.workflow import Engine, Outcome
+
+__all__ = ["main"]
+
+log = structlog.get_logger("rotator.cli")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_ATTENTION = 0, 1, 2, 3, 4
+
+# Most specific first: the first matching family decides the exit status.
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (ConfigError, EXIT_USAGE),
+    (Unauthorized, EXIT_USAGE),
+    (Forbidden, EXIT_USAGE),
+    (WrongRoute, EXIT_USAGE),
+    (NotFound, EXIT_USAGE),
+    (BadRequest, EXIT_USAGE),
+    (StateError, EXIT_USAGE),
+    (LeaseHeld, EXIT_INCOMPLETE),
+    (NeedsAttention, EXIT_ATTENTION),
+    (MotherDuckError, EXIT_FAILED),
+    (BackendError, EXIT_FAILED),
+    (RotatorError, EXIT_FAILED),
+)
+_SEVERITY = (EXIT_ATTENTION, EXIT_FAILED, EXIT_INCOMPLETE, EXIT_USAGE)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    for family, code in EXIT_CODES:
+        if isinstance(exc, family):
+            return code
+    return EXIT_FAILED
+
+
+def worst(codes: Sequence[int]) -> int:
+    """The exit status for several accounts: the most severe one any account had."""
+    for code in _SEVERITY:
+        if code in codes:
+            return code
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rotator", description="Rotate MotherDuck service-account tokens safely."
+    )
+    parser.add_argument("--version", action="version", version=f"rotator {__version__}")
+    parser.add_argument(
+        "--config", help="config file (default: $ROTATOR_CONFIG, else ./rotator.toml)"
+    )
+    parser.add_argument("--log-format", choices=["auto", "console", "json"], default="auto")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    rotate = sub.add_parser("rotate", help="rotate (or resume) accounts that are due")
+    rotate.add_argument("usernames", nargs="*", metavar="USERNAME")
+    rotate.add_argument("--all", action="store_true", help="every configured account")
+    rotate.add_argument("--force", action="store_true", help="rotate even if not due")
+    rotate.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    rotate.add_argument("--revoke-now", action="store_true", help="skip the remaining grace")
+    rotate.add_argument("--concurrency", type=_positive_int, default=4, metavar="N")
+    rotate.add_argument("--json", action="store_true", help="one JSON object per account")
+    rotate.add_argument("--metrics-file", metavar="PATH", help="write Prometheus textfile metrics")
+
+    status = sub.add_parser("status", help="token age, next due date, pending revoke, last run")
+    status.add_argument("usernames", nargs="*", metavar="USERNAME")
+    status.add_argument("--json", action="store_true")
+    status.add_argument(
+        "--drift", action="store_true", help="also check drift (reads backends and MotherDuck)"
+    )
+    status.add_argument("--metrics-file", metavar="PATH", help="write Prometheus textfile metrics")
+
+    drift = sub.add_parser("drift", help="compare backends, state and MotherDuck (reads only)")
+    drift.add_argument("usernames", nargs="*", metavar="USERNAME")
+    drift.add_argument("--json", action="store_true", help="one JSON object per account")
+    drift.add_argument(
+        "--fail-on",
+        choices=["any", "critical"],
+        default="any",
+        help="exit 1 on any warning/critical finding (default) or on critical ones only",
+    )
+
+    history = sub.add_parser("history", help="past runs of an account")
+    history.add_argument("username", metavar="USERNAME")
+    history.add_argument("--json", action="store_true")
+
+    abort = sub.add_parser("abort", help="roll back an unfinished run")
+    abort.add_argument("run_id", metavar="RUN_ID")
+    abort.add_argument("--json", action="store_true")
+
+    adopt = sub.add_parser("adopt", help="record an existing token id as the current token")
+    adopt.add_argument("username", metavar="USERNAME")
+    adopt.add_argument("--token-id", required=True)
+    adopt.add_argument("--json", action="store_true")
+
+    tokens = sub.add_parser("tokens", help="list an account's live tokens (metadata only)")
+    tokens.add_argument("username", metavar="USERNAME")
+    tokens.add_argument("--json", action="store_true")
+
+    config = sub.add_parser("config", help="configuration helpers")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_sub.add_parser("validate", help="check the config file and print every problem")
+
+    state = sub.add_parser("state", help="state store helpers")
+    state_sub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
+    state_sub.add_parser("init", help="create the DynamoDB table (or the state directory)")
+
+    sim = sub.add_parser("simulator", help="run the local MotherDuck simulator", add_help=False)
+    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["simulator"]:
+        from rotator.simulator.cli import main as simulator_main
+
+        return simulator_main(args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    from rotator import log as rlog
+
+    rlog.configure(args.log_format, level=args.log_level)
+    out = sys.stdout
+    try:
+        handler: Callable[[argparse.Namespace, TextIO], int] = _COMMANDS[args.command]
+        return handler(args, out)
+    except RotatorError as exc:
+        print(f"rotator: error: {exc}", file=sys.stderr)
+        return exit_code_for(exc)
+    except KeyboardInterrupt:
+        print("rotator: interrupted; the next `rotator rotate` resumes", file=sys.stderr)
+        return EXIT_INCOMPLETE
+
+
+# -- wiring --------------------------------------------------------------------------------
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(default_config_path(args.config))
+
+
+def _admin_token(config: Config) -> Secret:
+    name = config.motherduck.admin_token_env
+    value = os.environ.get(name, "").strip()
+    if not value and config.motherduck.admin_token_secret_id:
+        # The Lambda config keeps the admin token in Secrets Manager; read it the same way.
+        from rotator.aws_lambda import admin_token
+
+        return admin_token(config)
+    if not value:
+        raise ConfigError(
+            f"environment variable {name} is not set; it must hold a MotherDuck admin token "
+            "([motherduck] admin_token_env names it)"
+        )
+    return Secret(value)
+
+
+def make_store(config: Config, clock: Callable[[], datetime] = utcnow) -> StateStore:
+    if config.state.store == "file":
+        return FileStore(config.state_path, clock=clock)
+    from rotator.checkpoint_dynamodb import DynamoDBStore
+
+    return DynamoDBStore(
+        _table_name(config),
+        region=config.state.region,
+        endpoint_url=config.state.endpoint_url,
+        clock=clock,
+    )
+
+
+def _table_name(config: Config) -> str:
+    if not config.state.table:
+        raise ConfigError('state.table: required when store = "dynamodb"')
+    return config.state.table
+
+
+def make_engine(config: Config) -> Engine:
+    """An engine whose MotherDuck client (and admin token) is created on first use."""
+    from rotator.motherduck import MotherDuckClient
+
+    def client() -> MotherDuckClient:
+        return MotherDuckClient(
+            config.motherduck.api_url,
+            _admin_token(config),
+            timeout=config.motherduck.timeout.total_seconds(),
+        )
+
+    from rotator.audit import event_sink
+
+    clock = clock_from_env()
+    engine = Engine(config, None, make_store(config, clock), client_factory=client, clock=clock)
+    engine.on_event = event_sink(config, engine)
+    return engine
+
+
+def clock_from_env() -> Callable[[], datetime]:
+    """`ROTATOR_NOW` (RFC 3339) pins "now", for drills and tests of grace and due dates."""
+    pinned = os.environ.get("ROTATOR_NOW")
+    if not pinned:
+        return utcnow
+    try:
+        now = datetime.fromisoformat(pinned)
+    except ValueError:
+        raise ConfigError(f"ROTATOR_NOW: {pinned!r} is not an RFC 3339 timestamp") from None
+    if now.tzinfo is None:
+        raise ConfigError("ROTATOR_NOW: give a timezone, e.g. 2026-11-23T12:00:00+00:00")
+    return lambda: now
+
+
+def _selected(config: Config, names: Sequence[str], all_: bool) -> list[str]:
+    if names and all_:
+        raise ConfigError("give account names or --all, not both")
+    if all_ or not names:
+        if not config.accounts:
+            raise ConfigError(f"{config.source}: no [[accounts]] configured")
+        if not all_ and len(config.accounts) > 1:
+            raise ConfigError("several accounts are configured: name them or pass --all")
+        return [a.username for a in config.accounts]
+    return [config.account(name).username for name in names]
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
+    config = _config(args)
+    names = _selected(config, args.usernames, args.all)
+    engine = make_engine(config)
+
+    def one(name: str) -> Outcome:
+        try:
+            if args.dry_run:
+                return engine.plan(name, force=args.force)
+            return engine.rotate(name, force=args.force, revoke_now=args.revoke_now)
+        except RotatorError as exc:
+            if len(names) == 1:
+                raise
+            code = exit_code_for(exc)
+            result = {EXIT_INCOMPLETE: "incomplete", EXIT_ATTENTION: "needs_attention"}.get(
+                code, "error"
+            )
+            return Outcome(name, result, str(exc))
+
+    with ThreadPoolExecutor(max_workers=min(args.concurrency, len(names))) as pool:
+        outcomes = list(pool.map(one, names))
+    _print_outcomes(outcomes, out, as_json=args.json)
+    if args.metrics_file:
+        _write_metrics(engine, names, args.metrics_file, live=not args.dry_run)
+    return worst([o.exit_code for o in outcomes])
+
+
+def _write_metrics(
+    engine: Engine,
+    names: Sequence[str],
+    path: str,
+    *,
+    live: bool,
+    drift: dict[str, Any] | None = None,
+) -> None:
+    from pathlib import Path
+
+    from rotator.metrics import write_metrics_file
+
+    write_metrics_file(engine, names, Path(path), live=live, drift=drift)
+
+
+def _print_outcomes(outcomes: Sequence[Outcome], out: TextIO, *, as_json: bool) -> None:
+    if as_json:
+        for o in outcomes:
+            doc = {
+                "account": o.account,
+                "run_id": o.run_id,
+                "state": o.state or o.result,
+                "result": o.result,
+                "old_token_id": o.old_token_id,
+                "new_token_id": o.new_token_id,
+                "revoked": o.revoked,
+                "revoke_not_before": o.revoke_not_before,
+                "message": o.message,
+            }
+            out.write(json.dumps(doc) + "\n")
+        return
+    rows = [
+        [o.account, o.result, o.old_token_id or "-", o.new_token_id or "-", o.message]
+        for o in outcomes
+    ]
+    _table(out, ["ACCOUNT", "RESULT", "OLD TOKEN", "NEW TOKEN", "MESSAGE"], rows)
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    from rotator.status_view import STATUS_HEADER, render_table, status_doc, status_rows
+
+    config = _config(args)
+    names = [config.account(n).username for n in args.usernames] or [
+        a.username for a in config.accounts
+    ]
+    engine = make_engine(config)
+    reports = _drift_reports(engine, names) if args.drift else {}
+    docs = [status_doc(engine, name, reports.get(name)) for name in names]
+    if args.json:
+        for doc in docs:
+            out.write(json.dumps(doc) + "\n")
+    else:
+        render_table(out, STATUS_HEADER, status_rows(docs), title="rotator status")
+    if args.metrics_file:
+        _write_metrics(engine, names, args.metrics_file, live=False, drift=reports)
+    return EXIT_OK
+
+
+def _drift_reports(engine: Engine, names: Sequence[str]) -> dict[str, Any]:
+    from rotator.drift import check_account
+
+    return {name: check_account(engine, engine.config.account(name)) for name in names}
+
+
+def cmd_drift(args: argparse.Namespace, out: TextIO) -> int:
+    """Exit 0 clean, 1 drift at or above --fail-on, 2 usage/config/credential errors."""
+    from rotator.status_view import DRIFT_HEADER, drift_rows, render_table
+
+    config = _config(args)
+    names = [config.account(n).username for n in args.usernames] or [
+        a.username for a in config.accounts
+    ]
+    if not names:
+        raise ConfigError(f"{config.source}: no [[accounts]] configured")
+    engine = make_engine(config)
+    reports = list(_drift_reports(engine, names).values())
+    if args.json:
+        for report in reports:
+            out.write(json.dumps(report.to_dict()) + "\n")
+    else:
+        render_table(out, DRIFT_HEADER, drift_rows(reports), title="rotator drift")
+    return EXIT_FAILED if any(r.fails(args.fail_on) for r in reports) else EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
+    config = _config(args)
+    engine = make_engine(config)
+    name = config.account(args.username).username
+    runs = [engine.load_run(rid) for rid in reversed(engine.account_record(name).runs)]
+    docs = [r.to_doc() for r in runs if r is not None]
+    if args.json:
+        for doc in docs:
+            out.write(json.dumps(doc) + "\n")
+        return EXIT_OK
+    rows = [
+        [
+            d["run_id"],
+            d["state"],
+            d["started_at"],
+            (d["old_token"] or {}).get("id", "-"),
+            (d["new_token"] or {}).get("id", "-"),
+            d["failure"] or "",
+        ]
+        for d in docs
+    ]
+    _table(out, ["RUN", "STATE", "STARTED", "OLD TOKEN", "NEW TOKEN", "FAILURE"], rows)
+    return EXIT_OK
+
+
+def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
+    config = _config(args)
+    engine = make_engine(config)
+    run = engine.load_run(args.run_id)
+    if run is None:
+        raise ConfigError(f"no run {args.run_id} in {engine.store.describe()}")
+    outcome = engine.abort(run.account, run.run_id)
+    _print_outcomes([outcome], out, as_json=args.json)
+    return outcome.exit_code
+
+
+def cmd_adopt(args: argparse.Namespace, out: TextIO) -> int:
+    config = _config(args)
+    engine = make_engine(config)
+    outcome = engine.adopt(args.username, args.token_id)
+    _print_outcomes([outcome], out, as_json=args.json)
+    return EXIT_OK
+
+
+def cmd_tokens(args: argparse.Namespace, out: TextIO) -> int:
+    config = _config(args)
+    engine = make_engine(config)
+    tokens = engine.client.list_tokens(args.username)
+    if args.json:
+        for t in tokens:
+            doc = asdict(t)
+            for key in ("created_ts", "expire_at"):
+                doc[key] = doc[key].isoformat() if doc[key] else None
+            out.write(json.dumps(doc) + "\n")
+        return EXIT_OK
+    rows = [
+        [
+            t.id,
+            t.name or "-",
+            t.created_ts.isoformat() if t.created_ts else "-",
+            t.expire_at.isoformat() if t.expire_at else "never",
+            t.token_type,
+        ]
+        for t in tokens
+    ]
+    _table(out, ["ID", "NAME", "CREATED", "EXPIRES", "TYPE"], rows)
+    return EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace, out: TextIO) -> int:
+    path = default_config_path(args.config)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            out.write(f"{problem}\n")
+        raise ConfigError(f"{path}: {len(exc.problems)} problem(s)") from None
+    engine = make_engine(config)
+    for account in config.accounts:
+        engine.backends(account)
+        engine.checks(account)
+    out.write(f"{path}: ok ({len(config.accounts)} account(s))\n")
+    return EXIT_OK
+
+
+def cmd_state(args: argparse.Namespace, out: TextIO) -> int:
+    config = _config(args)
+    if config.state.store == "dynamodb":
+        from rotator.checkpoint_dynamodb import create_table
+
+        out.write(
+            create_table(
+                _table_name(config),
+                region=config.state.region,
+                endpoint_url=config.state.endpoint_url,
+            )
+            + "\n"
+        )
+        return EXIT_OK
+    store = FileStore(config.state_path)
+    store.fingerprint_key()
+    out.write(f"state directory {config.state_path} ready\n")
+    return EXIT_OK
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
+    "state": cmd_state,
+    "rotate": cmd_rotate,
+    "status": cmd_status,
+    "drift": cmd_drift,
+    "history": cmd_history,
+    "abort": cmd_abort,
+    "adopt": cmd_adopt,
+    "tokens": cmd_tokens,
+    "config": cmd_config,
+}
+
+
+def _table(out: TextIO, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [len(h) for h in header]
+    for row in rows:
+        widths = [max(w, len(str(c))) for w, c in zip(widths, row, strict=True)]
+    for row in [header, *rows]:
+        out.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        out.write("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Durable file writes: a reader sees the old bytes or the new bytes, never a mix.
+
+Temp file in the same directory, fsync, `os.replace`, fsync the directory, mode 0600 —
+so a crash at any instant leaves either version on disk, and nobody else can read it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_write_bytes", "ensure_private_dir", "fsync_dir"]
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create `path` and any missing parents with mode 0700 (existing ones are left as they are)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry change (rename, unlink) to disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o600, durable: bool = True) -> None:
+    """Replace `path` with `data` atomically; `durable=False` skips the fsyncs (tests, benchmarks).
+
+    Raises OSError from the filesystem; the previous content is intact when it does.
+    """
+    ensure_private_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        fsync_dir(path.parent)

@@ -1,0 +1,95 @@
+"""Hook commands run at fixed points of a rotation (restart a deployment, notify a channel).
+
+Points: `after_store`, `after_promote`, `after_revoke`, `on_failure`. A hook gets the
+account, run id and token ids in its environment; the new token's secret only when it
+opts in with `pass_token = true` (as MOTHERDUCK_TOKEN, never on the command line). Its
+output is captured, masked and logged on failure. A resumed run may run a hook whose
+outcome was not recorded a second time, so hooks should be safe to repeat.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+import structlog
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from rotator.durations import parse_duration
+from rotator.errors import HookFailed
+from rotator.secret import Secret
+
+__all__ = ["HookSpec", "Hooks", "run_hook"]
+
+log = structlog.get_logger("rotator.hooks")
+
+HookPoint = Literal["after_store", "after_promote", "after_revoke", "on_failure"]
+
+
+class HookSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: tuple[str, ...] = Field(min_length=1)
+    timeout: Annotated[timedelta, BeforeValidator(parse_duration)] = timedelta(seconds=60)
+    on_error: Literal["rollback", "warn"] = "rollback"
+    pass_token: bool = False
+    env: Mapping[str, str] = Field(default_factory=dict)
+
+
+class Hooks(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    after_store: HookSpec | None = None
+    after_promote: HookSpec | None = None
+    after_revoke: HookSpec | None = None
+    on_failure: HookSpec | None = None
+
+
+def run_hook(
+    point: HookPoint,
+    spec: HookSpec,
+    *,
+    facts: Mapping[str, str | None],
+    token: Secret | None = None,
+    cwd: Path | None = None,
+) -> None:
+    """Run one hook; raise HookFailed on a non-zero exit, a timeout or a missing program.
+
+    `facts` become ROTATOR_* variables (account, run_id, old/new token ids, ...); `cwd`
+    (the config file's directory) is where relative commands are found.
+    """
+    env = {**os.environ, **spec.env, "ROTATOR_HOOK": point}
+    env.update({f"ROTATOR_{k.upper()}": v or "" for k, v in facts.items()})
+    if spec.pass_token and token is not None:
+        env["MOTHERDUCK_TOKEN"] = token.reveal()
+    try:
+        done = subprocess.run(
+            list(spec.command),
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            timeout=spec.timeout.total_seconds(),
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise HookFailed(
+            f"{point} hook {spec.command[0]!r} timed out after {spec.timeout.total_seconds():g}s",
+            hook=point,
+        ) from None
+    except OSError as exc:
+        raise HookFailed(
+            f"{point} hook cannot run {spec.command[0]!r}: {exc.strerror}", hook=point
+        ) from None
+    output = (done.stdout + done.stderr).decode(errors="replace")
+    if token is not None:
+        output = output.replace(token.reveal(), "***")
+    if done.returncode != 0:
+        tail = output.strip()[-500:]
+        raise HookFailed(
+            f"{point} hook {spec.command[0]!r} exited {done.returncode}: {tail}", hook=point
+        )
+    log.info("hook.succeeded", hook=point, command=spec.command[0])

@@ -1,0 +1,235 @@
+"""Logging for rotator: structlog configured once, JSON or console, secrets redacted.
+
+Entry points (`cli.py`, `aws_lambda.py`) call `configure()` once; library modules only
+hold `log = structlog.get_logger()` (a lazy proxy, so importing this module or theirs
+before `configure()` is safe). Every event, ours or a stdlib `logging` record from httpx,
+botocore or hvac, goes through the same list of small processors:
+
+    merge_contextvars -> add_log_level -> timestamp (ISO, UTC) -> format_exc_info
+        -> RedactSecrets -> JSONRenderer | ConsoleRenderer
+
+`RedactSecrets` runs just before the renderer, after exceptions became text, so it sees
+every byte that will be written. It replaces every known secret value (see the registry
+in `rotator.secret`) and anything shaped like a MotherDuck token (a JWT) with `***`.
+Logs go to stderr by default: stdout is reserved for command output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import re
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Final, Literal, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from rotator import secret as _secret
+from rotator.secret import MASK, Secret
+
+__all__ = ["LIBRARY_LOGGERS", "RedactSecrets", "bind_run", "configure"]
+
+Format = Literal["auto", "console", "json"]
+
+LIBRARY_LOGGERS: Final = (
+    "httpx",
+    "httpcore",
+    "botocore",
+    "boto3",
+    "urllib3",
+    "s3transfer",
+    "hvac",
+)
+"""Chatty third-party loggers, held at `library_level` (WARNING by default)."""
+
+_KEY_LENGTH: Final = _secret.MIN_KNOWN_LENGTH
+_HANDLER_MARK: Final = "_rotator_log_handler"
+
+
+class _KnownIndex:
+    """A snapshot of the known secrets, built so a miss costs a few C-level scans.
+
+    Every registered secret is at least `_KEY_LENGTH` long; its last `_KEY_LENGTH`
+    characters are its key. An occurrence of a secret lies inside a run of characters
+    drawn from the secrets' alphabet, so `runs` (one compiled character-class regex) finds
+    the only places worth looking at; a sliding window over those runs then looks keys up
+    in a dict. Only secrets whose key was seen are searched for in full.
+    """
+
+    __slots__ = ("by_key", "generation", "runs")
+
+    def __init__(self, generation: int, values: Iterable[str]) -> None:
+        self.generation = generation
+        self.by_key: dict[str, list[str]] = {}
+        alphabet: set[str] = set()
+        for value in values:
+            self.by_key.setdefault(value[-_KEY_LENGTH:], []).append(value)
+            alphabet.update(value)
+        for group in self.by_key.values():
+            group.sort(key=len, reverse=True)  # a longer secret first, if one holds another
+        charset = "".join(re.escape(c) for c in sorted(alphabet))
+        self.runs = re.compile(f"[{charset}]{{{_KEY_LENGTH},}}") if charset else None
+
+    def redact(self, text: str) -> str:
+        if self.runs is None or len(text) < _KEY_LENGTH:
+            return text
+        found: set[str] = set()
+        for run in self.runs.finditer(text):
+            chunk = run.group()
+            for end in range(_KEY_LENGTH, len(chunk) + 1):
+                group = self.by_key.get(chunk[end - _KEY_LENGTH : end])
+                if group is not None:
+                    found.update(value for value in group if value in text)
+        for value in sorted(found, key=len, reverse=True):
+            text = text.replace(value, MASK)
+        return text
+
+
+class RedactSecrets:
+    """Replace known secret values and token-shaped strings anywhere in an event.
+
+    Walks every value: strings, nested mappings, lists, tuples and sets; `Secret` objects
+    become `***`; any other object is rendered with `repr()` and then scrubbed, so nothing
+    reaches the renderer unscrubbed. `known` adds fixed values to the process registry
+    that `Secret` fills; `use_registry=False` uses `known` alone. `pattern` (default: a
+    JWT) matches secrets nobody registered; pass None to turn it off.
+    """
+
+    def __init__(
+        self,
+        known: Iterable[str] = (),
+        *,
+        pattern: str | re.Pattern[str] | None = _secret.TOKEN_PATTERN,
+        use_registry: bool = True,
+    ) -> None:
+        self._extra = frozenset(v for v in known if len(v) >= _KEY_LENGTH)
+        self._pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
+        # Every default-pattern match contains "eyJ": a substring test skips the regex.
+        self._hint = "eyJ" if pattern == _secret.TOKEN_PATTERN else ""
+        self._use_registry = use_registry
+        self._index = _KnownIndex(-1, self._extra)
+
+    def _current(self) -> _KnownIndex:
+        if not self._use_registry:
+            return self._index
+        generation = _secret.registry_generation()
+        index = self._index
+        if index.generation != generation:
+            generation, values = _secret.known_secrets()
+            index = _KnownIndex(generation, values | self._extra)
+            self._index = index  # one assignment: other threads see old or new, both whole
+        return index
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        index = self._current()
+        return {self._str(k, index): self._value(v, index) for k, v in event_dict.items()}
+
+    def redact(self, text: str) -> str:
+        """Scrub one string (also handy for messages bound for other outputs)."""
+        return self._str(text, self._current())
+
+    def _str(self, text: str, index: _KnownIndex) -> str:
+        if self._pattern is not None and self._hint in text:
+            text = self._pattern.sub(MASK, text)
+        return index.redact(text)
+
+    def _value(self, value: Any, index: _KnownIndex) -> Any:
+        if isinstance(value, str):
+            return self._str(value, index)
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, Secret):
+            return MASK
+        if isinstance(value, Mapping):
+            return {self._value(k, index): self._value(v, index) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            items = [self._value(v, index) for v in value]
+            return tuple(items) if isinstance(value, tuple) else items
+        if isinstance(value, dt.datetime | dt.date):
+            return value.isoformat()
+        return self._str(repr(value), index)
+
+
+def _renderer(fmt: Format, stream: TextIO) -> Processor:
+    if fmt == "auto":
+        fmt = "console" if _isatty(stream) else "json"
+    if fmt == "console":
+        return structlog.dev.ConsoleRenderer(colors=_isatty(stream))
+    return structlog.processors.JSONRenderer(sort_keys=False)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # closed or not a real file
+        return False
+
+
+def _level_number(level: str) -> int:
+    number = logging.getLevelName(level.upper())
+    if not isinstance(number, int):
+        raise ValueError(f"unknown log level {level!r}; use debug, info, warning or error")
+    return number
+
+
+def configure(
+    fmt: Format = "auto",
+    level: str = "info",
+    stream: TextIO | None = None,
+    *,
+    library_level: str = "warning",
+) -> None:
+    """Set up structlog and stdlib logging; call once, from an entry point.
+
+    `fmt="auto"` renders for people on a TTY and JSON lines otherwise. `stream` defaults
+    to stderr. Calling it again replaces the previous setup (tests, Lambda re-init).
+    Raises ValueError for an unknown level name.
+    """
+    out = sys.stderr if stream is None else stream
+    threshold = _level_number(level)
+    renderer = _renderer(fmt, out)
+    redact = RedactSecrets()
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        timestamper,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, redact, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
+        logger_factory=structlog.WriteLoggerFactory(file=out),
+        # Not cached: a reconfigure (tests, a new stream) must reach module-level loggers.
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    setattr(handler, _HANDLER_MARK, True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(threshold)
+    library_threshold = max(threshold, _level_number(library_level))
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(library_threshold)
+
+
+@contextlib.contextmanager
+def bind_run(**values: Any) -> Iterator[None]:
+    """Attach `values` (run_id, account, step...) to every event logged inside the block."""
+    with structlog.contextvars.bound_contextvars(**values):
+        yield

@@ -1,0 +1,198 @@
+"""What every step of a run shares: collaborators, checkpoint writes, transitions, hooks.
+
+`Runner` (the steps) builds on this; nothing here decides what happens next.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import structlog
+
+from backends import StoredToken
+from rotator.checkpoint import Lease
+from rotator.config import AccountConfig
+from rotator.errors import BackendError, HookFailed
+from rotator.events import RunEvent
+from rotator.hooks import HookPoint, run_hook
+from rotator.outcome import token_id as _id
+from rotator.runrecord import Run, RunState, TokenRef, token_name_for
+from rotator.secret import Secret
+
+if TYPE_CHECKING:
+    from rotator.workflow import Engine
+
+__all__ = ["RunContext", "StepFailed"]
+
+log = structlog.get_logger("rotator.workflow")
+
+
+class StepFailed(Exception):
+    """A step failed in a way that calls for rollback; carries the reason in words."""
+
+
+class RunContext:
+    """One account's run under one lease: its collaborators and the bookkeeping every step uses.
+
+    Holds the new token's secret in memory only.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        account: AccountConfig,
+        lease: Lease,
+        *,
+        until: RunState | None = None,
+        stage_only: str | None = None,
+    ) -> None:
+        self.until = until
+        self.stage_only = stage_only
+        self.e = engine
+        self.account = account
+        self.name = account.username
+        self.lease = lease
+        self.policy = account.policy
+        self.backends = {b.label: b for b in engine.backends(account)}
+        self.checks = engine.checks(account)
+        self.key = engine.store.fingerprint_key()
+        self.secret: Secret | None = None
+        self.old_secret: Secret | None = None
+        self.record = engine.account_record(self.name)
+
+    def _hook(self, point: HookPoint, run: Run) -> None:
+        """Run a configured hook once per run; after_store/after_promote may demand rollback."""
+        spec = getattr(self.policy.hooks, point)
+        if spec is None or point in run.hooks_done:
+            return
+        token = self._new_secret_quietly(run) if spec.pass_token else None
+        facts = {
+            "account": self.name,
+            "run_id": run.run_id,
+            "state": run.state.value,
+            "old_token_id": _id(run.old_token),
+            "new_token_id": _id(run.new_token),
+            "failure": run.failure,
+        }
+        try:
+            run_hook(point, spec, facts=facts, token=token, cwd=self.e.config.base_dir)
+        except HookFailed as exc:
+            rollback = spec.on_error == "rollback" and point in ("after_store", "after_promote")
+            log.warning("hook.failed", hook=point, error=str(exc), rolls_back=rollback)
+            if rollback:
+                raise StepFailed(str(exc)) from exc
+        run.hooks_done.append(point)
+        self._save(run)
+
+    def _new_secret_quietly(self, run: Run) -> Secret | None:
+        """The new token for a hook that asked for it, if any backend still has it."""
+        if self.secret is not None or run.new_token is None:
+            return self.secret
+        for backend in self.backends.values():
+            try:
+                stored = backend.read_staged(run.run_id) or backend.read_current()
+            except BackendError:
+                continue
+            if stored is not None and self._matches(stored, run.new_token):
+                return stored.token
+        return None
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def _preflight(self) -> None:
+        """Read all a rotation needs before anything is minted; raise on the first problem."""
+        live = {t.id for t in self.e.client.list_tokens(self.name)}
+        current = self.record.current_token
+        for label, backend in self.backends.items():
+            stored = backend.read_current()
+            if stored is not None and current is not None and stored.token_id == current.id:
+                self.old_secret = stored.token  # memory only: for confirm_revoked
+            log.debug("backend.preflight_ok", backend=label)
+        if current is not None and current.id not in live:
+            log.warning("token.current_not_live", token_id=current.id)
+
+    def _start(self, run_id: str, trigger: str, reason: str) -> Run:
+        now = self.e.clock().isoformat()
+        run = Run(
+            run_id=run_id,
+            account=self.name,
+            state=RunState.PLANNED,
+            token_name=token_name_for(self.name, run_id),
+            started_at=now,
+            updated_at=now,
+            trigger=trigger,
+            old_token=self.record.current_token,
+        )
+        run.events.append({"at": now, "state": run.state.value, "detail": reason})
+        self.record.active_run_id = run.run_id
+        self.record.runs = [*self.record.runs, run.run_id][-50:]
+        self._save(run, account=True)
+        log.info("run.started", run_id=run_id, reason=reason, old_token_id=_id(run.old_token))
+        return run
+
+    def _active_run(self) -> Run | None:
+        if not self.record.active_run_id:
+            return None
+        run = self.e.load_run(self.record.active_run_id)
+        return None if run is None or run.terminal else run
+
+    def _transition(self, run: Run, state: RunState, detail: str | None = None) -> None:
+        log.info(
+            "run.transitioned", run_id=run.run_id, from_state=run.state.value, to_state=state.value
+        )
+        previous = run.state
+        run.state = state
+        run.events.append(
+            {"at": self.e.clock().isoformat(), "state": state.value, "detail": detail}
+        )
+        finished = state in (RunState.COMPLETED, RunState.ROLLED_BACK)
+        if finished or state is RunState.FAILED_NEEDS_ATTENTION:
+            self.record.last_run_id = run.run_id
+            self.record.last_state = state.value
+            self.record.last_finished_at = self.e.clock().isoformat()
+            if state is RunState.COMPLETED:
+                self.record.last_success_at = self.record.last_finished_at
+            if finished:
+                self.record.active_run_id = None
+        self._save(run, account=True)
+        if self.e.on_event is not None:
+            self.e.on_event(self._event(run, previous, detail))
+
+    def _event(self, run: Run, previous: RunState, detail: str | None) -> RunEvent:
+        now = self.e.clock()
+        return RunEvent(
+            at=now.isoformat(),
+            account=self.name,
+            run_id=run.run_id,
+            from_state=previous.value,
+            to_state=run.state.value,
+            trigger=run.trigger,
+            duration_seconds=(now - datetime.fromisoformat(run.started_at)).total_seconds(),
+            old_token_id=_id(run.old_token),
+            new_token_id=_id(run.new_token),
+            old_token_created_ts=run.old_token.created_ts if run.old_token else None,
+            new_token_created_ts=run.new_token.created_ts if run.new_token else None,
+            detail=detail,
+            failure=run.failure,
+        )
+
+    def _save(self, run: Run | None = None, *, account: bool = False) -> None:
+        now = self.e.clock().isoformat()
+        run_doc = None
+        if run is not None:
+            run.updated_at = now
+            run.version += 1
+            run_doc = run.to_doc()
+        account_doc = None
+        if account:
+            self.record.version += 1
+            account_doc = self.record.to_doc()
+        self.lease = self.e.store.save(self.lease, run=run_doc, account=account_doc)
+
+    def _matches(self, stored: StoredToken, token: TokenRef) -> bool:
+        return (
+            stored.token.fingerprint(self.key) == token.fingerprint
+            if token.fingerprint
+            else stored.token_id == token.id
+        )

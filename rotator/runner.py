@@ -1,0 +1,453 @@
+"""The rotation steps and the loop that drives them, for one account under one lease.
+
+create -> store -> verify -> promote -> (grace) -> revoke, each a method that reads what
+it needs, acts once, records the outcome and names the next state. Rollback restores the
+backends first and revokes the new token only when every backend is back on the old one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+
+from backends import TokenRecord
+from rotator.checks import CheckContext, run_with_attempts
+from rotator.errors import (
+    BackendError,
+    CheckFailed,
+    ConfigError,
+    MotherDuckError,
+    NeedsAttention,
+    OutcomeUnknown,
+)
+from rotator.motherduck import TokenInfo
+from rotator.outcome import Outcome, final_outcome, outcome_for
+from rotator.outcome import token_id as _id
+from rotator.runcontext import RunContext, StepFailed
+from rotator.runrecord import BackendProgress, Run, RunState, TokenRef, new_run_id, rotation_due
+from rotator.secret import Secret
+
+__all__ = ["Runner"]
+
+log = structlog.get_logger("rotator.workflow")
+
+MAX_CREATE_ATTEMPTS = 3
+MAX_REVOKE_ATTEMPTS = 5
+
+
+class Runner(RunContext):
+    """Runs, resumes, aborts or adopts for one account. Build one per lease."""
+
+    # -- top level ---------------------------------------------------------------------
+
+    def rotate(self, *, force: bool, revoke_now: bool, run_id: str | None, trigger: str) -> Outcome:
+        run = self._active_run()
+        if run is None:
+            due, reason = rotation_due(
+                self.record.current_token,
+                now=self.e.clock(),
+                rotate_after=self.policy.rotate_after,
+                rotate_before_expiry=self.policy.rotate_before_expiry,
+                force=force,
+            )
+            if not due:
+                return Outcome(
+                    self.name, "not_due", reason, old_token_id=_id(self.record.current_token)
+                )
+            self._preflight()
+            run = self._start(run_id or new_run_id(), trigger, reason)
+        elif run.state is RunState.FAILED_NEEDS_ATTENTION:
+            self._retry_attention(run)
+        with structlog.contextvars.bound_contextvars(run_id=run.run_id):
+            return self._drive(run, revoke_now=revoke_now)
+
+    def _retry_attention(self, run: Run) -> None:
+        """Retry what a needs-attention run left: the old token's revoke, or the rollback.
+
+        A run that got past promote never rolls back here: its old token may already be
+        revoked, so going back to it could leave a backend on a dead token (I1).
+        """
+        promoted = bool(run.backends) and all(p.state == "promoted" for p in run.backends.values())
+        if promoted and run.old_token is not None and run.revoke_attempts:
+            run.revoke_attempts = 0
+            self._transition(run, RunState.REVOKING, "retrying the revoke of the old token")
+        else:
+            self._transition(run, RunState.ROLLING_BACK, "retrying the unfinished rollback")
+
+    def abort(self, run_id: str) -> Outcome:
+        run = self._active_run()
+        if run is None or run.run_id != run_id:
+            raise ConfigError(
+                f"run {run_id} is not the active run of {self.name!r}; nothing to abort"
+            )
+        if run.state is RunState.REVOKING:
+            raise ConfigError(
+                f"run {run_id} is revoking the old token; it can no longer be rolled back"
+            )
+        if run.state is not RunState.FAILED_NEEDS_ATTENTION:
+            run.failure = "aborted by `rotator abort`"
+        self._transition(run, RunState.ROLLING_BACK, "aborted by a person")
+        return self._drive(run, revoke_now=False)
+
+    def adopt(self, token_id: str) -> Outcome:
+        if self._active_run() is not None:
+            raise ConfigError(
+                f"{self.name!r} has an unfinished run; finish or abort it before adopting"
+            )
+        token = next((t for t in self.e.client.list_tokens(self.name) if t.id == token_id), None)
+        if token is None:
+            raise ConfigError(
+                f"token id {token_id} is not a live token of {self.name!r} "
+                f"(see `rotator tokens {self.name}`)"
+            )
+        self.record.current_token = _ref(token)
+        self._save(account=True)
+        log.info("token.adopted", token_id=token_id)
+        return Outcome(
+            self.name,
+            "adopted",
+            f"recorded {token_id} as the current token; the next rotation revokes it",
+            old_token_id=token_id,
+        )
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _drive(self, run: Run, *, revoke_now: bool) -> Outcome:
+        steps: dict[RunState, Callable[[Run], RunState | None]] = {
+            RunState.PLANNED: lambda r: RunState.CREATING,
+            RunState.CREATING: self._create,
+            RunState.CREATED: lambda r: RunState.STORING,
+            RunState.STORING: self._store,
+            RunState.STORED: self._after_store,
+            RunState.VERIFYING: self._verify,
+            RunState.VERIFIED: lambda r: RunState.PROMOTING,
+            RunState.PROMOTING: self._promote,
+            RunState.PROMOTED: self._after_promote,
+            RunState.AWAITING_REVOKE: lambda r: self._await_revoke(r, revoke_now),
+            RunState.REVOKING: self._revoke,
+            RunState.ROLLING_BACK: self._rollback,
+        }
+        while run.state in steps:
+            try:
+                nxt = steps[run.state](run)
+            except StepFailed as exc:
+                run.failure = str(exc)
+                log.warning("run.failed", state=run.state.value, reason=str(exc))
+                nxt = RunState.ROLLING_BACK
+            except (MotherDuckError, BackendError) as exc:
+                # A backend that cannot be read before the revoke (the I1 guard) leaves the
+                # run resumable, like an unreachable MotherDuck: incomplete, not rolled back.
+                return outcome_for(
+                    run,
+                    self.name,
+                    "incomplete",
+                    f"stopped at {run.state.value}: {exc}; the next `rotator rotate` resumes",
+                )
+            if nxt is None:
+                break
+            self._transition(run, nxt)
+            if run.state is self.until:
+                break
+        if run.state in (RunState.ROLLED_BACK, RunState.FAILED_NEEDS_ATTENTION):
+            self._hook("on_failure", run)
+        return final_outcome(run, self.name)
+
+    # -- steps -------------------------------------------------------------------------
+
+    def _create(self, run: Run) -> RunState:
+        if run.create_attempts:
+            self._forget_lost_replacements(run)  # an earlier attempt may have minted one
+        while True:
+            run.create_attempts += 1
+            self._save(run)
+            try:
+                created = self.e.client.create_token(
+                    self.name,
+                    run.token_name,
+                    ttl_seconds=int(self.policy.ttl.total_seconds()) if self.policy.ttl else None,
+                    token_type=self.policy.token_type,
+                )
+                break
+            except OutcomeUnknown:
+                log.warning("token.create_outcome_unknown", token_name=run.token_name)
+                self._forget_lost_replacements(run)
+                if run.create_attempts >= MAX_CREATE_ATTEMPTS:
+                    raise StepFailed(
+                        f"creating the replacement failed {run.create_attempts} times "
+                        "with no answer"
+                    ) from None
+            except MotherDuckError as exc:
+                if exc.status is None:
+                    raise
+                raise StepFailed(f"MotherDuck refused to create the replacement: {exc}") from exc
+        self.secret = created.token
+        run.new_token = _ref(created.info, fingerprint=created.token.fingerprint(self.key))
+        log.info("token.created", token_id=created.info.id, token_name=run.token_name)
+        return RunState.CREATED
+
+    def _forget_lost_replacements(self, run: Run) -> None:
+        """Revoke tokens of this run whose secret we no longer have (I2): found by name."""
+        for token in self.e.client.find_tokens_by_name(self.name, run.token_name):
+            self.e.client.revoke_token(self.name, token.id)
+            run.lost_token_ids.append(token.id)
+            log.warning("token.lost_revoked", token_id=token.id, token_name=run.token_name)
+        self._save(run)
+
+    def _store(self, run: Run) -> RunState | None:
+        secret = self._new_secret(run)
+        if secret is None:
+            return RunState.CREATING
+        assert run.new_token is not None
+        record = TokenRecord(
+            secret,
+            run.new_token.id,
+            run.token_name,
+            run.new_token.created_ts,
+            run.new_token.expire_at,
+        )
+        labels = [self.stage_only] if self.stage_only else list(self.backends)
+        for label in labels:
+            backend = self.backends[label]
+            progress = run.backends.get(label)
+            if progress and progress.state == "staged":
+                continue
+            run.backends[label] = BackendProgress("staging")
+            self._save(run)
+            try:
+                receipt = backend.stage(record, run_id=run.run_id)
+            except BackendError as exc:
+                run.backends[label].error = str(exc)
+                raise StepFailed(f"storing in {label} failed: {exc}") from exc
+            run.backends[label] = BackendProgress("staged", dict(receipt))
+            self._save(run)
+            log.info("backend.staged", backend=label, token_id=run.new_token.id)
+        staged = all(p.state == "staged" for p in run.backends.values())
+        if len(run.backends) < len(self.backends) or not staged:
+            return None  # stage_only: the other backends are the next invocation's work
+        return RunState.STORED
+
+    def _new_secret(self, run: Run) -> Secret | None:
+        """The new token's secret: from memory, else read back from a backend; None if lost.
+
+        When no backend has it, the token is useless: revoke it (nobody can hold it) and
+        let the run mint another — the only case where a run makes a second token (I3).
+        """
+        if self.secret is not None:
+            return self.secret
+        assert run.new_token is not None
+        for label, backend in self.backends.items():
+            try:
+                # The current value too: revoking a token some backend serves would break I1.
+                candidates = (backend.read_staged(run.run_id), backend.read_current())
+            except BackendError as exc:
+                raise StepFailed(f"cannot read {label} to resume: {exc}") from exc
+            for stored in candidates:
+                if stored is not None and self._matches(stored, run.new_token):
+                    self.secret = stored.token
+                    return self.secret
+        log.warning("token.secret_lost", token_id=run.new_token.id)
+        self.e.client.revoke_token(self.name, run.new_token.id)
+        run.lost_token_ids.append(run.new_token.id)
+        run.new_token = None
+        run.backends = {}
+        run.create_attempts = 0
+        return None
+
+    def _verify(self, run: Run) -> RunState:
+        assert run.new_token is not None
+        checks = self.checks
+        for label, backend in self.backends.items():
+            try:
+                stored = backend.read_staged(run.run_id)
+            except BackendError as exc:
+                raise StepFailed(f"readback of {label} failed: {exc}") from exc
+            if stored is None or not self._matches(stored, run.new_token):
+                raise StepFailed(
+                    f"readback of {label} failed: it does not hold the new token {run.new_token.id}"
+                )
+            ctx = CheckContext(self.name, label, stored.token, stored.token_id or run.new_token.id)
+            for check, attempts, interval in checks:
+                try:
+                    run_with_attempts(check, ctx, attempts=attempts, interval=interval)
+                except CheckFailed as exc:
+                    raise StepFailed(str(exc)) from exc
+            log.info("backend.verified", backend=label, checks=[c.name for c, _, _ in checks])
+        return RunState.VERIFIED
+
+    def _promote(self, run: Run) -> RunState:
+        assert run.new_token is not None
+        for label, backend in self.backends.items():
+            progress = run.backends[label]
+            if progress.state == "promoted":
+                continue
+            progress.state = "promoting"
+            self._save(run)
+            try:
+                backend.promote(progress.receipt or {}, run_id=run.run_id)
+            except BackendError as exc:
+                progress.error = str(exc)
+                raise StepFailed(f"promoting in {label} failed: {exc}") from exc
+            progress.state = "promoted"
+            self._save(run)
+            log.info("backend.promoted", backend=label, token_id=run.new_token.id)
+        self.record.current_token = run.new_token
+        self._save(run, account=True)
+        return RunState.PROMOTED
+
+    def _after_store(self, run: Run) -> RunState:
+        self._hook("after_store", run)
+        return RunState.VERIFYING
+
+    def _after_promote(self, run: Run) -> RunState:
+        self._hook("after_promote", run)
+        if run.old_token is None:
+            if run.create_attempts > 1:
+                self._revoke_strays(run, self.e.client.list_tokens(self.name))
+            return RunState.COMPLETED
+        run.revoke_not_before = (self.e.clock() + self.policy.revoke_grace).isoformat()
+        return RunState.AWAITING_REVOKE
+
+    def _await_revoke(self, run: Run, revoke_now: bool) -> RunState | None:
+        due = (
+            run.revoke_not_before is None
+            or datetime.fromisoformat(run.revoke_not_before) <= self.e.clock()
+        )
+        return RunState.REVOKING if due or revoke_now else None
+
+    def _revoke(self, run: Run) -> RunState:
+        assert run.old_token is not None and run.new_token is not None
+        self._require_backends_on(run.new_token, before=f"revoking {run.old_token.id}")
+        run.revoke_attempts += 1
+        self._save(run)
+        try:
+            self.e.client.revoke_token(self.name, run.old_token.id)
+            listed = self.e.client.list_tokens(self.name)
+            live = {t.id for t in listed}
+            if run.old_token.id in live or run.new_token.id not in live:
+                raise _RevokeUnconfirmed(run.old_token.id)
+        except MotherDuckError as exc:
+            # Bounded across runs: a revoke that never takes ends in needs-attention with
+            # the next safe action, instead of "incomplete" forever.
+            if run.revoke_attempts < MAX_REVOKE_ATTEMPTS:
+                raise
+            run.failure = f"revoking {run.old_token.id} failed {run.revoke_attempts} times: {exc}"
+            run.remaining = [
+                f"revoke token {run.old_token.id} of {self.name} in MotherDuck "
+                "and confirm it is gone (the backends already serve the new token)"
+            ]
+            return RunState.FAILED_NEEDS_ATTENTION
+        log.info("token.revoked", token_id=run.old_token.id)
+        self._revoke_strays(run, listed)
+        if self.policy.confirm_revoked:
+            self._confirm_old_token_rejected(run)
+        self._hook("after_revoke", run)
+        return RunState.COMPLETED
+
+    def _revoke_strays(self, run: Run, listed: list[TokenInfo]) -> None:
+        """Revoke live tokens named like this run's replacement that are not it (I2).
+
+        A create whose answer was lost (timeout) can still commit on the server after the
+        run listed by name and minted again; that late token shows up here, before the end.
+        """
+        assert run.new_token is not None
+        strays = [t for t in listed if t.name == run.token_name and t.id != run.new_token.id]
+        for token in strays:
+            self.e.client.revoke_token(self.name, token.id)
+            run.lost_token_ids.append(token.id)
+            log.warning("token.stray_revoked", token_id=token.id, token_name=run.token_name)
+        if strays:
+            self._save(run)
+
+    def _confirm_old_token_rejected(self, run: Run) -> None:
+        """confirm_revoked: the old token must now fail every check (beyond the listing).
+
+        Its value is known only to the process that started the run; a revoke that
+        happens in a later run (after a grace period) is confirmed by the listing alone.
+        """
+        assert run.old_token is not None
+        if self.old_secret is None:
+            log.info("token.revoke_check_skipped", token_id=run.old_token.id)
+            return
+        ctx = CheckContext(self.name, "old token", self.old_secret, run.old_token.id)
+        for check, _, _ in self.checks:
+            if check.name == "readback":
+                continue
+            try:
+                check.run(ctx)
+            except CheckFailed:
+                continue
+            raise _RevokeUnconfirmed(run.old_token.id, f"still passes the {check.name} check")
+        log.info("token.revoke_confirmed", token_id=run.old_token.id)
+
+    def _require_backends_on(self, token: TokenRef, *, before: str) -> None:
+        """I1 guard: every backend must serve `token` before the other one is revoked."""
+        for label, backend in self.backends.items():
+            current = backend.read_current()
+            if current is None or not self._matches(current, token):
+                raise NeedsAttention(
+                    f"{label} no longer serves token {token.id}; not {before}",
+                    remaining=[
+                        f"check what wrote to {label}, then run `rotator rotate {self.name}` again"
+                    ],
+                )
+
+    # -- rollback ----------------------------------------------------------------------
+
+    def _rollback(self, run: Run) -> RunState:
+        remaining: list[str] = []
+        for label, progress in run.backends.items():
+            if progress.state == "rolled_back":
+                continue
+            progress.state = "rolling_back"
+            self._save(run)
+            try:
+                self.backends[label].rollback(progress.receipt, run_id=run.run_id)
+            except BackendError as exc:
+                progress.error = str(exc)
+                remaining.append(f"restore {label} to the old token ({exc})")
+                continue
+            progress.state = "rolled_back"
+            run.undone.append(f"restored {label}")
+            self._save(run)
+        if remaining:
+            run.remaining = [
+                *remaining,
+                f"then revoke the new token {_id(run.new_token)} "
+                "(left valid: a backend may still serve it)",
+            ]
+            return RunState.FAILED_NEEDS_ATTENTION
+        try:
+            if run.new_token is not None:
+                self.e.client.revoke_token(self.name, run.new_token.id)
+                run.undone.append(f"revoked new token {run.new_token.id}")
+            if run.create_attempts:
+                self._forget_lost_replacements(run)
+        except MotherDuckError as exc:
+            run.remaining = [f"revoke the new token {_id(run.new_token)} of {self.name} ({exc})"]
+            return RunState.FAILED_NEEDS_ATTENTION
+        if (
+            self.record.current_token
+            and run.new_token
+            and self.record.current_token.id == run.new_token.id
+        ):
+            self.record.current_token = run.old_token
+            self._save(run, account=True)
+        run.remaining = []
+        return RunState.ROLLED_BACK
+
+
+class _RevokeUnconfirmed(MotherDuckError):
+    def __init__(self, token_id: str, why: str = "still listed") -> None:
+        super().__init__(f"token {token_id} {why} after revoke")
+
+
+def _ref(info: TokenInfo, *, fingerprint: str | None = None) -> TokenRef:
+    return TokenRef(
+        id=info.id,
+        name=info.name,
+        created_ts=info.created_ts.isoformat() if info.created_ts else None,
+        expire_at=info.expire_at.isoformat() if info.expire_at else None,
+        fingerprint=fingerprint,
+    )

@@ -1,0 +1,203 @@
+"""The durable record of one rotation, its states, and the plain decisions made over it.
+
+Nothing here does I/O: the workflow loads a `Run`, asks these functions what to do, acts,
+and saves. Every field is secret-free (ids, names, versions, an HMAC fingerprint).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from rotator.errors import StateError
+
+__all__ = [
+    "AccountRecord",
+    "BackendProgress",
+    "Run",
+    "RunState",
+    "TokenRef",
+    "new_run_id",
+    "rotation_due",
+    "token_name_for",
+]
+
+
+class RunState(StrEnum):
+    """Where a run is. Each comment says what is true in the outside world in that state."""
+
+    PLANNED = "planned"  # record written; nothing outside touched yet
+    CREATING = "creating"  # intent: POST a token named run.token_name; it may exist
+    CREATED = "created"  # the new token exists (id, fingerprint recorded); secret in memory only
+    STORING = "storing"  # staging into backends; per-backend progress in run.backends
+    STORED = "stored"  # every backend holds the new token (pending or current)
+    VERIFYING = "verifying"  # checks running against the read-back values
+    VERIFIED = "verified"  # checks passed
+    PROMOTING = "promoting"  # making the staged values current, backend by backend
+    PROMOTED = "promoted"  # every backend serves the new token; the old one is still valid
+    AWAITING_REVOKE = "awaiting_revoke"  # old token owed a revoke at run.revoke_not_before
+    REVOKING = "revoking"  # intent: DELETE the old token id; it may be gone already
+    COMPLETED = "completed"  # old token revoked and confirmed gone (or there was none)
+    ROLLING_BACK = "rolling_back"  # undoing: backends back to old, then revoke the new token
+    ROLLED_BACK = "rolled_back"  # backends on the old token, new token revoked (or never made)
+    FAILED_NEEDS_ATTENTION = "failed_needs_attention"  # rollback could not finish: run.remaining
+
+
+TERMINAL = frozenset({RunState.COMPLETED, RunState.ROLLED_BACK})
+BEFORE_PROMOTE = frozenset(
+    {
+        RunState.PLANNED,
+        RunState.CREATING,
+        RunState.CREATED,
+        RunState.STORING,
+        RunState.STORED,
+        RunState.VERIFYING,
+        RunState.VERIFIED,
+        RunState.PROMOTING,
+    }
+)
+
+
+@dataclass(slots=True)
+class TokenRef:
+    """A MotherDuck token by id; `fingerprint` is an HMAC of its secret under the store key."""
+
+    id: str
+    name: str | None = None
+    created_ts: str | None = None
+    expire_at: str | None = None
+    fingerprint: str | None = None
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any] | None) -> TokenRef | None:
+        return cls(**doc) if doc else None
+
+
+@dataclass(slots=True)
+class BackendProgress:
+    """One backend's part in a run: `stage`/`promote`/`rollback` intent or outcome."""
+
+    state: str  # staging | staged | promoting | promoted | rolling_back | rolled_back
+    receipt: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Run:
+    run_id: str
+    account: str
+    state: RunState
+    token_name: str
+    started_at: str
+    updated_at: str
+    trigger: str = "cli"
+    old_token: TokenRef | None = None
+    new_token: TokenRef | None = None
+    backends: dict[str, BackendProgress] = field(default_factory=dict)
+    revoke_not_before: str | None = None
+    revoke_attempts: int = 0
+    create_attempts: int = 0
+    failure: str | None = None
+    undone: list[str] = field(default_factory=list)
+    remaining: list[str] = field(default_factory=list)
+    lost_token_ids: list[str] = field(default_factory=list)
+    hooks_done: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    version: int = 0
+
+    def to_doc(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["state"] = self.state.value
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Run:
+        try:
+            state = RunState(doc["state"])
+        except ValueError:
+            raise StateError(
+                f"run {doc.get('run_id')!r} has unknown state {doc['state']!r}; "
+                "was it written by a newer rotator?"
+            ) from None
+        fields = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__}
+        fields["state"] = state
+        fields["old_token"] = TokenRef.from_doc(doc.get("old_token"))
+        fields["new_token"] = TokenRef.from_doc(doc.get("new_token"))
+        fields["backends"] = {k: BackendProgress(**v) for k, v in doc.get("backends", {}).items()}
+        return cls(**fields)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+
+@dataclass(slots=True)
+class AccountRecord:
+    """What the store believes about an account between runs."""
+
+    account: str
+    current_token: TokenRef | None = None
+    active_run_id: str | None = None
+    last_run_id: str | None = None
+    last_state: str | None = None
+    last_finished_at: str | None = None
+    last_success_at: str | None = None
+    runs: list[str] = field(default_factory=list)
+    version: int = 0
+
+    def to_doc(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any] | None, account: str) -> AccountRecord:
+        if not doc:
+            return cls(account=account)
+        fields = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__}
+        fields["current_token"] = TokenRef.from_doc(doc.get("current_token"))
+        return cls(**fields)
+
+
+def new_run_id() -> str:
+    """A UUID4: also usable verbatim as an AWS ClientRequestToken."""
+    return str(uuid.uuid4())
+
+
+def token_name_for(account: str, run_id: str) -> str:
+    """The deterministic name of a run's replacement token, so resume can find it by listing."""
+    return f"rotator-{account}-{run_id.replace('-', '')[:12]}"
+
+
+def rotation_due(
+    current: TokenRef | None,
+    *,
+    now: datetime,
+    rotate_after: timedelta,
+    rotate_before_expiry: timedelta,
+    force: bool = False,
+) -> tuple[bool, str]:
+    """Is a rotation due for the current token? Returns (due, reason in words)."""
+    if force:
+        return True, "forced"
+    if current is None:
+        return True, "no managed token yet"
+    if current.expire_at:
+        expire_at = datetime.fromisoformat(current.expire_at)
+        if expire_at - now <= rotate_before_expiry:
+            return True, f"token expires at {current.expire_at}"
+    if not current.created_ts:
+        return True, "current token's age is unknown"
+    age = now - datetime.fromisoformat(current.created_ts)
+    if age >= rotate_after:
+        return True, f"token is {_days(age)} old (rotate_after {_days(rotate_after)})"
+    due_at = datetime.fromisoformat(current.created_ts) + rotate_after
+    if current.expire_at:
+        due_at = min(due_at, datetime.fromisoformat(current.expire_at) - rotate_before_expiry)
+    return False, f"not due until {due_at.isoformat(timespec='seconds')}"
+
+
+def _days(delta: timedelta) -> str:
+    days = delta.total_seconds() / 86400
+    return f"{days:.1f}d"
