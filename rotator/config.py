@@ -2,7 +2,7 @@
 
 Shape (extend, don't rename):
 
-    [motherduck]  api_url, admin_token_env, admin_token_secret_id, timeout
+    [motherduck]  api_url, admin_token_env, admin_token_secret_id, timeout, create_settle
     [state]       store = "file" | "dynamodb", path
     [defaults]    token_type, ttl, rotate_after, revoke_grace, checks, ...
     [[accounts]]  username, overrides of any default, [[accounts.backends]]
@@ -61,6 +61,17 @@ class MotherDuckSettings(_Strict):
     # Lambda: read the admin token from this Secrets Manager secret instead of the env var.
     admin_token_secret_id: str | None = None
     timeout: Duration = timedelta(seconds=10)
+    # How long after sending a create the server may still commit it (a load balancer's
+    # idle timeout is typically 60 s). A create that got no answer is followed by listings
+    # by name until then, before another is minted: a late commit would be orphaned.
+    create_settle: Duration = timedelta(seconds=60)
+
+    @field_validator("create_settle")
+    @classmethod
+    def _settle_range(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) <= value <= timedelta(minutes=10):
+            raise ValueError("must be between 0s and 10m")
+        return value
 
     @field_validator("api_url")
     @classmethod

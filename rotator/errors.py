@@ -121,12 +121,20 @@ class TransportError(MotherDuckError):
 
 
 class OutcomeUnknown(MotherDuckError):
-    """A token-creating POST may have succeeded; list tokens by `token_name` to find out."""
+    """A token-creating POST may have succeeded; list tokens by `token_name` to find out.
 
-    def __init__(self, message: str, *, username: str, token_name: str) -> None:
+    `in_flight` is True when no answer came back at all (a timeout, a dropped connection,
+    a gateway's 502/504): the server may still be working on the request and commit it
+    later, so one listing is not proof that no token exists.
+    """
+
+    def __init__(
+        self, message: str, *, username: str, token_name: str, in_flight: bool = False
+    ) -> None:
         super().__init__(message)
         self.username = username
         self.token_name = token_name
+        self.in_flight = in_flight
 
 
 class BackendError(RotatorError):

@@ -15,7 +15,9 @@ deadline), bounded by `RetryPolicy.attempts` AND `RetryPolicy.timeout`:
     transport errors               GET, PUT, DELETE
     connect errors (never sent)    every method
     token-creating POST            after a read timeout, a dropped connection or any 5xx:
-                                   never retried, raises OutcomeUnknown(token_name=...)
+                                   never retried, raises OutcomeUnknown(token_name=...),
+                                   with in_flight=True when no answer came back at all
+                                   (timeout, dropped connection, gateway 502/504)
 
 A retried DELETE of a token that did go through answers 404, which `revoke_token`
 reports as "already gone" (False).
@@ -59,6 +61,7 @@ log = structlog.get_logger("rotator.motherduck")
 
 _IDEMPOTENT: Final = frozenset({"GET", "PUT", "DELETE"})
 _RETRY_STATUSES: Final = frozenset({502, 503, 504})
+_GATEWAY_STATUSES: Final = frozenset({502, 504})
 _NEVER_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _NOT_TRANSIENT: Final = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 _MIN_ATTEMPT_SECONDS: Final = 1.0
@@ -351,7 +354,9 @@ class MotherDuckClient:
         reason = type(exc).__name__
         never_sent = isinstance(exc, _NEVER_SENT + _NOT_TRANSIENT)
         if creating is not None and not never_sent:
-            return _unknown(method, path, f"{reason} after sending", creating, cause=exc)
+            return _unknown(
+                method, path, f"{reason} after sending", creating, cause=exc, in_flight=True
+            )
         retry = not isinstance(exc, _NOT_TRANSIENT) and (
             isinstance(exc, _NEVER_SENT) or method in _IDEMPOTENT
         )
@@ -376,7 +381,9 @@ class MotherDuckClient:
                 RateLimited, f"{where} rate limited{note}", "429", True, wait, None, extra
             )
         if status >= 500 and creating is not None:
-            return _unknown(method, path, f"{status} {said}", creating)
+            # A gateway's 502/504 means the origin may still be working on the request.
+            in_flight = status in _GATEWAY_STATUSES
+            return _unknown(method, path, f"{status} {said}", creating, in_flight=in_flight)
         retry = status in _RETRY_STATUSES and method in _IDEMPOTENT
         if status == 404 and code != "NOT_FOUND":
             said = f"no such route (not an API error); is the api_url {self._shown_url} wrong?"
@@ -440,14 +447,20 @@ class MotherDuckClient:
 
 
 def _unknown(
-    method: str, path: str, what: str, creating: tuple[str, str], cause: BaseException | None = None
+    method: str,
+    path: str,
+    what: str,
+    creating: tuple[str, str],
+    cause: BaseException | None = None,
+    *,
+    in_flight: bool = False,
 ) -> _Failure:
     username, name = creating
     message = (
         f"{method} {path}: {what}; token {name!r} for {username} may or may not exist, "
         "list tokens by name to find out"
     )
-    extra = {"username": username, "token_name": name}
+    extra = {"username": username, "token_name": name, "in_flight": in_flight}
     return _Failure(OutcomeUnknown, message, "outcome_unknown", False, None, cause, extra)
 
 

@@ -7,6 +7,7 @@ backends first and revokes the new token only when every backend is back on the 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -35,6 +36,8 @@ log = structlog.get_logger("rotator.workflow")
 
 MAX_CREATE_ATTEMPTS = 3
 MAX_REVOKE_ATTEMPTS = 5
+SETTLE_FIRST_PAUSE = 0.1  # seconds between listings while a create may still commit
+SETTLE_MAX_PAUSE = 2.0
 
 
 class Runner(RunContext):
@@ -158,9 +161,12 @@ class Runner(RunContext):
 
     def _create(self, run: Run) -> RunState:
         if run.create_attempts:
-            self._forget_lost_replacements(run)  # an earlier attempt may have minted one
+            # An earlier process sent a create and died: it may have minted one, or the
+            # server may still be working on it.
+            self._forget_lost_replacements(run, settle=True)
         while True:
             run.create_attempts += 1
+            run.create_sent_at = time.time()
             self._save(run)
             try:
                 created = self.e.client.create_token(
@@ -170,9 +176,15 @@ class Runner(RunContext):
                     token_type=self.policy.token_type,
                 )
                 break
-            except OutcomeUnknown:
-                log.warning("token.create_outcome_unknown", token_name=run.token_name)
-                self._forget_lost_replacements(run)
+            except OutcomeUnknown as exc:
+                log.warning(
+                    "token.create_outcome_unknown",
+                    token_name=run.token_name,
+                    in_flight=exc.in_flight,
+                )
+                if not exc.in_flight:
+                    run.create_sent_at = None  # the server answered: nothing left to land
+                self._forget_lost_replacements(run, settle=exc.in_flight)
                 if run.create_attempts >= MAX_CREATE_ATTEMPTS:
                     raise StepFailed(
                         f"creating the replacement failed {run.create_attempts} times "
@@ -181,19 +193,49 @@ class Runner(RunContext):
             except MotherDuckError as exc:
                 if exc.status is None:
                     raise
+                run.create_sent_at = None
                 raise StepFailed(f"MotherDuck refused to create the replacement: {exc}") from exc
+        run.create_sent_at = None  # answered: no create of this run is in flight any more
         self.secret = created.token
         run.new_token = _ref(created.info, fingerprint=created.token.fingerprint(self.key))
         log.info("token.created", token_id=created.info.id, token_name=run.token_name)
         return RunState.CREATED
 
-    def _forget_lost_replacements(self, run: Run) -> None:
-        """Revoke tokens of this run whose secret we no longer have (I2): found by name."""
-        for token in self.e.client.find_tokens_by_name(self.name, run.token_name):
+    def _forget_lost_replacements(self, run: Run, *, settle: bool = False) -> None:
+        """Revoke tokens of this run whose secret we no longer have (I2): found by name.
+
+        With `settle`, a create may still be in flight on the server (no answer came back,
+        or the process that sent it died): one empty listing proves nothing, and a token
+        committed after the run moved on would outlive it. So keep listing until the token
+        shows up or `[motherduck] create_settle` has passed since the create was sent.
+        """
+        found = self._wait_for_late_create(run) if settle else None
+        if found is None:
+            found = self.e.client.find_tokens_by_name(self.name, run.token_name)
+        for token in found:
             self.e.client.revoke_token(self.name, token.id)
             run.lost_token_ids.append(token.id)
             log.warning("token.lost_revoked", token_id=token.id, token_name=run.token_name)
         self._save(run)
+
+    def _wait_for_late_create(self, run: Run) -> list[TokenInfo] | None:
+        """Poll by name until a token appears or the settle window closes; None if closed."""
+        if run.create_sent_at is None:
+            return None
+        settle = self.e.config.motherduck.create_settle.total_seconds()
+        deadline = time.monotonic() + (run.create_sent_at + settle - time.time())
+        pause = SETTLE_FIRST_PAUSE
+        announced = False
+        while (left := deadline - time.monotonic()) > 0:
+            found = self.e.client.find_tokens_by_name(self.name, run.token_name)
+            if found:
+                return found
+            if not announced:
+                log.info("token.create_settling", token_name=run.token_name, seconds=round(left))
+                announced = True
+            time.sleep(min(pause, max(left, 0.0)))
+            pause = min(pause * 2, SETTLE_MAX_PAUSE)
+        return None
 
     def _store(self, run: Run) -> RunState | None:
         secret = self._new_secret(run)
@@ -423,7 +465,7 @@ class Runner(RunContext):
                 self.e.client.revoke_token(self.name, run.new_token.id)
                 run.undone.append(f"revoked new token {run.new_token.id}")
             if run.create_attempts:
-                self._forget_lost_replacements(run)
+                self._forget_lost_replacements(run, settle=True)
         except MotherDuckError as exc:
             run.remaining = [f"revoke the new token {_id(run.new_token)} of {self.name} ({exc})"]
             return RunState.FAILED_NEEDS_ATTENTION

@@ -100,6 +100,9 @@ class Run:
     revoke_not_before: str | None = None
     revoke_attempts: int = 0
     create_attempts: int = 0
+    # Wall-clock seconds (time.time) when a create still unanswered was sent (None once
+    # answered): until create_sent_at + create_settle, a token by this name may appear.
+    create_sent_at: float | None = None
     failure: str | None = None
     undone: list[str] = field(default_factory=list)
     remaining: list[str] = field(default_factory=list)

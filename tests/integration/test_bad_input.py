@@ -28,6 +28,7 @@ CONFIG_CASES: list[tuple[str, list[tuple[str, str]], str, int]] = [
     ("api_url-type", [('api_url = "{api}"', "api_url = 8")], "motherduck.api_url", 2),
     ("admin_token_env", [('"TEST_MD_ADMIN"', '"1-not-a-name"')], "admin_token_env", 2),
     ("md-timeout", [("[motherduck]\n", '[motherduck]\ntimeout = "soon"\n')], "motherduck.timeout", 2),
+    ("md-create_settle", [('create_settle = "5s"', 'create_settle = "1h"')], "motherduck.create_settle", 2),
     ("md-unknown-key", [("[motherduck]\n", "[motherduck]\nretries = 3\n")], "motherduck.retries", 2),
     ("state-store", [("[state]\n", '[state]\nstore = "redis"\n')], "state.store", 2),
     ("state-path-type", [('path = "state"', "path = 5")], "state.path", 2),

@@ -23,6 +23,9 @@ class CliSetup:
     backend_tables: dict[str, list[str]] = field(default_factory=dict)
     policy: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Short, so a run resumed after a kill just before its create was sent waits seconds,
+    # not the default minute; still longer than any delay a test injects into a create.
+    create_settle: str = "5s"
 
     @property
     def config_path(self) -> Path:
@@ -40,6 +43,7 @@ class CliSetup:
             "[motherduck]",
             f'api_url = "{self.api_url}"',
             'admin_token_env = "TEST_MD_ADMIN"',
+            f'create_settle = "{self.create_settle}"',
             "",
             "[state]",
             'path = "state"',

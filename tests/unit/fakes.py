@@ -36,6 +36,10 @@ class FakeMotherDuck:
     calls: list[tuple[str, str]] = field(default_factory=list)
     crash_after: set[str] = field(default_factory=set)  # "create" / "revoke": effect, then die
     unknown_after_create: int = 0  # create, then raise OutcomeUnknown this many times
+    # Lose the next create's answer while it is still "in flight": it commits only after
+    # this many further listings of the account (None: it never commits).
+    late_create_after_lists: int | None = -1
+    _pending: list[tuple[str, str, int | None]] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     def seed(self, username: str, name: str = "initial") -> FakeToken:
@@ -58,6 +62,12 @@ class FakeMotherDuck:
         token_type: str = "read_write",
     ) -> CreatedToken:
         self.calls.append(("create", name))
+        if self.late_create_after_lists is None or self.late_create_after_lists >= 0:
+            self._pending.append((username, name, self.late_create_after_lists))
+            self.late_create_after_lists = -1
+            if "create" in self.crash_after:
+                raise Crash("while the create is in flight")
+            raise OutcomeUnknown("timed out", username=username, token_name=name, in_flight=True)
         token = self.seed(username, name)
         if "create" in self.crash_after:
             raise Crash("after create")
@@ -68,6 +78,13 @@ class FakeMotherDuck:
 
     def list_tokens(self, username: str) -> list[TokenInfo]:
         self.calls.append(("list", username))
+        still: list[tuple[str, str, int | None]] = []
+        for owner, name, lists_left in self._pending:
+            if lists_left == 0:
+                self.seed(owner, name)
+            else:
+                still.append((owner, name, None if lists_left is None else lists_left - 1))
+        self._pending = still
         return [t.info for t in self.tokens.values() if t.live and t.username == username]
 
     def find_tokens_by_name(self, username: str, name: str) -> list[TokenInfo]:

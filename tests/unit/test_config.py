@@ -85,6 +85,7 @@ class TestValidConfig:
             "motherduck.admin_token_env: must be an environment variable name",
         ),
         ("[motherduck]\nbogus = 1\n", "motherduck.bogus: unknown field"),
+        ("[motherduck]\ncreate_settle = '11m'\n", "motherduck.create_settle: must be between"),
         ("[state]\nstore = 'redis'\n", "state.store:"),
         ("[defaults]\nttl = '10s'\n", "defaults.ttl: must be between 300s and 365d"),
         ("[defaults]\nrotate_after = 'soon'\n", "defaults.rotate_after: 'soon' is not a duration"),

@@ -456,6 +456,27 @@ class TestRetries:
         assert "rotator-svc-run1" in str(info.value)
         assert_no_secret(info.value)
 
+    @pytest.mark.parametrize(
+        ("answer", "in_flight"),
+        [
+            (api_error(500, "INTERNAL_SERVER_ERROR", "Internal Error"), False),
+            (httpx.Response(503), False),
+            (httpx.Response(502), True),
+            (httpx.Response(504), True),
+            (httpx.ReadTimeout("slow"), True),
+            (httpx.RemoteProtocolError("Server disconnected without sending a response."), True),
+            (httpx.Response(200, text="not json"), False),
+        ],
+    )
+    def test_outcome_unknown_says_whether_the_create_may_still_commit(
+        self, answer: Any, in_flight: bool
+    ) -> None:
+        """No answer at all (or a gateway's) means the server may still commit the create."""
+        client, _, _ = make(answer)
+        with pytest.raises(OutcomeUnknown) as info:
+            client.create_token("svc_app", "rotator-svc-run1")
+        assert info.value.in_flight is in_flight
+
     @pytest.mark.parametrize("exc", [httpx.ConnectError("refused"), httpx.ConnectTimeout("syn")])
     def test_connect_errors_retried_on_every_method(self, exc: Exception) -> None:
         """A request that was never sent is safe to retry, even the token create."""

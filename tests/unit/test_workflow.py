@@ -98,6 +98,33 @@ class World:
         return {b.current.token_id for b in self.backends if b.current and b.current.token_id}
 
 
+class FakeTime:
+    """Stands in for the `time` module in rotator.runner: sleeping advances the clocks."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+        self.slept = 0.0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.now += seconds
+        self.slept += seconds
+
+
+@pytest.fixture(autouse=True)
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    """Every engine here runs on fake time: a settle window never costs real seconds."""
+    fake = FakeTime()
+    monkeypatch.setattr("rotator.runner.time", fake)
+    return fake
+
+
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     w = World(tmp_path)
@@ -205,6 +232,47 @@ class TestFailures:
         assert world.md.live_ids(USER) == {outcome.new_token_id}
         created = [c for c in world.md.calls if c[0] == "create"]
         assert len(created) == 2
+
+    def test_in_flight_create_that_commits_late_is_awaited_and_revoked(
+        self, world: World, fake_time: FakeTime
+    ) -> None:
+        """I2: a create with no answer that commits after two empty listings is found by
+        listing until it shows up, revoked, and replaced; only one replacement is left live."""
+        world.md.late_create_after_lists = 2
+        outcome = world.engine().rotate(USER, force=True)
+        assert outcome.result == "completed"
+        assert world.md.live_ids(USER) == {outcome.new_token_id} == world.served_ids()
+        late = [t for t in world.md.tokens.values() if t.info.id != outcome.new_token_id]
+        assert any(not t.live and t.info.name.startswith("rotator-") for t in late)
+        assert len([c for c in world.md.calls if c[0] == "create"]) == 2
+        assert 0 < fake_time.slept < 60  # waited for the commit, not the whole window
+
+    def test_in_flight_create_that_never_commits_waits_out_the_window(
+        self, world: World, fake_time: FakeTime
+    ) -> None:
+        """The settle window is bounded: nothing ever commits, so after create_settle the run
+        mints again and completes."""
+        world.md.late_create_after_lists = None
+        outcome = world.engine().rotate(USER, force=True)
+        assert outcome.result == "completed"
+        assert world.md.live_ids(USER) == {outcome.new_token_id}
+        assert 55 <= fake_time.slept <= 61  # the default create_settle is 60 s from sending
+
+    def test_resume_after_a_kill_during_create_awaits_the_in_flight_request(
+        self, world: World, fake_time: FakeTime
+    ) -> None:
+        """A process killed while its create was in flight: the next run waits for that create
+        to land before minting, so the late token cannot outlive the rotation."""
+        world.md.late_create_after_lists = 1
+        world.md.crash_after.add("create")
+        with pytest.raises(Crash):
+            world.engine().rotate(USER, force=True)
+        world.md.crash_after.clear()
+        outcome = finish(world)
+        assert outcome.result == "completed"
+        assert world.md.live_ids(USER) == {outcome.new_token_id} == world.served_ids()
+        assert len(world.md.tokens) == 3  # the old, the late one (revoked), the replacement
+        assert 0 < fake_time.slept < 60
 
     def test_abort_rolls_back_a_waiting_run(self, tmp_path: Path) -> None:
         """`abort` during the grace puts the old token back and revokes the new one."""
