@@ -223,17 +223,21 @@ def _extras(live: Sequence[TokenInfo], accounted: set[str], runs: Sequence[Run])
     created = {r.new_token.id: r.run_id for r in runs if r.new_token is not None}
     for run in runs:
         created.update(dict.fromkeys(run.lost_token_ids, run.run_id))
+    # A create that committed after its run stopped looking has an id no run recorded,
+    # but it carries the run's deterministic token name.
+    named_by = {r.token_name: r.run_id for r in runs}
     found = []
     for token in live:
         if token.id in accounted:
             continue
         named = f" ({token.name})" if token.name else ""
-        if token.id in created:
+        maker = created.get(token.id) or (named_by.get(token.name) if token.name else None)
+        if maker is not None:
             found.append(
                 Finding(
                     "warning",
                     "orphaned_run_token",
-                    f"token {token.id}{named} was created by run {created[token.id]}, is live and "
+                    f"token {token.id}{named} was created by run {maker}, is live and "
                     "no backend holds it; revoke it by hand if nothing uses it",
                     token_id=token.id,
                 )

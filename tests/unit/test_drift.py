@@ -117,6 +117,14 @@ class TestAssess:
         got = check([BackendView("a", "cur")], live("cur", "stray"))
         assert got == [("warning", "unknown_live_token")]
 
+    def test_late_committed_create_is_an_orphan_by_its_run_name(self) -> None:
+        """A token whose create committed after its run stopped looking has an id no run
+        recorded; its run's token name still says which run made it."""
+        done = run(RunState.COMPLETED, old="gone", new="cur", run_id="r0")
+        late = TokenInfo("late", done.token_name, NOW, None)
+        got = check([BackendView("a", "cur")], [*live("cur"), late], runs=(done,))
+        assert got == [("warning", "orphaned_run_token")]
+
     def test_orphaned_run_token(self) -> None:
         """A live token one of our finished runs created but nobody holds is an orphan."""
         old_run = run(RunState.ROLLED_BACK, old="cur", new="orphan", run_id="r0")
