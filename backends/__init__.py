@@ -2,10 +2,14 @@
 
 Built-in types (`file`, `vault`, `aws-secrets-manager`) and third-party ones are all found
 through the `rotator.backends` entry-point group, so a plugin is a peer of the built-ins.
+A lookup reads the metadata of every installed distribution (milliseconds, and the engine
+builds an account's backends on every rotation), so a found class is remembered for the
+life of the process; `clear_cache()` forgets them (tests that install plugins at runtime).
 """
 
 from __future__ import annotations
 
+import functools
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -19,6 +23,7 @@ __all__ = [
     "StoredToken",
     "TokenRecord",
     "available_types",
+    "clear_cache",
     "load_factory",
     "validate_config",
 ]
@@ -32,10 +37,22 @@ def available_types() -> list[str]:
 
 
 def load_factory(type_name: str) -> type[BackendFactory]:
-    """Load the backend class registered as `type_name`.
+    """Load the backend class registered as `type_name` (remembered once found).
 
-    Raises ConfigError naming the known types when `type_name` is not installed.
+    Raises ConfigError naming the known types when `type_name` is not installed, or when
+    its module cannot be imported; failures are not remembered, so installing the missing
+    package and calling again works.
     """
+    return _load_factory(type_name)
+
+
+def clear_cache() -> None:
+    """Forget the backend classes found so far; the next lookup reads entry points again."""
+    _load_factory.cache_clear()
+
+
+@functools.cache
+def _load_factory(type_name: str) -> type[BackendFactory]:
     matches = [ep for ep in entry_points(group=_GROUP) if ep.name == type_name]
     if not matches:
         known = ", ".join(available_types()) or "none"

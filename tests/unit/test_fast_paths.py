@@ -1,0 +1,139 @@
+"""Shortcuts taken because the benchmarks showed their cost (docs/performance.md).
+
+Each one must give the same answers and keep the same durable records as the long way:
+a backend class found once is reused, a not-due account is answered without its lease,
+and a transition rewrites the account record only when the record changed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import backends
+from backends.base import StoredToken
+from rotator.checkpoint import FileStore
+from rotator.config import parse_config
+from rotator.errors import ConfigError
+from rotator.secret import Secret
+from rotator.workflow import Engine
+from tests.unit.fakes import FakeMotherDuck, MemoryBackend
+
+USER = "svc_fast"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class RecordingStore(FileStore):
+    """A FileStore that remembers every account document it was asked to write."""
+
+    def __init__(self, root: Path, clock: Clock) -> None:
+        super().__init__(root, clock=clock, durable=False)
+        self.account_docs: list[dict[str, Any]] = []
+        self.run_saves = 0
+        self.leases_taken = 0
+
+    def acquire_lease(self, account: str, **kwargs: Any) -> Any:
+        self.leases_taken += 1
+        return super().acquire_lease(account, **kwargs)
+
+    def save(self, lease: Any, *, run: Any = None, account: Any = None) -> Any:
+        self.run_saves += run is not None
+        if account is not None:
+            self.account_docs.append(dict(account))
+        return super().save(lease, run=run, account=account)
+
+
+class World:
+    def __init__(self, tmp_path: Path, policy: str = "") -> None:
+        self.md = FakeMotherDuck()
+        self.clock = Clock()
+        self.config = parse_config(
+            f'[defaults]\nrotate_after = "30d"\n{policy}\n'
+            f'[[accounts]]\nusername = "{USER}"\n'
+            '  [[accounts.backends]]\n  type = "file"\n  path = "unused.json"\n',
+            base_dir=Path("/nonexistent"),
+        )
+        self.old = self.md.seed(USER)
+        value = StoredToken(Secret(self.old.secret), self.old.info.id, "initial")
+        self.backend = MemoryBackend("b0", current=value)
+        self.store = RecordingStore(tmp_path / "state", self.clock)
+
+    def engine(self) -> Engine:
+        return Engine(
+            self.config,
+            self.md,  # type: ignore[arg-type]
+            self.store,
+            clock=self.clock,
+            backends_for=lambda account: [self.backend],  # type: ignore[list-item]
+        )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    w = World(tmp_path)
+    w.engine().adopt(USER, w.old.info.id)
+    return w
+
+
+class TestBackendFactoryCache:
+    @pytest.fixture(autouse=True)
+    def _fresh_cache(self) -> Any:
+        backends.clear_cache()
+        yield
+        backends.clear_cache()
+
+    def test_found_class_is_reused_without_reading_entry_points_again(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A second lookup of a type returns the same class and reads no metadata."""
+        scans: list[str] = []
+        real = backends.entry_points
+
+        def counting(**kwargs: Any) -> Any:
+            scans.append(kwargs.get("group", ""))
+            return real(**kwargs)
+
+        monkeypatch.setattr(backends, "entry_points", counting)
+        first = backends.load_factory("file")
+        second = backends.load_factory("file")
+        assert first is second and first.__name__ == "FileBackend"
+        assert len(scans) == 1
+
+    def test_unknown_type_is_looked_up_again_each_time(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A failed lookup is not remembered: installing the plugin later makes it work."""
+        scans: list[str] = []
+        real = backends.entry_points
+
+        def counting(**kwargs: Any) -> Any:
+            scans.append(kwargs.get("group", ""))
+            return real(**kwargs)
+
+        monkeypatch.setattr(backends, "entry_points", counting)
+        for _ in range(2):
+            with pytest.raises(ConfigError, match="unknown backend type 'nope'"):
+                backends.load_factory("nope")
+        assert len(scans) >= 2
+
+    def test_clear_cache_reads_entry_points_again(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """clear_cache() makes the next lookup scan the entry points once more."""
+        backends.load_factory("file")
+        scans: list[str] = []
+        real = backends.entry_points
+        monkeypatch.setattr(backends, "entry_points", lambda **kw: scans.append("x") or real(**kw))
+        backends.load_factory("file")
+        assert scans == []
+        backends.clear_cache()
+        backends.load_factory("file")
+        assert scans == ["x"]
