@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -60,6 +62,7 @@ class RunContext:
         self.secret: Secret | None = None
         self.old_secret: Secret | None = None
         self.record = engine.account_record(self.name)
+        self._account_saved = self._account_facts()
 
     def _hook(self, point: HookPoint, run: Run) -> None:
         """Run a configured hook once per run; after_store/after_promote may demand rollback."""
@@ -155,7 +158,9 @@ class RunContext:
                 self.record.last_success_at = self.record.last_finished_at
             if finished:
                 self.record.active_run_id = None
-        self._save(run, account=True)
+        # A transition always rewrites the run; the account record only when a finished
+        # run changed it (most transitions do not, and the store writes one file less).
+        self._save(run, account=self._account_facts() != self._account_saved)
         if self.e.on_event is not None:
             self.e.on_event(self._event(run, previous, detail))
 
@@ -189,6 +194,16 @@ class RunContext:
             self.record.version += 1
             account_doc = self.record.to_doc()
         self.lease = self.e.store.save(self.lease, run=run_doc, account=account_doc)
+        if account:
+            self._account_saved = self._account_facts()
+
+    def _account_facts(self) -> tuple[object, ...]:
+        """The account record's fields but its version (the write counter), copied one level."""
+        return tuple(
+            copy.copy(getattr(self.record, f.name))
+            for f in dataclasses.fields(self.record)
+            if f.name != "version"
+        )
 
     def _matches(self, stored: StoredToken, token: TokenRef) -> bool:
         return (

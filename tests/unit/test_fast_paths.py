@@ -7,6 +7,7 @@ and a transition rewrites the account record only when the record changed.
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -137,3 +138,27 @@ class TestBackendFactoryCache:
         backends.clear_cache()
         backends.load_factory("file")
         assert scans == ["x"]
+
+
+class TestAccountRecordWrites:
+    def test_transitions_rewrite_the_account_record_only_when_it_changed(
+        self, world: World
+    ) -> None:
+        """Every account document written differs from the one before it (beyond its
+        version), and the last one records the finished rotation."""
+        world.store.account_docs.clear()
+        outcome = world.engine().rotate(USER, force=True)
+        assert outcome.result == "completed"
+        docs = world.store.account_docs
+        assert world.store.run_saves > len(docs) >= 2
+
+        def facts(doc: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in doc.items() if k != "version"}
+
+        for before, after in itertools.pairwise(docs):
+            assert facts(before) != facts(after)
+            assert after["version"] == before["version"] + 1
+        last = world.store.load_account(USER)
+        assert last is not None and facts(last) == facts(docs[-1]) | {"schema": 1}
+        assert last["active_run_id"] is None and last["last_state"] == "completed"
+        assert last["current_token"]["id"] == outcome.new_token_id
