@@ -96,7 +96,14 @@ class Engine:
 
         `until` stops the run once it reaches that state and `stage_only` stages just one
         backend: together they map Secrets Manager's four rotation steps onto one run.
+        An account with no unfinished run whose token is not due is answered from one read
+        of its record, without taking the lease (a scheduled run over a fleet is mostly
+        that); the answer is the one the leased path gives.
         """
+        if not force and run_id is None:
+            idle = self._not_due_without_lease(username)
+            if idle is not None:
+                return idle
         with self._leased(username, until=until, stage_only=stage_only) as runner:
             return runner.rotate(force=force, revoke_now=revoke_now, run_id=run_id, trigger=trigger)
 
@@ -109,6 +116,26 @@ class Engine:
         """Record an existing token id as the account's current token (revoked next rotation)."""
         with self._leased(username) as runner:
             return runner.adopt(token_id)
+
+    def _not_due_without_lease(self, username: str) -> Outcome | None:
+        """`not_due` when the record shows no run in progress and a token not yet due.
+
+        Reads only. Anything else (a run in progress, a due token, no record) returns None
+        and goes the leased way, which decides again under the lease.
+        """
+        account = self.config.account(username)
+        record = self.account_record(account.username)
+        if record.active_run_id or record.current_token is None:
+            return None
+        due, reason = rotation_due(
+            record.current_token,
+            now=self.clock(),
+            rotate_after=account.policy.rotate_after,
+            rotate_before_expiry=account.policy.rotate_before_expiry,
+        )
+        if due:
+            return None
+        return Outcome(account.username, "not_due", reason, old_token_id=_id(record.current_token))
 
     @contextlib.contextmanager
     def _leased(

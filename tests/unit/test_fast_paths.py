@@ -8,7 +8,7 @@ and a transition rewrites the account record only when the record changed.
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,49 @@ class TestBackendFactoryCache:
         backends.clear_cache()
         backends.load_factory("file")
         assert scans == ["x"]
+
+
+class TestNotDueWithoutLease:
+    def test_not_due_account_is_answered_without_its_lease(self, world: World) -> None:
+        """A young token with no run in progress: not_due, no lease taken, nothing written."""
+        world.engine().rotate(USER, force=True)
+        taken, saves = world.store.leases_taken, world.store.run_saves
+        lease_before = world.store.read_lease(USER)
+        world.md.calls.clear()
+        outcome = world.engine().rotate(USER)
+        assert outcome.result == "not_due" and outcome.exit_code == 0
+        assert outcome.old_token_id == world.backend.current.token_id  # type: ignore[union-attr]
+        assert world.store.leases_taken == taken and world.store.run_saves == saves
+        assert world.store.read_lease(USER) == lease_before
+        assert world.md.calls == []
+
+    def test_due_account_still_rotates_under_the_lease(self, world: World) -> None:
+        """Once the token is old enough the same call takes the lease and rotates."""
+        world.engine().rotate(USER, force=True)
+        world.clock.now += timedelta(days=31)
+        taken = world.store.leases_taken
+        outcome = world.engine().rotate(USER)
+        assert outcome.result == "completed"
+        assert world.store.leases_taken == taken + 1
+
+    def test_unfinished_run_is_resumed_under_the_lease(self, tmp_path: Path) -> None:
+        """A run waiting out its grace is not 'not due': the lease is taken and it finishes."""
+        w = World(tmp_path, policy='revoke_grace = "1h"')
+        w.engine().adopt(USER, w.old.info.id)
+        first = w.engine().rotate(USER, force=True)
+        assert first.result == "awaiting_revoke"
+        w.clock.now += timedelta(hours=2)
+        taken = w.store.leases_taken
+        done = w.engine().rotate(USER)
+        assert done.result == "completed" and done.run_id == first.run_id
+        assert w.store.leases_taken == taken + 1
+        assert w.md.live_ids(USER) == {first.new_token_id}
+
+    def test_account_without_a_managed_token_goes_the_leased_way(self, tmp_path: Path) -> None:
+        """No current token recorded: due ('no managed token yet'), so it is rotated."""
+        w = World(tmp_path)
+        outcome = w.engine().rotate(USER)
+        assert outcome.result == "adopted" and w.store.leases_taken == 1
 
 
 class TestAccountRecordWrites:
