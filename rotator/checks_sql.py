@@ -45,13 +45,7 @@ class DuckDBCheck:
             with duckdb.connect(self.database, config=config) as conn:
                 row = conn.execute("SELECT current_user").fetchone()
         except Exception as exc:  # duckdb raises many unrelated types; all mean "did not work"
-            detail = str(exc).replace(ctx.token.reveal(), "***").splitlines()[0][:300]
-            raise CheckFailed(
-                f"duckdb check on {ctx.backend}'s copy could not query MotherDuck "
-                f"(is MotherDuck reachable from here?): {type(exc).__name__}: {detail}",
-                check=self.name,
-                backend=ctx.backend,
-            ) from None
+            raise _unreachable(self.name, ctx, "MotherDuck", exc) from None
         _expect_user(self.name, ctx, row[0] if row else None)
 
 
@@ -93,14 +87,19 @@ class PostgresCheck:
             ) as conn:
                 row = conn.execute("SELECT current_user").fetchone()
         except psycopg.Error as exc:
-            detail = str(exc).replace(ctx.token.reveal(), "***").splitlines()[0][:300]
-            raise CheckFailed(
-                f"postgres check on {ctx.backend}'s copy could not query {self.host}:{self.port} "
-                f"(is MotherDuck reachable from here?): {detail}",
-                check=self.name,
-                backend=ctx.backend,
-            ) from None
+            raise _unreachable(self.name, ctx, f"{self.host}:{self.port}", exc) from None
         _expect_user(self.name, ctx, row[0] if row else None)
+
+
+def _unreachable(check: str, ctx: CheckContext, where: str, exc: Exception) -> CheckFailed:
+    """The driver's error as one line, with the token masked (drivers may echo it)."""
+    lines = str(exc).replace(ctx.token.reveal(), "***").splitlines() or ["no detail"]
+    return CheckFailed(
+        f"{check} check on {ctx.backend}'s copy could not query {where} "
+        f"(is MotherDuck reachable from here?): {type(exc).__name__}: {lines[0][:300]}",
+        check=check,
+        backend=ctx.backend,
+    )
 
 
 def _expect_user(check: str, ctx: CheckContext, user: object) -> None:

@@ -43,6 +43,7 @@ from rotator.errors import (
     WrongRoute,
 )
 from rotator.secret import Secret
+from rotator.status_view import plain_table
 from rotator.workflow import Engine, Outcome
 
 __all__ = ["main"]
@@ -341,7 +342,7 @@ def _print_outcomes(outcomes: Sequence[Outcome], out: TextIO, *, as_json: bool) 
         [o.account, o.result, o.old_token_id or "-", o.new_token_id or "-", o.message]
         for o in outcomes
     ]
-    _table(out, ["ACCOUNT", "RESULT", "OLD TOKEN", "NEW TOKEN", "MESSAGE"], rows)
+    plain_table(out, ["ACCOUNT", "RESULT", "OLD TOKEN", "NEW TOKEN", "MESSAGE"], rows)
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
@@ -411,7 +412,7 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
         ]
         for d in docs
     ]
-    _table(out, ["RUN", "STATE", "STARTED", "OLD TOKEN", "NEW TOKEN", "FAILURE"], rows)
+    plain_table(out, ["RUN", "STATE", "STARTED", "OLD TOKEN", "NEW TOKEN", "FAILURE"], rows)
     return EXIT_OK
 
 
@@ -455,7 +456,7 @@ def cmd_tokens(args: argparse.Namespace, out: TextIO) -> int:
         ]
         for t in tokens
     ]
-    _table(out, ["ID", "NAME", "CREATED", "EXPIRES", "TYPE"], rows)
+    plain_table(out, ["ID", "NAME", "CREATED", "EXPIRES", "TYPE"], rows)
     return EXIT_OK
 
 
@@ -506,15 +507,6 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "tokens": cmd_tokens,
     "config": cmd_config,
 }
-
-
-def _table(out: TextIO, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [len(h) for h in header]
-    for row in rows:
-        widths = [max(w, len(str(c))) for w, c in zip(widths, row, strict=True)]
-    for row in [header, *rows]:
-        out.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        out.write("\n")
 
 
 if __name__ == "__main__":

@@ -134,6 +134,11 @@ def render_table(
             table.add_row(*(_styled(cell) for cell in row))
         Console(file=out).print(table)
         return
+    plain_table(out, header, rows)
+
+
+def plain_table(out: TextIO, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns aligned with spaces: stable for scripts and diffs, whatever the terminal."""
     widths = [len(h) for h in header]
     for row in rows:
         widths = [max(w, len(str(c))) for w, c in zip(widths, row, strict=True)]

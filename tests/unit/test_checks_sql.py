@@ -44,3 +44,22 @@ def test_sql_checks_build_from_config() -> None:
         build_check("duckdb", {"database": "local.db"}, api_url="http://x")
     with pytest.raises(ConfigError, match="unexpected keyword"):
         build_check("postgres", {"bogus": 1}, api_url="http://x")
+
+
+@pytest.mark.parametrize("text", ["", "bad token eyJsecret.part.sig\nsecond line"])
+def test_driver_errors_become_one_line_without_the_token(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """An empty driver message or one echoing the token still gives one clean line."""
+    duckdb = pytest.importorskip("duckdb")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise duckdb.IOException(text)
+
+    monkeypatch.setattr(duckdb, "connect", refuse)
+    with pytest.raises(CheckFailed) as info:
+        DuckDBCheck().run(CTX)
+    message = str(info.value)
+    assert message.startswith("duckdb check on file:/x's copy could not query MotherDuck")
+    assert "eyJsecret" not in message and "\n" not in message
+    assert ("no detail" in message) == (text == "")
