@@ -40,6 +40,7 @@ from urllib.parse import quote
 import httpx
 import structlog
 
+from rotator import motherduck_parse as answers
 from rotator.errors import (
     BadRequest,
     ConfigError,
@@ -53,6 +54,7 @@ from rotator.errors import (
     Unauthorized,
     WrongRoute,
 )
+from rotator.motherduck_parse import CreatedToken, TokenInfo
 from rotator.secret import MASK, TOKEN_PATTERN, Secret
 
 __all__ = ["CreatedToken", "MotherDuckClient", "RetryEvent", "RetryPolicy", "TokenInfo"]
@@ -66,7 +68,6 @@ _NEVER_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeou
 _NOT_TRANSIENT: Final = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 _MIN_ATTEMPT_SECONDS: Final = 1.0
 _TOKEN_RE: Final = re.compile(TOKEN_PATTERN)
-_FRACTION_RE: Final = re.compile(r"\.(\d+)")
 _TOKENS: Final = "/v1/users/{username}/tokens"
 _TOKEN: Final = "/v1/users/{username}/tokens/{token_id}"
 _USER: Final = "/v1/users/{username}"
@@ -78,26 +79,6 @@ _STATUS_ERRORS: Final[dict[int, type[MotherDuckError]]] = {
     404: NotFound,
 }
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True, slots=True)
-class TokenInfo:
-    """A token's metadata, as listed or created (never the secret)."""
-
-    id: str
-    name: str | None
-    created_ts: datetime | None
-    expire_at: datetime | None
-    token_type: str = "read_write"
-    read_only: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class CreatedToken:
-    """A freshly minted token: its metadata and its secret (shown once by the API)."""
-
-    info: TokenInfo
-    token: Secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,10 +160,6 @@ class _Failure:
         return self.kind(self.message + tail, **self.extra)
 
 
-class _Malformed(ValueError):
-    """A success body that does not have the documented shape."""
-
-
 class MotherDuckClient:
     """Calls the MotherDuck REST API as an organization admin."""
 
@@ -244,13 +221,14 @@ class MotherDuckClient:
         body: dict[str, Any] = {"name": name, "token_type": token_type}
         if ttl_seconds is not None:
             body["ttl"] = ttl_seconds
+        creating = (username, name)
         return self._call(
-            "POST", _TOKENS, _created, json=body, creating=(username, name), username=username
+            "POST", _TOKENS, answers.created, json=body, creating=creating, username=username
         )
 
     def list_tokens(self, username: str) -> list[TokenInfo]:
         """Every live token of `username` (metadata only). Safe to repeat."""
-        return self._call("GET", _TOKENS, _token_list, username=username)
+        return self._call("GET", _TOKENS, answers.token_list, username=username)
 
     def find_tokens_by_name(self, username: str, name: str) -> list[TokenInfo]:
         """The live tokens of `username` whose name is exactly `name`."""
@@ -263,7 +241,7 @@ class MotherDuckClient:
         a plain-text 404 (wrong api_url) raises WrongRoute, never False.
         """
         try:
-            return self._call("DELETE", _TOKEN, _true, username=username, token_id=token_id)
+            return self._call("DELETE", _TOKEN, answers.true, username=username, token_id=token_id)
         except NotFound:
             return False
 
@@ -271,25 +249,25 @@ class MotherDuckClient:
 
     def create_service_account(self, username: str) -> str:
         """Create a service account; returns the username as stored. Not retried on 5xx."""
-        return self._call("POST", "/v1/users", _username, json={"username": username})
+        return self._call("POST", "/v1/users", answers.username, json={"username": username})
 
     def delete_user(self, username: str) -> str:
         """Delete an account with its tokens and data; returns the deleted username."""
-        deleted = self._call("DELETE", _USER, _optional_username, username=username)
+        deleted = self._call("DELETE", _USER, answers.optional_username, username=username)
         return deleted or username
 
     def get_duckling_config(self, username: str) -> dict[str, Any]:
         """The account's Duckling configuration, as the API returns it."""
-        return self._call("GET", _INSTANCES, _object, username=username)
+        return self._call("GET", _INSTANCES, answers.object_, username=username)
 
     def put_duckling_config(self, username: str, config: Mapping[str, Any]) -> dict[str, Any]:
         """Replace the Duckling configuration; returns the normalized result."""
         body = {"config": dict(config)}
-        return self._call("PUT", _INSTANCES, _object, json=body, username=username)
+        return self._call("PUT", _INSTANCES, answers.object_, json=body, username=username)
 
     def active_accounts(self) -> list[dict[str, Any]]:
         """Accounts with running Ducklings; also a cheap probe that the token is an admin's."""
-        return self._call("GET", "/v1/active_accounts", _accounts)
+        return self._call("GET", "/v1/active_accounts", answers.accounts)
 
     # -- one call: request, retries, status mapping, parsing ---------------------------
 
@@ -409,9 +387,9 @@ class MotherDuckClient:
             try:
                 body = response.json()
             except (ValueError, UnicodeDecodeError):
-                raise _Malformed("not JSON") from None
+                raise answers.Malformed("not JSON") from None
             return parse(body)
-        except _Malformed as exc:
+        except answers.Malformed as exc:
             what = f"200 with an unexpected body ({exc})"
             if creating is not None:
                 raise _unknown(method, path, what, creating).error(1) from None
@@ -464,7 +442,7 @@ def _unknown(
     return _Failure(OutcomeUnknown, message, "outcome_unknown", False, None, cause, extra)
 
 
-# -- parsing helpers (raise _Malformed) --------------------------------------------------
+# -- helpers ---------------------------------------------------------------------------
 
 
 def _seg(value: str) -> str:
@@ -473,93 +451,6 @@ def _seg(value: str) -> str:
         raise ValueError("a username or token id must not be empty")
     quoted = quote(value, safe="")
     return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
-
-
-def _object(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _Malformed(f"expected a JSON object, got {type(value).__name__}")
-    return value
-
-
-def _list(answer: Any, key: str) -> list[Any]:
-    items = _object(answer).get(key)
-    if not isinstance(items, list):
-        raise _Malformed(f"'{key}' is not a list")
-    return items
-
-
-def _optional_username(answer: Any) -> str | None:
-    username = _object(answer).get("username")
-    if not (username is None or isinstance(username, str)):
-        raise _Malformed("'username' is not a string")
-    return username
-
-
-def _username(answer: Any) -> str:
-    username = _optional_username(answer)
-    if not username:
-        raise _Malformed("no 'username' string")
-    return username
-
-
-def _true(answer: Any) -> bool:
-    return True
-
-
-def _token_list(answer: Any) -> list[TokenInfo]:
-    return [_token_info(item) for item in _list(answer, "tokens")]
-
-
-def _accounts(answer: Any) -> list[dict[str, Any]]:
-    return [_object(item) for item in _list(answer, "accounts")]
-
-
-def _created(answer: Any) -> CreatedToken:
-    token = _object(answer).get("token")
-    if not isinstance(token, str) or not token:
-        raise _Malformed("no 'token' string")
-    return CreatedToken(info=_token_info(answer), token=Secret(token))
-
-
-def _token_info(item: Any) -> TokenInfo:
-    data = _object(item)
-    token_id = data.get("id")
-    if not isinstance(token_id, str) or not token_id:
-        raise _Malformed("a token has no 'id' string")
-    name = data.get("name")
-    token_type = data.get("token_type") or "read_write"
-    read_only = data.get("read_only", token_type == "read_scaling")
-    if not (name is None or isinstance(name, str)) or not isinstance(token_type, str):
-        raise _Malformed(f"token {token_id}: 'name' or 'token_type' is not a string")
-    if not isinstance(read_only, bool):
-        raise _Malformed(f"token {token_id}: 'read_only' is not a boolean")
-    return TokenInfo(
-        id=token_id,
-        name=name,
-        created_ts=_timestamp(data.get("created_ts"), token_id, "created_ts"),
-        expire_at=_timestamp(data.get("expire_at"), token_id, "expire_at"),
-        token_type=token_type,
-        read_only=read_only,
-    )
-
-
-def _timestamp(value: Any, token_id: str, key: str) -> datetime | None:
-    """RFC 3339 with Z or an offset and any number of fraction digits; naive means UTC."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _Malformed(f"token {token_id}: '{key}' is not a string")
-    text = value.strip()
-    if text[-1:] in ("Z", "z"):
-        text = text[:-1] + "+00:00"
-    if len(text) > 10 and text[10] in "tT ":
-        text = text[:10] + "T" + text[11:]
-    text = _FRACTION_RE.sub(lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise _Malformed(f"token {token_id}: '{key}' is not an RFC 3339 timestamp") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _retry_after(value: str | None) -> float | None:
