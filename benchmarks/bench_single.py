@@ -1,0 +1,270 @@
+"""Benchmark 1: one rotation, rotator vs a hand-written httpx script, simulator at 0 latency.
+
+In-process (no interpreter start-up): rounds interleave the variants, so machine noise
+hits all of them alike; medians per variant and ratios within the same run.
+
+    script        hand_script.rotate_once: create, atomic+fsync file write, revoke
+    rotator       Engine as rotator.cli.make_engine builds it (FileStore durable=True),
+                  file backend, readback check
+    rotator_nd    the same with FileStore(durable=False): no checkpoint fsync
+    script_nofs   / rotator_nofs: os.fsync replaced by a no-op for everything (the
+                  script, the checkpoints and the file backend): "excluding fsync"
+
+A second, instrumented pass wraps the MotherDuck client, the state store and the backend
+in timing proxies to split rotator's time into HTTP, checkpoint I/O, backend I/O and the
+rest (engine logic, logging, JSON). Then the CLI and the script as fresh subprocesses.
+The simulator's request log shows which calls each variant made per rotation.
+
+    .venv/bin/python benchmarks/bench_single.py [--rounds 40] [--cli-runs 7] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import hand_script
+from _common import (
+    PYTHON,
+    ROTATOR,
+    Simulator,
+    make_fleet,
+    median,
+    run_child,
+    save_result,
+    workdir,
+)
+
+from rotator import log as rlog
+from rotator.checkpoint import FileStore
+from rotator.config import load_config
+from rotator.motherduck import MotherDuckClient
+from rotator.secret import Secret
+from rotator.workflow import Engine
+
+_REAL_FSYNC = os.fsync
+
+
+@contextlib.contextmanager
+def no_fsync() -> Iterator[None]:
+    os.fsync = lambda fd: None
+    try:
+        yield
+    finally:
+        os.fsync = _REAL_FSYNC
+
+
+class Timed:
+    """Forwards every method call to `inner`, adding its duration to `acc[bucket]`."""
+
+    calls: Counter[str] = Counter()
+
+    def __init__(self, inner: Any, bucket: str, acc: dict[str, float]) -> None:
+        self._inner, self._bucket, self._acc = inner, bucket, acc
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            Timed.calls[f"{self._bucket}.{name}"] += 1
+            started = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self._acc[self._bucket] += time.perf_counter() - started
+
+        return timed
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--cli-runs", type=int, default=7)
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of rotator")
+    args = parser.parse_args(argv)
+
+    with workdir("single") as base, Simulator(base / "sim") as sim:
+        fleet = make_fleet(sim, base / "fleet", 2, prefix="svc_single")
+        rot_name, script_name = fleet.names
+        config = load_config(fleet.config_path)
+        os.environ["MOTHERDUCK_ADMIN_TOKEN"] = sim.admin_token
+        # Logs as the CLI writes them (JSON, info) but to /dev/null.
+        rlog.configure("json", level="info", stream=open(os.devnull, "w"))  # noqa: SIM115
+        client = MotherDuckClient(sim.url, Secret(sim.admin_token),
+                                  timeout=config.motherduck.timeout.total_seconds())
+        durable = Engine(config, client, FileStore(config.state_path))
+        nondurable = Engine(config, client, FileStore(config.state_path, durable=False))
+        http = httpx.Client(timeout=10.0)
+        script_path = fleet.workdir / "secrets" / f"{script_name}.json"
+        old = {"id": json.loads(script_path.read_text())["token_id"]}
+
+        def script() -> None:
+            old["id"] = hand_script.rotate_once(http, sim.url, sim.admin_token, script_name,
+                                                old["id"], script_path)
+
+        def rotator(engine: Engine) -> Callable[[], None]:
+            def run() -> None:
+                outcome = engine.rotate(rot_name, force=True)
+                assert outcome.result == "completed", outcome
+            return run
+
+        variants: dict[str, tuple[Callable[[], None], bool]] = {
+            "script": (script, True),
+            "rotator": (rotator(durable), True),
+            "rotator_nd": (rotator(nondurable), True),
+            "script_nofs": (script, False),
+            "rotator_nofs": (rotator(nondurable), False),
+        }
+        times: dict[str, list[float]] = defaultdict(list)
+        for rnd in range(args.warmup + args.rounds):
+            order = list(variants.items())
+            if rnd % 2:
+                order.reverse()
+            for name, (fn, fsync_on) in order:
+                with contextlib.ExitStack() as stack:
+                    if not fsync_on:
+                        stack.enter_context(no_fsync())
+                    started = time.perf_counter()
+                    fn()
+                    elapsed = time.perf_counter() - started
+                if rnd >= args.warmup:
+                    times[name].append(elapsed)
+        med = {name: median(v) * 1000 for name, v in times.items()}
+
+        # Requests per rotation, from the simulator's own log (both end with one revoke).
+        counts = {}
+        for name, fn in (("script", script), ("rotator", rotator(durable))):
+            sim.clear_requests()
+            fn()
+            logged = sim.settled_requests("revoke_token", 1)
+            counts[name] = dict(Counter(r["route"] for r in logged))
+
+        # Instrumented pass: where does rotator's time go?
+        split: dict[str, dict[str, float]] = {}
+        for label, fsync_on, store_durable in (("fsync_on", True, True),
+                                               ("fsync_off", False, False)):
+            acc: dict[str, float] = defaultdict(float)
+            engine = Engine(
+                config,
+                Timed(client, "http", acc),  # type: ignore[arg-type]
+                Timed(FileStore(config.state_path, durable=store_durable), "checkpoint", acc),
+                backends_for=lambda account, acc=acc: [  # type: ignore[misc]
+                    Timed(b, "backend", acc) for b in durable._build_backends(account)
+                ],
+            )
+            totals: list[float] = []
+            parts: dict[str, list[float]] = defaultdict(list)
+            with contextlib.ExitStack() as stack:
+                if not fsync_on:
+                    stack.enter_context(no_fsync())
+                Timed.calls.clear()
+                for _ in range(args.rounds // 2 + args.warmup):
+                    acc.clear()
+                    started = time.perf_counter()
+                    rotator(engine)()
+                    total = time.perf_counter() - started
+                    totals.append(total)
+                    for key in ("http", "checkpoint", "backend"):
+                        parts[key].append(acc[key])
+                    parts["other"].append(total - sum(acc.values()))
+            split[label] = {k: median(v[args.warmup:]) * 1000 for k, v in parts.items()}
+            split[label]["total"] = median(totals[args.warmup:]) * 1000
+            rotations = args.rounds // 2 + args.warmup
+            calls = {k: v / rotations for k, v in sorted(Timed.calls.items())}
+
+        # The script's own split: HTTP vs file write.
+        profile_text = None
+        if args.profile:
+            prof = cProfile.Profile()
+            with no_fsync():
+                prof.enable()
+                for _ in range(50):
+                    rotator(nondurable)()
+                prof.disable()
+            out = io.StringIO()
+            pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(30)
+            profile_text = out.getvalue()
+            print(profile_text)
+
+        # CLI and script as fresh subprocesses (interpreter start-up included).
+        cli_times, script_times, bare = [], [], []
+        rot_path = fleet.workdir / "secrets" / f"{rot_name}.json"
+        devnull = open(os.devnull, "w")  # noqa: SIM115
+        for attempt in range(args.cli_runs + 1):  # the first fills the bytecode cache
+            run = run_child([ROTATOR, "rotate", rot_name, "--force", "--json"], env=fleet.env,
+                            cwd=fleet.workdir, stdout=devnull, stderr=devnull, timeout=60)
+            assert run.returncode == 0, run
+            cli_times.append(run.wall)
+            out_path = fleet.workdir / "script.out"
+            with open(out_path, "w") as out:
+                run = run_child(
+                    [PYTHON, str(Path(hand_script.__file__)), sim.url, script_name, old["id"],
+                     str(script_path)],
+                    env=fleet.env, cwd=fleet.workdir, stdout=out, stderr=devnull, timeout=60)
+            assert run.returncode == 0, run
+            old["id"] = out_path.read_text().strip()
+            script_times.append(run.wall)
+            bare.append(run_child([PYTHON, "-c", "pass"], env=fleet.env, cwd=fleet.workdir,
+                                  stdout=devnull, stderr=devnull, timeout=60).wall)
+            if attempt == 0:
+                del cli_times[0], script_times[0], bare[0]
+        assert json.loads(rot_path.read_text())["token_id"]
+        http.close()
+        client.close()
+
+    checkpoint_share = (split["fsync_off"]["checkpoint"] / split["fsync_off"]["total"]
+                        * med["rotator_nofs"])
+    result = {
+        "rounds": args.rounds,
+        "median_ms": med,
+        "ratio_rotator_vs_script": med["rotator"] / med["script"],
+        "ratio_nofsync": med["rotator_nofs"] / med["script_nofs"],
+        "overhead_ms": {
+            "total": med["rotator"] - med["script"],
+            "checkpoint_fsync": med["rotator"] - med["rotator_nd"],
+            "backend_and_other_fsync": (med["rotator_nd"] - med["rotator_nofs"])
+            - (med["script"] - med["script_nofs"]),
+            "excluding_fsync": med["rotator_nofs"] - med["script_nofs"],
+            # The fsync-off overhead split: the state store's share of rotator's time (file
+            # creation, rename, lease read, JSON: checkpoint I/O; its fraction of the
+            # instrumented pass applied to the uninstrumented median) and everything else.
+            "excluding_fsync_checkpoint_io": checkpoint_share,
+            "excluding_fsync_everything_else": med["rotator_nofs"] - med["script_nofs"]
+            - checkpoint_share,
+        },
+        "split_ms": split,
+        "requests_per_rotation": counts,
+        "calls_per_rotation": calls,
+        "subprocess_ms": {
+            "cli": median(cli_times) * 1000,
+            "script": median(script_times) * 1000,
+            "python_-c_pass": median(bare) * 1000,
+            "ratio_cli_vs_script": median(cli_times) / median(script_times),
+        },
+        "profile": profile_text,
+    }
+    save_result("single", result)
+    print(json.dumps({k: v for k, v in result.items() if k != "profile"}, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
