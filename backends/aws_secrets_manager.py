@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 import structlog
 from pydantic import Field, field_validator, model_validator
 
+from backends import _aws_errors as aws_errors
 from backends.base import BackendConfig, Receipt, StoredToken, TokenRecord, decode_value
 from backends.base import encode_value as _encode
 from rotator.errors import BackendConflict, BackendError, ConfigError
@@ -49,16 +50,6 @@ _TAG_UNSAFE = re.compile(r"[^\w .:/=+\-@]")
 _FIELDS = ("version_id", "token_id", "token_name", "run_id")
 _GROUPS = ("", "pending_", "previous_")  # promoted, staged, promoted before that
 _GONE = ("ResourceNotFoundException",)  # no such secret, version or value: answer None
-_CREDENTIAL_CODES = frozenset(
-    [
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
-        "InvalidSignatureException",
-        "ExpiredTokenException",
-        "ExpiredToken",
-        "SignatureDoesNotMatch",
-    ]
-)
 
 
 def version_id_for(run_id: str) -> str:
@@ -396,7 +387,7 @@ class SecretsManagerBackend:
             method = getattr(self._client(), re.sub(r"(?<!^)(?=[A-Z])", "_", op).lower())
             answer: dict[str, Any] = method(**kwargs)
         except ClientError as exc:
-            if _code(exc) in allow:
+            if aws_errors.code(exc) in allow:
                 return None
             raise self._client_error(exc, op) from exc
         except BotoCoreError as exc:
@@ -409,36 +400,22 @@ class SecretsManagerBackend:
         return answer
 
     def _client_error(self, exc: ClientError, op: str) -> BackendError:
-        """The most specific one-line error for an AWS error code."""
-        code = _code(exc)
-        detail = " ".join(str(exc.response.get("Error", {}).get("Message", "")).split())[:200]
-        if code == "InvalidRequestException" and "delet" in detail.lower():
-            return self._error("deleted")
-        kms = _KMS_HINT if op in ("GetSecretValue", "PutSecretValue", "CreateSecret") else ""
-        key = _CODE_MESSAGES.get(code, "credentials" if code in _CREDENTIAL_CODES else "aws")
-        cls = BackendConflict if code == "ResourceExistsException" else BackendError
-        return self._error(key, cls, op=op, code=code, detail=detail, kms=kms)
+        key, cls, facts = aws_errors.for_client_error(exc, op)
+        return self._error(key, cls, **facts)
 
     def _transport_error(self, exc: BotoCoreError, op: str) -> BackendError:
-        """The request got no AWS answer: credentials, profile, region or the network."""
-        from botocore import exceptions as bx
-
-        kinds: list[tuple[Any, str]] = [
-            (bx.NoCredentialsError | bx.PartialCredentialsError, "no_credentials"),
-            (bx.ProfileNotFound, "profile"),
-            (bx.InvalidRegionError, "region"),
-            (bx.ConnectionError | bx.HTTPClientError, "unreachable"),
-        ]
-        key = next((key for kind, key in kinds if isinstance(exc, kind)), "transport")
         endpoint = self._cfg.endpoint_url or f"https://secretsmanager.{self._region}.amazonaws.com"
         what = " ".join(str(exc).split())
+        key = aws_errors.for_transport_error(exc)
         return self._error(key, op=op, endpoint=endpoint, what=what, profile=self._cfg.profile)
 
     def _error(
         self, key: str, cls: builtins.type[BackendError] = BackendError, **facts: object
     ) -> BackendError:
         where = f"secret {self._secret_id} in {self._region}"
-        text = _MESSAGES[key].format(where=where, sid=self._secret_id, region=self._region, **facts)
+        text = aws_errors.MESSAGES[key].format(
+            where=where, sid=self._secret_id, region=self._region, **facts
+        )
         return cls(text, backend=self.label)
 
 
@@ -446,50 +423,3 @@ def _group_tags(prefix: str, *values: str | None) -> dict[str, str]:
     """One tag group (`rotator:<prefix>version_id` ...), values made tag-safe."""
     pairs = zip(_FIELDS, values, strict=True)
     return {f"rotator:{prefix}{f}": _TAG_UNSAFE.sub("_", v or "")[:256] for f, v in pairs}
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-_KMS_HINT = " (and kms:Decrypt/kms:GenerateDataKey on its KMS key, if customer managed)"
-_CODE_MESSAGES = {
-    "AccessDeniedException": "denied",
-    "ResourceNotFoundException": "missing",
-    "DecryptionFailure": "kms",
-    "EncryptionFailure": "kms",
-    "KMSInvalidStateException": "kms",
-}
-# Each: one line naming the secret and region, and what to do. Never a value.
-_MESSAGES = {
-    "missing": "{where} does not exist; create it, set create_if_missing = true, "
-    "or fix secret_id/region",
-    "deleted": "{where} is scheduled for deletion; restore it with "
-    "`aws secretsmanager restore-secret --secret-id {sid} --region {region}`",
-    "foreign_pending": "{where}: version {version} holds AWSPENDING and was not staged by "
-    "this run (another rotation in progress?); finish that rotation, or clear it with "
-    "`aws secretsmanager update-secret-version-stage --secret-id {sid} --version-stage "
-    "AWSPENDING --remove-from-version-id {version} --region {region}`",
-    "different_token": "{where}: version {version} of run {run_id} already holds a different "
-    "token; roll the run back instead of staging again",
-    "not_staged": "{where}: nothing staged by run {run_id} (version {version} is not "
-    "AWSPENDING); stage it again or roll the run back",
-    "receipt": "{where}: receipt version {given} does not belong to run {run_id} "
-    "(expected {version})",
-    "binary": "{where}: version {version} holds SecretBinary; rotator reads and writes "
-    "SecretString only",
-    "denied": "access denied: secretsmanager:{op} on {where}; grant the role "
-    "secretsmanager:{op} on this secret{kms}",
-    "credentials": "AWS rejected the credentials ({code}) for secretsmanager:{op} on {where}; "
-    "refresh them or fix `profile`",
-    "kms": "KMS refused secretsmanager:{op} on {where} ({code}); check kms_key_id "
-    "and the key policy",
-    "aws": "secretsmanager:{op} failed on {where}: {code}: {detail}",
-    "no_credentials": "no usable AWS credentials for secretsmanager:{op} on {where}; set "
-    "`profile`, AWS_PROFILE or AWS_ACCESS_KEY_ID, or attach a role",
-    "profile": "AWS profile {profile!r} not found for {where}; fix `profile`",
-    "region": "region {region!r} is not a valid AWS region name; fix `region`",
-    "unreachable": "cannot reach Secrets Manager at {endpoint} for {where}: {what}; check "
-    "endpoint_url, region and the network",
-    "transport": "secretsmanager:{op} failed on {where}: {what}",
-}
