@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from rotator.durations import format_duration, parse_duration
 from rotator.errors import StateError
-from rotator.runrecord import BackendProgress, Run, RunState, TokenRef, rotation_due, token_name_for
+from rotator.runrecord import (
+    AccountRecord,
+    BackendProgress,
+    Run,
+    RunState,
+    TokenRef,
+    rotation_due,
+    token_name_for,
+)
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -120,3 +129,51 @@ def test_format_duration() -> None:
     assert format_duration(timedelta(days=1)) == "1d"
     assert format_duration(timedelta(seconds=90)) == "90s"
     assert format_duration(timedelta(0)) == "0s"
+
+
+class TestToDoc:
+    def populated_run(self) -> Run:
+        return Run(
+            run_id="r1",
+            account="svc_a",
+            state=RunState.PROMOTING,
+            token_name=token_name_for("svc_a", "r1"),
+            started_at=NOW.isoformat(),
+            updated_at=NOW.isoformat(),
+            old_token=TokenRef(id="t0", name="initial"),
+            new_token=TokenRef(id="t1", name="n", created_ts=NOW.isoformat(), fingerprint="ab"),
+            backends={"file:x": BackendProgress("promoting", {"path": "x", "version": 3})},
+            create_attempts=1,
+            create_sent_at=1.5,
+            lost_token_ids=["t9"],
+            hooks_done=["after_store"],
+            events=[{"at": NOW.isoformat(), "state": "planned", "detail": None}],
+            version=7,
+        )
+
+    def test_same_document_as_asdict(self) -> None:
+        """to_doc gives exactly what dataclasses.asdict gave, with the state as its value."""
+        run = self.populated_run()
+        expected = dataclasses.asdict(run) | {"state": "promoting"}
+        assert run.to_doc() == expected
+        record = AccountRecord(account="svc_a", current_token=TokenRef(id="t1"), runs=["r1"])
+        assert record.to_doc() == dataclasses.asdict(record)
+
+    def test_document_does_not_share_containers_with_the_run(self) -> None:
+        """Changing the run after to_doc leaves the document as it was (stores may keep it)."""
+        run = self.populated_run()
+        doc = run.to_doc()
+        run.events[0]["detail"] = "changed"
+        run.backends["file:x"].receipt["version"] = 4  # type: ignore[index]
+        run.lost_token_ids.append("t10")
+        assert doc["events"][0]["detail"] is None
+        assert doc["backends"]["file:x"]["receipt"]["version"] == 3
+        assert doc["lost_token_ids"] == ["t9"]
+        assert Run.from_doc(doc).to_doc() == doc
+
+    def test_unknown_value_type_is_refused(self) -> None:
+        """A value that is not plain data is a bug, reported rather than written."""
+        run = self.populated_run()
+        run.backends["file:x"].receipt = {"when": NOW}
+        with pytest.raises(TypeError, match="datetime"):
+            run.to_doc()
