@@ -399,6 +399,9 @@ def workdir(name: str, keep: bool = False) -> Iterator[Path]:
     base = Path(root) / f"rotator-bench-{os.getpid()}-{name}"
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
+    # Earlier runs leave dirty pages and deletions behind; their writeback would land in
+    # this run's fsyncs and renames (2x swings between otherwise equal runs). Start clean.
+    os.sync()
     try:
         yield base
     finally:
