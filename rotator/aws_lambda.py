@@ -132,24 +132,9 @@ def load_lambda_config() -> Config:
 
 
 def build_engine(config: Config) -> Engine:
-    from rotator.cli import clock_from_env, make_store
-    from rotator.motherduck import MotherDuckClient
+    from rotator.assembly import build_engine as assemble
 
-    def client() -> MotherDuckClient:
-        return MotherDuckClient(
-            config.motherduck.api_url,
-            admin_token(config),
-            timeout=config.motherduck.timeout.total_seconds(),
-        )
-
-    from rotator.audit import event_sink
-
-    clock = clock_from_env()
-    engine = Engine(
-        config, None, make_store(config, clock), client_factory=client, clock=clock, owner=_owner()
-    )
-    engine.on_event = event_sink(config, engine, audit_to_log=True, extra=(_RUNS,))
-    return engine
+    return assemble(config, admin_token, owner=_owner(), audit_to_log=True, extra_sinks=(_RUNS,))
 
 
 def _owner() -> str:

@@ -20,13 +20,13 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from datetime import datetime
 from typing import Any, TextIO
 
 import structlog
 
 from rotator import __version__
-from rotator.checkpoint import FileStore, StateStore, utcnow
+from rotator.assembly import build_engine, table_name
+from rotator.checkpoint import FileStore
 from rotator.config import Config, default_config_path, load_config
 from rotator.errors import (
     BackendError,
@@ -213,56 +213,9 @@ def _admin_token(config: Config) -> Secret:
     return Secret(value)
 
 
-def make_store(config: Config, clock: Callable[[], datetime] = utcnow) -> StateStore:
-    if config.state.store == "file":
-        return FileStore(config.state_path, clock=clock)
-    from rotator.checkpoint_dynamodb import DynamoDBStore
-
-    return DynamoDBStore(
-        _table_name(config),
-        region=config.state.region,
-        endpoint_url=config.state.endpoint_url,
-        clock=clock,
-    )
-
-
-def _table_name(config: Config) -> str:
-    if not config.state.table:
-        raise ConfigError('state.table: required when store = "dynamodb"')
-    return config.state.table
-
-
 def make_engine(config: Config) -> Engine:
-    """An engine whose MotherDuck client (and admin token) is created on first use."""
-    from rotator.motherduck import MotherDuckClient
-
-    def client() -> MotherDuckClient:
-        return MotherDuckClient(
-            config.motherduck.api_url,
-            _admin_token(config),
-            timeout=config.motherduck.timeout.total_seconds(),
-        )
-
-    from rotator.audit import event_sink
-
-    clock = clock_from_env()
-    engine = Engine(config, None, make_store(config, clock), client_factory=client, clock=clock)
-    engine.on_event = event_sink(config, engine)
-    return engine
-
-
-def clock_from_env() -> Callable[[], datetime]:
-    """`ROTATOR_NOW` (RFC 3339) pins "now", for drills and tests of grace and due dates."""
-    pinned = os.environ.get("ROTATOR_NOW")
-    if not pinned:
-        return utcnow
-    try:
-        now = datetime.fromisoformat(pinned)
-    except ValueError:
-        raise ConfigError(f"ROTATOR_NOW: {pinned!r} is not an RFC 3339 timestamp") from None
-    if now.tzinfo is None:
-        raise ConfigError("ROTATOR_NOW: give a timezone, e.g. 2026-11-23T12:00:00+00:00")
-    return lambda: now
+    """The CLI's engine: the admin token from the environment (or Secrets Manager)."""
+    return build_engine(config, _admin_token)
 
 
 def _selected(config: Config, names: Sequence[str], all_: bool) -> list[str]:
@@ -483,7 +436,7 @@ def cmd_state(args: argparse.Namespace, out: TextIO) -> int:
 
         out.write(
             create_table(
-                _table_name(config),
+                table_name(config),
                 region=config.state.region,
                 endpoint_url=config.state.endpoint_url,
             )

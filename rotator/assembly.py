@@ -1,0 +1,87 @@
+"""Build an Engine from a Config: the state store, the clock and the MotherDuck client.
+
+Shared by the CLI and the Lambda handler, which differ only in where the admin token
+comes from, who owns the lease and where audit events go. Kept free of argparse and of
+anything the Lambda cold start does not need.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rotator.checkpoint import FileStore, StateStore, utcnow
+from rotator.config import Config
+from rotator.errors import ConfigError
+from rotator.secret import Secret
+from rotator.workflow import Engine
+
+if TYPE_CHECKING:
+    from rotator.motherduck import MotherDuckClient
+
+__all__ = ["build_engine", "clock_from_env", "make_store", "table_name"]
+
+
+def build_engine(
+    config: Config,
+    admin_token: Callable[[Config], Secret],
+    *,
+    owner: str | None = None,
+    audit_to_log: bool = False,
+    extra_sinks: Sequence[Any] = (),
+) -> Engine:
+    """An engine whose MotherDuck client (and admin token) is created on first use."""
+
+    def client() -> MotherDuckClient:
+        from rotator.motherduck import MotherDuckClient
+
+        return MotherDuckClient(
+            config.motherduck.api_url,
+            admin_token(config),
+            timeout=config.motherduck.timeout.total_seconds(),
+        )
+
+    from rotator.audit import event_sink
+
+    clock = clock_from_env()
+    store = make_store(config, clock)
+    engine = Engine(config, None, store, client_factory=client, clock=clock, owner=owner)
+    engine.on_event = event_sink(
+        config, engine, audit_to_log=audit_to_log, extra=tuple(extra_sinks)
+    )
+    return engine
+
+
+def make_store(config: Config, clock: Callable[[], datetime] = utcnow) -> StateStore:
+    if config.state.store == "file":
+        return FileStore(config.state_path, clock=clock)
+    from rotator.checkpoint_dynamodb import DynamoDBStore
+
+    return DynamoDBStore(
+        table_name(config),
+        region=config.state.region,
+        endpoint_url=config.state.endpoint_url,
+        clock=clock,
+    )
+
+
+def table_name(config: Config) -> str:
+    if not config.state.table:
+        raise ConfigError('state.table: required when store = "dynamodb"')
+    return config.state.table
+
+
+def clock_from_env() -> Callable[[], datetime]:
+    """`ROTATOR_NOW` (RFC 3339) pins "now", for drills and tests of grace and due dates."""
+    pinned = os.environ.get("ROTATOR_NOW")
+    if not pinned:
+        return utcnow
+    try:
+        now = datetime.fromisoformat(pinned)
+    except ValueError:
+        raise ConfigError(f"ROTATOR_NOW: {pinned!r} is not an RFC 3339 timestamp") from None
+    if now.tzinfo is None:
+        raise ConfigError("ROTATOR_NOW: give a timezone, e.g. 2026-11-23T12:00:00+00:00")
+    return lambda: now
