@@ -4,8 +4,8 @@ In-process (no interpreter start-up): rounds interleave the variants, so machine
 hits all of them alike; medians per variant and ratios within the same run.
 
     script        hand_script.rotate_once: create, atomic+fsync file write, revoke
-    rotator       Engine as rotator.cli.make_engine builds it (FileStore durable=True),
-                  file backend, readback check
+    rotator       Engine as rotator.assembly.build_engine builds it (FileStore durable=True,
+                  audit trail), file backend, readback check
     rotator_nd    the same with FileStore(durable=False): no checkpoint fsync
     script_nofs   / rotator_nofs: os.fsync replaced by a no-op for everything (the
                   script, the checkpoints and the file backend): "excluding fsync"
@@ -51,6 +51,7 @@ from _common import (
 )
 
 from rotator import log as rlog
+from rotator.audit import event_sink
 from rotator.checkpoint import FileStore
 from rotator.config import load_config
 from rotator.motherduck import MotherDuckClient
@@ -67,6 +68,13 @@ def no_fsync() -> Iterator[None]:
         yield
     finally:
         os.fsync = _REAL_FSYNC
+
+
+def with_sinks(engine: Engine) -> Engine:
+    """The event sinks rotator.assembly.build_engine adds: the audit trail (audit.jsonl in the
+    state directory, one appended line per transition) and the notifier (none configured)."""
+    engine.on_event = event_sink(engine.config, engine)
+    return engine
 
 
 class Timed:
@@ -110,8 +118,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rlog.configure("json", level="info", stream=open(os.devnull, "w"))  # noqa: SIM115
         client = MotherDuckClient(sim.url, Secret(sim.admin_token),
                                   timeout=config.motherduck.timeout.total_seconds())
-        durable = Engine(config, client, FileStore(config.state_path))
-        nondurable = Engine(config, client, FileStore(config.state_path, durable=False))
+        durable = with_sinks(Engine(config, client, FileStore(config.state_path)))
+        nondurable = with_sinks(Engine(config, client, FileStore(config.state_path,
+                                                                 durable=False)))
         http = httpx.Client(timeout=10.0)
         script_path = fleet.workdir / "secrets" / f"{script_name}.json"
         old = {"id": json.loads(script_path.read_text())["token_id"]}
@@ -163,14 +172,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for label, fsync_on, store_durable in (("fsync_on", True, True),
                                                ("fsync_off", False, False)):
             acc: dict[str, float] = defaultdict(float)
-            engine = Engine(
+            engine = with_sinks(Engine(
                 config,
                 Timed(client, "http", acc),  # type: ignore[arg-type]
                 Timed(FileStore(config.state_path, durable=store_durable), "checkpoint", acc),
                 backends_for=lambda account, acc=acc: [  # type: ignore[misc]
                     Timed(b, "backend", acc) for b in durable._build_backends(account)
                 ],
-            )
+            ))
             totals: list[float] = []
             parts: dict[str, list[float]] = defaultdict(list)
             with contextlib.ExitStack() as stack:
