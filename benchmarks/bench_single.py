@@ -16,6 +16,7 @@ rest (engine logic, logging, JSON). Then the CLI and the script as fresh subproc
 The simulator's request log shows which calls each variant made per rotation.
 
     .venv/bin/python benchmarks/bench_single.py [--rounds 40] [--cli-runs 7] [--profile]
+    BENCH_TMP=/dev/shm .venv/bin/python benchmarks/bench_single.py --name single-tmpfs
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--cli-runs", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of rotator")
+    parser.add_argument("--name", default="single", help="results file name (default single)")
     args = parser.parse_args(argv)
 
     with workdir("single") as base, Simulator(base / "sim") as sim:
@@ -271,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "profile": profile_text,
     }
-    save_result("single", result)
+    save_result(args.name, result)
     print(json.dumps({k: v for k, v in result.items() if k != "profile"}, indent=2))
     return result
 
