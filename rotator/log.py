@@ -21,6 +21,7 @@ import datetime as dt
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final, Literal, TextIO
 
@@ -50,34 +51,50 @@ _HANDLER_MARK: Final = "_rotator_log_handler"
 
 
 class _KnownIndex:
-    """A snapshot of the known secrets, built so a miss costs a few C-level scans.
+    """An index of the known secrets, built so a miss costs a few C-level scans.
 
     Every registered secret is at least `_KEY_LENGTH` long; its last `_KEY_LENGTH`
     characters are its key. An occurrence of a secret lies inside a run of characters
     drawn from the secrets' alphabet, so `runs` (one compiled character-class regex) finds
     the only places worth looking at; a sliding window over those runs then looks keys up
     in a dict. Only secrets whose key was seen are searched for in full.
+
+    The index only grows (`add`), in time proportional to what is added. Readers in other
+    threads may use it meanwhile: each change is one assignment (a key's new group, a new
+    `runs`), so a reader sees a value either not yet or completely; `generation` is set
+    last, by the caller, once everything up to it is in.
     """
 
-    __slots__ = ("by_key", "generation", "runs")
+    __slots__ = ("alphabet", "by_key", "generation", "runs")
 
     def __init__(self, generation: int, values: Iterable[str]) -> None:
         self.generation = generation
         self.by_key: dict[str, list[str]] = {}
-        alphabet: set[str] = set()
+        self.alphabet: frozenset[str] = frozenset()
+        self.runs: re.Pattern[str] | None = None
+        self.add(values)
+
+    def add(self, values: Iterable[str]) -> None:
+        alphabet = set(self.alphabet)
         for value in values:
-            self.by_key.setdefault(value[-_KEY_LENGTH:], []).append(value)
+            key = value[-_KEY_LENGTH:]
+            group = self.by_key.get(key, [])
+            if value in group:
+                continue
+            # A longer secret first, if one holds another; a new list, never sorted in place.
+            self.by_key[key] = sorted([*group, value], key=len, reverse=True)
             alphabet.update(value)
-        for group in self.by_key.values():
-            group.sort(key=len, reverse=True)  # a longer secret first, if one holds another
-        charset = "".join(re.escape(c) for c in sorted(alphabet))
-        self.runs = re.compile(f"[{charset}]{{{_KEY_LENGTH},}}") if charset else None
+        if len(alphabet) != len(self.alphabet):
+            self.alphabet = frozenset(alphabet)
+            charset = "".join(re.escape(c) for c in sorted(alphabet))
+            self.runs = re.compile(f"[{charset}]{{{_KEY_LENGTH},}}")
 
     def redact(self, text: str) -> str:
-        if self.runs is None or len(text) < _KEY_LENGTH:
+        runs = self.runs
+        if runs is None or len(text) < _KEY_LENGTH:
             return text
         found: set[str] = set()
-        for run in self.runs.finditer(text):
+        for run in runs.finditer(text):
             chunk = run.group()
             for end in range(_KEY_LENGTH, len(chunk) + 1):
                 group = self.by_key.get(chunk[end - _KEY_LENGTH : end])
@@ -110,17 +127,19 @@ class RedactSecrets:
         # Every default-pattern match contains "eyJ": a substring test skips the regex.
         self._hint = "eyJ" if pattern == _secret.TOKEN_PATTERN else ""
         self._use_registry = use_registry
-        self._index = _KnownIndex(-1, self._extra)
+        self._index = _KnownIndex(0, self._extra)
+        self._grow_lock = threading.Lock()
 
     def _current(self) -> _KnownIndex:
-        if not self._use_registry:
-            return self._index
-        generation = _secret.registry_generation()
+        """The index, holding every value registered before this call."""
         index = self._index
-        if index.generation != generation:
-            generation, values = _secret.known_secrets()
-            index = _KnownIndex(generation, values | self._extra)
-            self._index = index  # one assignment: other threads see old or new, both whole
+        if not self._use_registry or index.generation == _secret.registry_generation():
+            return index
+        with self._grow_lock:  # one thread adds what is new; the others wait for it
+            generation, values = _secret.known_secrets_since(index.generation)
+            if generation != index.generation:
+                index.add(values)
+                index.generation = generation
         return index
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:

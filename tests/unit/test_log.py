@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -265,3 +266,42 @@ class TestRedactSecretsUnit:
         assert per_event < 0.001
         hit = redact(None, "info", {"event": "oops", "v": f"x{values[1234]}y"})
         assert hit["v"] == "x***y"
+
+    def test_index_grows_with_secrets_registered_between_events(self) -> None:
+        """Values registered after the first event, in batches and with characters the
+        index had not seen, are all scrubbed; earlier ones still are."""
+        redact = RedactSecrets()
+        first = "first-" + secrets.token_hex(8)
+        Secret(first)
+        assert redact.redact(f"a {first} b") == "a *** b"
+        batch = ["batch-" + secrets.token_urlsafe(12) for _ in range(50)]
+        for value in batch:
+            Secret(value)
+        odd = "odd~chars+" + secrets.token_hex(6) + "§"
+        Secret(odd)
+        inner = "inner-" + secrets.token_hex(6)
+        Secret(inner)
+        Secret(f"outer-{inner}-tail")
+        text = " ".join([first, *batch, odd, f"outer-{inner}-tail", inner])
+        assert set(redact.redact(text).split()) == {"***"}
+
+    def test_threads_logging_while_secrets_are_registered(self) -> None:
+        """A thread that registers a secret and then redacts never sees it unscrubbed,
+        however many other threads are registering and redacting at the same time."""
+        redact = RedactSecrets()
+        leaks: list[str] = []
+
+        def worker() -> None:
+            for _ in range(200):
+                value = "thread-" + secrets.token_urlsafe(16)
+                Secret(value)
+                if value in redact.redact(f"token={value}"):
+                    leaks.append(value)
+
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads)
+        assert leaks == []

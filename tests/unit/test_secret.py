@@ -70,6 +70,17 @@ class TestRegistry:
         assert secret_module.registry_generation() == generation
         assert "x" * (MIN_KNOWN_LENGTH - 1) not in known_secrets()[1]
 
+    def test_values_since_a_generation_are_the_later_ones_in_order(self) -> None:
+        """known_secrets_since(g) gives exactly what was registered after g, oldest first."""
+        Secret("earlier-" + secrets.token_hex(8))
+        mark = secret_module.registry_generation()
+        later = ["later-" + secrets.token_hex(8) for _ in range(3)]
+        for value in later:
+            Secret(value)
+        generation, values = secret_module.known_secrets_since(mark)
+        assert values == later and generation == mark + 3
+        assert secret_module.known_secrets_since(generation) == (generation, [])
+
 
 class TestTokenPattern:
     @pytest.mark.parametrize(
