@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, ROOT
 
 DOCS = ROOT / "docs"
+BEFORE = "before-c875506"  # results of the same scripts on the code before issue 8's changes
 
 
 def scaling() -> Path | None:
@@ -34,6 +35,12 @@ def scaling() -> Path | None:
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 4.2))
     ax1.semilogx(sizes, per_rot, "o-", label="wall ms per rotation")
     ax1.semilogx(sizes, cpu_rot, "s--", label="CPU ms per rotation (user+sys)")
+    before_path = RESULTS / BEFORE / "scaling.json"
+    if before_path.exists():
+        before = json.loads(before_path.read_text())["points"]
+        ax1.semilogx([p["accounts"] for p in before],
+                     [p["median"]["per_rotation_ms"] for p in before], "o:", color="grey",
+                     label=f"wall ms per rotation, before ({BEFORE.split('-')[-1]})")
     for size, value, cut in zip(sizes, per_rot, capped, strict=True):
         if cut:
             ax1.annotate("stopped at cap;\nper completed rotation", (size, value),
