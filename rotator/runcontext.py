@@ -63,6 +63,7 @@ class RunContext:
         self.old_secret: Secret | None = None
         self.record = engine.account_record(self.name)
         self._account_saved = self._account_facts()
+        self._unsaved = False  # a transition made with save=False is not in the store yet
 
     def _hook(self, point: HookPoint, run: Run) -> None:
         """Run a configured hook once per run; after_store/after_promote may demand rollback."""
@@ -140,7 +141,15 @@ class RunContext:
         run = self.e.load_run(self.record.active_run_id)
         return None if run is None or run.terminal else run
 
-    def _transition(self, run: Run, state: RunState, detail: str | None = None) -> None:
+    def _transition(
+        self, run: Run, state: RunState, detail: str | None = None, *, save: bool = True
+    ) -> None:
+        """Move the run to `state` and checkpoint it.
+
+        `save=False` is for a step that writes its own intent before its first side effect:
+        the new state then reaches the store with that write (or with `_flush`), one
+        checkpoint fewer. A transition that changes the account record always saves.
+        """
         log.info(
             "run.transitioned", run_id=run.run_id, from_state=run.state.value, to_state=state.value
         )
@@ -158,9 +167,13 @@ class RunContext:
                 self.record.last_success_at = self.record.last_finished_at
             if finished:
                 self.record.active_run_id = None
-        # A transition always rewrites the run; the account record only when a finished
-        # run changed it (most transitions do not, and the store writes one file less).
-        self._save(run, account=self._account_facts() != self._account_saved)
+        # The run is rewritten at a transition; the account record only when a finished run
+        # changed it (most transitions do not, and the store writes one file less).
+        account = self._account_facts() != self._account_saved
+        if save or account:
+            self._save(run, account=account)
+        else:
+            self._unsaved = True
         if self.e.on_event is not None:
             self.e.on_event(self._event(run, previous, detail))
 
@@ -194,8 +207,15 @@ class RunContext:
             self.record.version += 1
             account_doc = self.record.to_doc()
         self.lease = self.e.store.save(self.lease, run=run_doc, account=account_doc)
+        if run is not None:
+            self._unsaved = False
         if account:
             self._account_saved = self._account_facts()
+
+    def _flush(self, run: Run) -> None:
+        """Write a transition made with `save=False` that no later save has carried yet."""
+        if self._unsaved:
+            self._save(run)
 
     def _account_facts(self) -> tuple[object, ...]:
         """The account record's fields but its version (the write counter), copied one level."""

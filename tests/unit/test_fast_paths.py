@@ -7,6 +7,7 @@ and a transition rewrites the account record only when the record changed.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from rotator.config import parse_config
 from rotator.errors import ConfigError
 from rotator.secret import Secret
 from rotator.workflow import Engine
-from tests.unit.fakes import FakeMotherDuck, MemoryBackend
+from tests.unit.fakes import Crash, FakeMotherDuck, MemoryBackend
 
 USER = "svc_fast"
 
@@ -205,3 +206,132 @@ class TestAccountRecordWrites:
         assert last is not None and facts(last) == facts(docs[-1]) | {"schema": 1}
         assert last["active_run_id"] is None and last["last_state"] == "completed"
         assert last["current_token"]["id"] == outcome.new_token_id
+
+
+class Timeline:
+    """One list of what happened, in order: checkpoint writes and outside side effects."""
+
+    def __init__(self, world: World) -> None:
+        self.entries: list[tuple[str, dict[str, Any]]] = []
+        store, md, backend = world.store, world.md, world.backend
+        save, create, revoke = store.save, md.create_token, md.revoke_token
+        stage, promote = backend.stage, backend.promote
+
+        def saving(lease: Any, *, run: Any = None, account: Any = None) -> Any:
+            if run is not None:
+                self.entries.append(("save", dict(run)))
+            return save(lease, run=run, account=account)
+
+        def effect(name: str, fn: Any) -> Any:
+            def wrapped(*args: Any, **kwargs: Any) -> Any:
+                self.entries.append((name, {}))
+                return fn(*args, **kwargs)
+
+            return wrapped
+
+        store.save = saving  # type: ignore[method-assign]
+        md.create_token = effect("create", create)  # type: ignore[method-assign]
+        md.revoke_token = effect("revoke", revoke)  # type: ignore[method-assign]
+        backend.stage = effect("stage", stage)  # type: ignore[method-assign]
+        backend.promote = effect("promote", promote)  # type: ignore[method-assign]
+
+    def last_save_before(self, index: int) -> dict[str, Any]:
+        return next(doc for kind, doc in reversed(self.entries[:index]) if kind == "save")
+
+
+class TestIntentWrites:
+    def test_every_side_effect_follows_its_written_intent(self, world: World) -> None:
+        """Before each create, stage, promote and revoke, the last run document written
+        already records that intent; the last one written records the completed run."""
+        timeline = Timeline(world)
+        outcome = world.engine().rotate(USER, force=True)
+        assert outcome.result == "completed"
+        kinds = [kind for kind, _ in timeline.entries if kind != "save"]
+        assert kinds == ["create", "stage", "promote", "revoke"]
+        label = world.backend.label
+        for index, (kind, _) in enumerate(timeline.entries):
+            if kind == "save":
+                continue
+            doc = timeline.last_save_before(index)
+            if kind == "create":
+                assert doc["state"] == "creating" and doc["create_attempts"] == 1
+            elif kind == "stage":
+                assert doc["state"] == "storing" and doc["backends"][label]["state"] == "staging"
+            elif kind == "promote":
+                assert doc["backends"][label]["state"] == "promoting"
+            else:
+                assert doc["state"] == "revoking" and doc["revoke_attempts"] == 1
+        assert timeline.entries[-1][0] == "save"
+        assert timeline.entries[-1][1]["state"] == "completed"
+
+    def test_steps_that_write_their_intent_first_get_no_checkpoint_of_their_own(
+        self, world: World
+    ) -> None:
+        """creating, storing, promoting and revoking reach the store with the step's own
+        intent write, never as a bare transition; every state still appears in the run's
+        events."""
+        timeline = Timeline(world)
+        world.engine().rotate(USER, force=True)
+        docs = [doc for kind, doc in timeline.entries if kind == "save"]
+        for doc in docs:
+            if doc["state"] == "creating":
+                assert doc["create_attempts"] >= 1
+            if doc["state"] in ("storing", "promoting"):
+                assert doc["backends"]
+            if doc["state"] == "revoking":
+                assert doc["revoke_attempts"] >= 1
+        states = [event["state"] for event in docs[-1]["events"]]
+        assert states == [
+            "planned", "creating", "created", "storing", "stored", "verifying", "verified",
+            "promoting", "promoted", "awaiting_revoke", "revoking", "completed",
+        ]  # fmt: skip
+
+
+class TornSaveStore(FileStore):
+    """Dies inside its n-th save that writes both documents: after the run document, before
+    the account document (FileStore writes them one after the other)."""
+
+    def __init__(self, root: Path, clock: Clock, tear_at: int) -> None:
+        super().__init__(root, clock=clock, durable=False)
+        self.tear_at, self.both = tear_at, 0
+        self._pid_alive = lambda pid: False  # type: ignore[method-assign]
+
+    def save(self, lease: Any, *, run: Any = None, account: Any = None) -> Any:
+        if run is not None and account is not None:
+            self.both += 1
+            if self.both == self.tear_at:
+                super().save(lease, run=run)
+                raise Crash(f"between the documents of save {self.both}")
+        return super().save(lease, run=run, account=account)
+
+
+class TestTornSaves:
+    @pytest.mark.parametrize("tear_at", range(1, 6))
+    def test_a_save_torn_between_its_documents_is_repaired_on_resume(
+        self, tmp_path: Path, tear_at: int
+    ) -> None:
+        """Whichever two-document save dies halfway, the resumed run ends with the account
+        record naming the token every backend serves, and only that token live."""
+        w = World(tmp_path)
+        w.engine().adopt(USER, w.old.info.id)
+
+        def engine(store: FileStore) -> Engine:
+            return Engine(
+                w.config,
+                w.md,  # type: ignore[arg-type]
+                store,
+                clock=w.clock,
+                backends_for=lambda account: [w.backend],  # type: ignore[list-item]
+            )
+
+        with contextlib.suppress(Crash):
+            engine(TornSaveStore(w.store.root, w.clock, tear_at)).rotate(USER, force=True)
+        outcome = engine(TornSaveStore(w.store.root, w.clock, 0)).rotate(USER)
+        if outcome.result == "not_due":  # the tear came after the run had finished
+            outcome = engine(TornSaveStore(w.store.root, w.clock, 0)).rotate(USER, force=True)
+        assert outcome.result == "completed"
+        record = w.store.load_account(USER)
+        assert record is not None and record["active_run_id"] is None
+        served = w.backend.current
+        assert served is not None and record["current_token"]["id"] == served.token_id
+        assert w.md.live_ids(USER) == {served.token_id}
