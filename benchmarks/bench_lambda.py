@@ -56,7 +56,9 @@ prof.enable()
 import rotator.aws_lambda as m
 m.handler({"source": "aws.events", "detail-type": "Scheduled Event"}, None)
 prof.disable()
-pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(45)
+stats = pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative")
+stats.print_stats(45)
+stats.print_stats("_make_api_call|emf_for|motherduck.py.*_call")  # AWS and MotherDuck calls
 """
 BASELINE = """
 import json, time
