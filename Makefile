@@ -36,5 +36,9 @@ unit: $(STAMP)
 crash-full: $(STAMP)
 	$(BIN)/python scripts/run_pytest.py --run-slow tests/integration/test_crash_harness.py
 
+## bench: the performance runs behind docs/performance.md (~7 min on 2 cores; loopback only)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-run
