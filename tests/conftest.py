@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import pytest
+import structlog
 
 pytest_plugins = [
     "tests.support.simulator_fixtures",
@@ -22,3 +26,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Undo any test's logging setup (the Lambda handler or the CLI run in-process).
+
+    Their setup writes to the stream pytest captured for that test, which is closed
+    afterwards: left in place, it makes a later test's first log line raise
+    "I/O operation on closed file", depending on test order.
+    """
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**config)
+    root.handlers[:] = handlers
+    root.setLevel(level)
