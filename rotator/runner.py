@@ -218,7 +218,9 @@ class Runner(RunContext):
         shows up or `[motherduck] create_settle` has passed since the create was sent.
         """
         found = self._wait_for_late_create(run) if settle else None
-        if found is None:
+        if found:
+            run.create_sent_at = None  # the create in flight has landed: nothing left to wait for
+        else:
             found = self.e.client.find_tokens_by_name(self.name, run.token_name)
         for token in found:
             self.e.client.revoke_token(self.name, token.id)
