@@ -7,7 +7,6 @@ import json
 import logging
 import secrets
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -244,8 +243,10 @@ class TestRedactSecretsUnit:
         Secret("abc")
         assert RedactSecrets().redact("abc abcdef") == "abc abcdef"
 
-    def test_cost_stays_small_with_thousands_of_secrets(self) -> None:
-        """With 5,000 known secrets, a typical event still redacts in well under a millisecond."""
+    def test_cost_does_not_grow_with_the_number_of_secrets(self) -> None:
+        """With 5,000 known secrets, a typical event costs a few key lookups per character
+        and compares no secret in full: the work depends on the event, not on how many
+        secrets are known. (Timings live in benchmarks/, never in tests.)"""
         values = [secrets.token_urlsafe(24) for _ in range(5000)]
         for value in values:
             Secret(value)
@@ -258,14 +259,18 @@ class TestRedactSecretsUnit:
             "account": "svc_app",
         }
         redact(None, "info", dict(event))  # builds the index once
-        start = time.perf_counter()
-        for _ in range(1000):
+        index = redact._current()
+        lookups = _CountingDict(index.by_key)
+        index.by_key = lookups
+        for _ in range(100):
             out = redact(None, "info", dict(event))
-        per_event = (time.perf_counter() - start) / 1000
         assert out == event
-        assert per_event < 0.001
+        assert redact._current() is index  # reused, not rebuilt per event
+        assert lookups.found == 0  # no candidate secret, so no full comparison
+        assert lookups.gets <= 100 * sum(len(v) for v in event.values())
         hit = redact(None, "info", {"event": "oops", "v": f"x{values[1234]}y"})
         assert hit["v"] == "x***y"
+        assert lookups.found >= 1
 
     def test_index_grows_with_secrets_registered_between_events(self) -> None:
         """Values registered after the first event, in batches and with characters the
@@ -305,3 +310,17 @@ class TestRedactSecretsUnit:
             thread.join(timeout=60)
         assert not any(thread.is_alive() for thread in threads)
         assert leaks == []
+
+
+class _CountingDict(dict[str, list[str]]):
+    """Counts the index's key lookups and how many of them found candidate secrets."""
+
+    gets = 0
+    found = 0
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        self.gets += 1
+        value = super().get(key, default)
+        if value is not None:
+            self.found += 1
+        return value
