@@ -67,6 +67,20 @@ def crash_at(vb: VaultBackend, step: str, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(vb, "_reached", reached)
 
 
+def killed_in_stage(
+    bao: OpenBaoHandle, kv_path: str, step: str, monkeypatch: pytest.MonkeyPatch, fmt: str = "json"
+) -> VaultBackend:
+    """Seed the secret, run stage for run-a until `step` and die there; the backend comes
+    back with its crash hook removed, like the next process would find it."""
+    seed(bao, kv_path)
+    vb = backend(bao, kv_path, fmt=fmt)
+    crash_at(vb, step, monkeypatch)
+    with pytest.raises(Crash):
+        vb.stage(record(), run_id="run-a")
+    monkeypatch.undo()
+    return vb
+
+
 class TestRoundTrip:
     def test_json_round_trip(self, openbao_server: OpenBaoHandle, kv_path: str) -> None:
         """stage writes a new version consumers read at once; promote changes nothing."""
@@ -336,12 +350,7 @@ class TestCrashPoints:
         self, openbao_server: OpenBaoHandle, kv_path: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Killed after the marker, before the data: nothing staged; stage again works once."""
-        seed(openbao_server, kv_path)
-        vb = backend(openbao_server, kv_path)
-        crash_at(vb, "marker_written", monkeypatch)
-        with pytest.raises(Crash):
-            vb.stage(record(), run_id="run-a")
-        monkeypatch.undo()
+        vb = killed_in_stage(openbao_server, kv_path, "marker_written", monkeypatch)
         assert latest(openbao_server, kv_path) == OLD
         assert vb.read_staged("run-a") is None
         assert vb.stage(record(), run_id="run-a")["version"] == 2
@@ -351,12 +360,7 @@ class TestCrashPoints:
         self, openbao_server: OpenBaoHandle, kv_path: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Killed after the marker: rollback(None) just takes the marker back."""
-        seed(openbao_server, kv_path)
-        vb = backend(openbao_server, kv_path)
-        crash_at(vb, "marker_written", monkeypatch)
-        with pytest.raises(Crash):
-            vb.stage(record(), run_id="run-a")
-        monkeypatch.undo()
+        vb = killed_in_stage(openbao_server, kv_path, "marker_written", monkeypatch)
         vb.rollback(None, run_id="run-a")
         meta = metadata(openbao_server, kv_path)
         assert meta["current_version"] == 1
@@ -367,12 +371,7 @@ class TestCrashPoints:
     ) -> None:
         """Killed after the data, before the final metadata: read_staged finds the value
         through the marker, and stage again only finishes the metadata."""
-        seed(openbao_server, kv_path)
-        vb = backend(openbao_server, kv_path, fmt="raw")
-        crash_at(vb, "data_written", monkeypatch)
-        with pytest.raises(Crash):
-            vb.stage(record(), run_id="run-a")
-        monkeypatch.undo()
+        vb = killed_in_stage(openbao_server, kv_path, "data_written", monkeypatch, fmt="raw")
         staged = vb.read_staged("run-a")
         assert staged is not None and staged.token.reveal() == "new-secret-1"
         assert vb.stage(record(), run_id="run-a")["version"] == 2
@@ -384,12 +383,7 @@ class TestCrashPoints:
         self, openbao_server: OpenBaoHandle, kv_path: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Killed after the data: rollback(None) finds the run's version through the marker."""
-        seed(openbao_server, kv_path)
-        vb = backend(openbao_server, kv_path)
-        crash_at(vb, "data_written", monkeypatch)
-        with pytest.raises(Crash):
-            vb.stage(record(), run_id="run-a")
-        monkeypatch.undo()
+        vb = killed_in_stage(openbao_server, kv_path, "data_written", monkeypatch)
         vb.rollback(None, run_id="run-a")
         assert latest(openbao_server, kv_path) == OLD
         assert metadata(openbao_server, kv_path)["current_version"] == 3
