@@ -280,18 +280,25 @@ STAGE_STEPS = ["marker_written", "pending_written"]
 PROMOTE_STEPS = ["backup_written", "renamed"]
 
 
+def killed_in_stage(tmp_path: Path, step: str, monkeypatch: pytest.MonkeyPatch) -> FileBackend:
+    """Seed the file, run stage until `step` and die there; the backend comes back with
+    its crash hook removed, like the next process would find it."""
+    backend = make(tmp_path)
+    seed(backend)
+    crash_at(backend, step, monkeypatch)
+    with pytest.raises(Crash):
+        backend.stage(record(), run_id=RUN)
+    monkeypatch.undo()
+    return backend
+
+
 class TestCrashPoints:
     @pytest.mark.parametrize("step", STAGE_STEPS)
     def test_crash_in_stage_then_resume(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
     ) -> None:
         """A kill inside stage leaves the live file intact; stage again then promote works."""
-        backend = make(tmp_path)
-        seed(backend)
-        crash_at(backend, step, monkeypatch)
-        with pytest.raises(Crash):
-            backend.stage(record(), run_id=RUN)
-        monkeypatch.undo()
+        backend = killed_in_stage(tmp_path, step, monkeypatch)
         assert backend.path.read_bytes() == OLD_BYTES
         staged = backend.read_staged(RUN)
         assert (staged is not None) == (step == "pending_written")
@@ -305,12 +312,7 @@ class TestCrashPoints:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
     ) -> None:
         """rollback(None) after a kill inside stage finds the run by its marker and cleans up."""
-        backend = make(tmp_path)
-        seed(backend)
-        crash_at(backend, step, monkeypatch)
-        with pytest.raises(Crash):
-            backend.stage(record(), run_id=RUN)
-        monkeypatch.undo()
+        backend = killed_in_stage(tmp_path, step, monkeypatch)
         backend.rollback(None, run_id=RUN)
         assert backend.path.read_bytes() == OLD_BYTES and leftovers(backend) == ["md.json"]
         backend.stage(record(2), run_id="run-next")  # nothing left that blocks the next run
