@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rotator.checkpoint import FileStore, StateStore, utcnow
 from rotator.config import Config
 from rotator.errors import ConfigError
+from rotator.events import EventSink
 from rotator.secret import Secret
 from rotator.workflow import Engine
 
@@ -30,7 +31,7 @@ def build_engine(
     *,
     owner: str | None = None,
     audit_to_log: bool = False,
-    extra_sinks: Sequence[Any] = (),
+    extra_sinks: Sequence[EventSink] = (),
 ) -> Engine:
     """An engine whose MotherDuck client (and admin token) is created on first use."""
 
