@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rotator.errors import BackendConflict, BackendError
+from rotator.errors import BackendConflict, BackendCredentials, BackendError
 
 if TYPE_CHECKING:
     from botocore.exceptions import BotoCoreError, ClientError
@@ -40,6 +40,8 @@ def for_client_error(
     kms = KMS_HINT if op in ("GetSecretValue", "PutSecretValue", "CreateSecret") else ""
     key = CODE_MESSAGES.get(err, "credentials" if err in CREDENTIAL_CODES else "aws")
     cls = BackendConflict if err == "ResourceExistsException" else BackendError
+    if key == "credentials":
+        cls = BackendCredentials  # a usage error (exit 2), like a bad admin token
     return key, cls, {"op": op, "code": err, "detail": detail, "kms": kms}
 
 

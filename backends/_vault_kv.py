@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from backends._vault_auth import LoginProblem, VaultConfig, login
-from rotator.errors import BackendConflict, BackendError
+from rotator.errors import BackendConflict, BackendCredentials, BackendError
 
 __all__ = ["KvStore"]
 
@@ -126,7 +126,7 @@ class KvStore:
                 with self.errors(f"logging in with {cfg.auth.method}"):
                     login(client, cfg.auth, base_dir=self.base_dir)
             except LoginProblem as exc:
-                raise BackendError(
+                raise BackendCredentials(
                     f"{self.where()}: cannot log in with {cfg.auth.method}: {exc}",
                     backend=self.label,
                 ) from exc

@@ -32,7 +32,7 @@ from pydantic import Field, field_validator, model_validator
 from backends import _aws_errors as aws_errors
 from backends.base import BackendConfig, Receipt, StoredToken, TokenRecord, decode_value
 from backends.base import encode_value as _encode
-from rotator.errors import BackendConflict, BackendError, ConfigError
+from rotator.errors import BackendConflict, BackendCredentials, BackendError, ConfigError
 
 if TYPE_CHECKING:
     from botocore.exceptions import BotoCoreError, ClientError
@@ -407,7 +407,10 @@ class SecretsManagerBackend:
         endpoint = self._cfg.endpoint_url or f"https://secretsmanager.{self._region}.amazonaws.com"
         what = " ".join(str(exc).split())
         key = aws_errors.for_transport_error(exc)
-        return self._error(key, op=op, endpoint=endpoint, what=what, profile=self._cfg.profile)
+        cls = BackendCredentials if key in ("no_credentials", "profile") else BackendError
+        return self._error(
+            key, cls, op=op, endpoint=endpoint, what=what, profile=self._cfg.profile
+        )
 
     def _error(
         self, key: str, cls: builtins.type[BackendError] = BackendError, **facts: object

@@ -5,10 +5,13 @@ Exit statuses (one table, by exception family and run outcome):
     1  a rotation failed and was rolled back (the old token is still valid), or a
        service could not be reached before anything changed
     2  usage, config or credential error; nothing was touched
-    3  incomplete: the lease is held by another run, or the run was interrupted and
-       the next `rotator rotate` resumes it
+    3  incomplete: the lease is held by another run, or the run was stopped (SIGINT,
+       SIGTERM) at a step boundary or never started; the next `rotator rotate` resumes it
     4  needs attention: a rollback could not finish; the message says what is left
-Command output goes to stdout; logs go to stderr.
+The same table holds for one account and for many (the most severe status wins).
+A command that only reads, stopped by SIGINT/SIGTERM, exits 128 + the signal number.
+Command output goes to stdout; logs go to stderr; a reader of either that goes away
+never stops a run.
 """
 
 from __future__ import annotations
@@ -16,19 +19,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 
-from rotator import __version__
+from rotator import __version__, interrupt
 from rotator.assembly import build_engine, table_name
 from rotator.checkpoint import FileStore
 from rotator.config import Config, default_config_path, load_config
 from rotator.errors import (
+    BackendCredentials,
     BackendError,
     BadRequest,
     ConfigError,
@@ -42,8 +47,9 @@ from rotator.errors import (
     Unauthorized,
     WrongRoute,
 )
+from rotator.safeio import SafeStream
 from rotator.secret import Secret
-from rotator.status_view import plain_table
+from rotator.tables import format_time, plain_table, short_id
 from rotator.workflow import Engine, Outcome
 
 __all__ = ["main"]
@@ -61,6 +67,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (NotFound, EXIT_USAGE),
     (BadRequest, EXIT_USAGE),
     (StateError, EXIT_USAGE),
+    (BackendCredentials, EXIT_USAGE),
     (LeaseHeld, EXIT_INCOMPLETE),
     (NeedsAttention, EXIT_ATTENTION),
     (MotherDuckError, EXIT_FAILED),
@@ -68,6 +75,9 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (RotatorError, EXIT_FAILED),
 )
 _SEVERITY = (EXIT_ATTENTION, EXIT_FAILED, EXIT_INCOMPLETE, EXIT_USAGE)
+# Commands that may change something: SIGINT/SIGTERM stop them at a step boundary and
+# they still report every account. The others only read and stop at once.
+_ACTING = frozenset({"rotate", "abort", "adopt", "revoke"})
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -90,13 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rotator", description="Rotate MotherDuck service-account tokens safely."
     )
     parser.add_argument("--version", action="version", version=f"rotator {__version__}")
-    parser.add_argument(
-        "--config", help="config file (default: $ROTATOR_CONFIG, else ./rotator.toml)"
-    )
-    parser.add_argument("--log-format", choices=["auto", "console", "json"], default="auto")
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
+    _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     rotate = sub.add_parser("rotate", help="rotate (or resume) accounts that are due")
@@ -154,7 +158,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulator", help="run the local MotherDuck simulator", add_help=False)
     sim.add_argument("sim_args", nargs=argparse.REMAINDER)
+    _spread_global_options(parser)
     return parser
+
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """--config, --log-format, --log-level: before the command, or after it on any command.
+
+    Below the top level they default to SUPPRESS, so a value given before the command
+    is kept unless the same option is given again after it.
+    """
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--config",
+        default=default(None),
+        help="config file (default: $ROTATOR_CONFIG, else ./rotator.toml)",
+    )
+    parser.add_argument(
+        "--log-format", choices=["auto", "console", "json"], default=default("auto")
+    )
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default=default("info")
+    )
+
+
+def _spread_global_options(parser: argparse.ArgumentParser) -> None:
+    """Give every (sub)command the global options, however late it was added."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for name, child in action.choices.items():
+            if name == "simulator":
+                continue  # its own flags, passed through untouched
+            if not any("--config" in a.option_strings for a in child._actions):
+                _global_options(child, top=False)
+            _spread_global_options(child)
 
 
 def _positive_int(text: str) -> int:
@@ -177,17 +218,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     from rotator import log as rlog
 
-    rlog.configure(args.log_format, level=args.log_level)
-    out = sys.stdout
+    out = cast(TextIO, SafeStream(sys.stdout))
+    err = cast(TextIO, SafeStream(sys.stderr))
+    rlog.configure(args.log_format, level=args.log_level, stream=err)
+    interrupt.clear()
+    handler: Callable[[argparse.Namespace, TextIO], int] = _COMMANDS[args.command]
+    acting = args.command in _ACTING
+    signals = interrupt.cooperative_signals() if acting else interrupt.abrupt_signals()
     try:
-        handler: Callable[[argparse.Namespace, TextIO], int] = _COMMANDS[args.command]
-        return handler(args, out)
+        with signals:
+            code = handler(args, out)
     except RotatorError as exc:
-        print(f"rotator: error: {exc}", file=sys.stderr)
+        _say(err, f"rotator: error: {exc}")
         return exit_code_for(exc)
-    except KeyboardInterrupt:
-        print("rotator: interrupted; the next `rotator rotate` resumes", file=sys.stderr)
-        return EXIT_INCOMPLETE
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, interrupt.Interrupted) else signal.SIGINT
+        _say(err, f"rotator: stopped by {signal.Signals(signum).name}; nothing was changed")
+        return 128 + int(signum)
+    finally:
+        out.flush()
+    if acting and interrupt.stop_requested() and code != EXIT_OK:
+        _say(
+            err,
+            f"rotator: stopped by {interrupt.stop_reason()}; "
+            "the next `rotator rotate` resumes what was interrupted or not started",
+        )
+    return code
+
+
+def _say(err: TextIO, line: str) -> None:
+    err.write(line + "\n")
+    err.flush()
 
 
 # -- wiring --------------------------------------------------------------------------------
@@ -237,12 +298,16 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
     config = _config(args)
     names = _selected(config, args.usernames, args.all)
     engine = make_engine(config)
+    probe_admin_token(engine)
 
-    def one(name: str) -> Outcome:
+    def one(name: str) -> tuple[Outcome, int]:
+        if interrupt.stop_requested():
+            return interrupt.not_started(name), EXIT_INCOMPLETE
         try:
             if args.dry_run:
-                return engine.plan(name, force=args.force)
-            return engine.rotate(name, force=args.force, revoke_now=args.revoke_now)
+                outcome = engine.plan(name, force=args.force)
+            else:
+                outcome = engine.rotate(name, force=args.force, revoke_now=args.revoke_now)
         except RotatorError as exc:
             if len(names) == 1:
                 raise
@@ -250,14 +315,25 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
             result = {EXIT_INCOMPLETE: "incomplete", EXIT_ATTENTION: "needs_attention"}.get(
                 code, "error"
             )
-            return Outcome(name, result, str(exc))
+            return Outcome(name, result, str(exc)), code
+        return outcome, outcome.exit_code
 
     with ThreadPoolExecutor(max_workers=min(args.concurrency, len(names))) as pool:
-        outcomes = list(pool.map(one, names))
-    _print_outcomes(outcomes, out, as_json=args.json)
+        results = list(pool.map(one, names))
+    _print_outcomes([o for o, _ in results], out, as_json=args.json)
     if args.metrics_file:
         _write_metrics(engine, names, args.metrics_file, live=not args.dry_run)
-    return worst([o.exit_code for o in outcomes])
+    return worst([code for _, code in results])
+
+
+def probe_admin_token(engine: Engine) -> None:
+    """One cheap admin-only call (`GET /v1/active_accounts`) before anything is done.
+
+    A broken admin token then fails the run the day it breaks (exit 2), not on the day a
+    token is next due. Raises Unauthorized/Forbidden (2), ConfigError (2, no token) or
+    TransportError (1).
+    """
+    engine.client.active_accounts()
 
 
 def _write_metrics(
@@ -292,10 +368,10 @@ def _print_outcomes(outcomes: Sequence[Outcome], out: TextIO, *, as_json: bool) 
             out.write(json.dumps(doc) + "\n")
         return
     rows = [
-        [o.account, o.result, o.old_token_id or "-", o.new_token_id or "-", o.message]
+        [o.account, o.result, short_id(o.old_token_id), short_id(o.new_token_id), o.message]
         for o in outcomes
     ]
-    plain_table(out, ["ACCOUNT", "RESULT", "OLD TOKEN", "NEW TOKEN", "MESSAGE"], rows)
+    plain_table(out, ["ACCOUNT", "RESULT", "OLD", "NEW", "MESSAGE"], rows, keep=(0,))
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
@@ -358,20 +434,22 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
         [
             d["run_id"],
             d["state"],
-            d["started_at"],
-            (d["old_token"] or {}).get("id", "-"),
-            (d["new_token"] or {}).get("id", "-"),
+            format_time(d["started_at"]),
+            short_id((d["old_token"] or {}).get("id")),
+            short_id((d["new_token"] or {}).get("id")),
             d["failure"] or "",
         ]
         for d in docs
     ]
-    plain_table(out, ["RUN", "STATE", "STARTED", "OLD TOKEN", "NEW TOKEN", "FAILURE"], rows)
+    header = ["RUN", "STATE", "STARTED", "OLD", "NEW", "FAILURE"]
+    plain_table(out, header, rows, keep=(0,))
     return EXIT_OK
 
 
 def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
     config = _config(args)
     engine = make_engine(config)
+    probe_admin_token(engine)
     run = engine.load_run(args.run_id)
     if run is None:
         raise ConfigError(f"no run {args.run_id} in {engine.store.describe()}")
@@ -383,6 +461,7 @@ def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_adopt(args: argparse.Namespace, out: TextIO) -> int:
     config = _config(args)
     engine = make_engine(config)
+    probe_admin_token(engine)
     outcome = engine.adopt(args.username, args.token_id)
     _print_outcomes([outcome], out, as_json=args.json)
     return EXIT_OK
@@ -403,13 +482,13 @@ def cmd_tokens(args: argparse.Namespace, out: TextIO) -> int:
         [
             t.id,
             t.name or "-",
-            t.created_ts.isoformat() if t.created_ts else "-",
-            t.expire_at.isoformat() if t.expire_at else "never",
+            format_time(t.created_ts),
+            format_time(t.expire_at, "never"),
             t.token_type,
         ]
         for t in tokens
     ]
-    plain_table(out, ["ID", "NAME", "CREATED", "EXPIRES", "TYPE"], rows)
+    plain_table(out, ["ID", "NAME", "CREATED", "EXPIRES", "TYPE"], rows, keep=(0,))
     return EXIT_OK
 
 

@@ -15,6 +15,7 @@ are rejected. Backend tables are validated by the backend's own `Config` model.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -27,7 +28,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from backends import BackendConfig, validate_config
-from rotator.durations import parse_duration
+from rotator.durations import format_duration, parse_duration
 from rotator.errors import ConfigError
 from rotator.hooks import Hooks
 
@@ -188,6 +189,8 @@ class Policy(_Strict):
 
 
 _POLICY_FIELDS = tuple(Policy.model_fields)
+# A token that comes due sooner than this after it is made is replaced by every run.
+MIN_TOKEN_LIFE = timedelta(days=1)
 
 
 class AccountConfig(_Strict):
@@ -287,17 +290,22 @@ def parse_config(text: str, *, base_dir: Path, source: str = "<config>") -> Conf
     raw = _validate(_RawConfig, data, "", problems)
     if raw is None:
         raise _config_error(source, problems)
-    defaults = _validate(Policy, raw.defaults, "defaults", problems)
+    defaults, bad_keys = _validate_policy(raw.defaults, "defaults", problems)
     if defaults is not None:
         _check_checks(defaults, "defaults", raw.motherduck.api_url, problems)
+        _check_policy(defaults, "defaults", problems)
+    # A mistake in [defaults] is reported once, there: accounts inherit only the good keys.
+    inherited = {k: v for k, v in raw.defaults.items() if k not in bad_keys}
     accounts: list[AccountConfig] = []
     seen: set[str] = set()
     for i, raw_account in enumerate(raw.accounts):
-        account = _account(raw_account, f"accounts[{i}]", raw.defaults, problems)
+        account = _account(raw_account, f"accounts[{i}]", inherited, problems)
         if account is None:
             continue
         if "checks" in raw_account:
             _check_checks(account.policy, f"accounts[{i}]", raw.motherduck.api_url, problems)
+        if {"ttl", "rotate_before_expiry"} & set(raw_account):
+            _check_policy(account.policy, f"accounts[{i}]", problems)
         if account.username.lower() in seen:
             problems.append(f"accounts[{i}].username: {account.username!r} is configured twice")
         seen.add(account.username.lower())
@@ -325,7 +333,8 @@ def _account(
     overrides = dict(raw.model_extra or {})
     unknown = sorted(set(overrides) - set(_POLICY_FIELDS))
     for key in unknown:
-        problems.append(f"{where}.{key}: unknown field")
+        known = [*_POLICY_FIELDS, *_RawAccount.model_fields]
+        problems.append(f"{where}.{key}: unknown field{_did_you_mean(key, known)}")
     policy = _validate(Policy, {**defaults, **overrides}, where, problems)
     backends: list[BackendConfig] = []
     for j, table in enumerate(raw.backends):
@@ -352,15 +361,48 @@ def _check_checks(policy: Policy, where: str, api_url: str, problems: list[str])
             problems.append(f"{where}.checks[{i}]: {exc}")
 
 
+def _validate_policy(
+    data: Mapping[str, Any], where: str, problems: list[str]
+) -> tuple[Policy | None, set[str]]:
+    """The `[defaults]` policy, and the keys at fault (unknown, or with a bad value)."""
+    try:
+        return Policy.model_validate(data), set()
+    except ValidationError as exc:
+        problems.extend(_format_errors(exc, where, Policy))
+        return None, {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+
+
+def _check_policy(policy: Policy, where: str, problems: list[str]) -> None:
+    """Refuse a policy under which every run rotates: a ttl'd token due as soon as made.
+
+    A token is due `rotate_before_expiry` before it expires, so it serves for
+    `ttl - rotate_before_expiry`; below MIN_TOKEN_LIFE each run (hourly under Lambda,
+    daily under cron) mints a new one. A short `rotate_after` is a deliberate choice.
+    """
+    if policy.ttl is None:
+        return
+    life = policy.ttl - policy.rotate_before_expiry
+    if life < MIN_TOKEN_LIFE:
+        problems.append(
+            f"{where}.ttl: {format_duration(policy.ttl)} must exceed rotate_before_expiry "
+            f"({format_duration(policy.rotate_before_expiry)}) by at least "
+            f"{format_duration(MIN_TOKEN_LIFE)}, or each token is due "
+            f"{format_duration(max(life, timedelta(0)))} after it is made and every run "
+            "rotates; raise ttl or lower rotate_before_expiry"
+        )
+
+
 def _validate(model: type[_M], data: object, where: str, problems: list[str]) -> _M | None:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_format_errors(exc, where))
+        problems.extend(_format_errors(exc, where, model))
         return None
 
 
-def _format_errors(exc: ValidationError, where: str) -> list[str]:
+def _format_errors(
+    exc: ValidationError, where: str, model: type[BaseModel] | None = None
+) -> list[str]:
     lines = []
     for err in exc.errors():
         path = where
@@ -368,9 +410,29 @@ def _format_errors(exc: ValidationError, where: str) -> list[str]:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            message = "unknown field"
+            known = _fields_at(model, err["loc"][:-1]) if model is not None else []
+            message = f"unknown field{_did_you_mean(str(err['loc'][-1]), known)}"
         lines.append(f"{path or '<top>'}: {message}")
     return lines
+
+
+def _fields_at(model: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
+    """The field names of the (nested) model that `loc` points into, if it is one."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field_info = getattr(current, "model_fields", {}).get(part)
+        if field_info is None:
+            return []
+        current = field_info.annotation
+    fields = getattr(current, "model_fields", None)
+    return list(fields) if isinstance(fields, dict) else []
+
+
+def _did_you_mean(key: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _config_error(source: str, problems: Sequence[str]) -> ConfigError:

@@ -13,7 +13,8 @@
     │   ├── TransportError          connection refused/reset, DNS, timeout, after the retries
     │   └── OutcomeUnknown          a token-creating POST may or may not have happened
     ├── BackendError                a secret backend failed (names the secret, never its value)
-    │   └── BackendConflict         someone else wrote the secret (CAS / foreign AWSPENDING)
+    │   ├── BackendConflict         someone else wrote the secret (CAS / foreign AWSPENDING)
+    │   └── BackendCredentials      no usable credential for the backend (unset VAULT_TOKEN...)
     ├── CheckFailed                 a connectivity check rejected the new token
     ├── HookFailed                  a configured hook command failed
     ├── StateError                  the checkpoint/lease store cannot be read or written
@@ -33,6 +34,7 @@ from datetime import datetime
 
 __all__ = [
     "BackendConflict",
+    "BackendCredentials",
     "BackendError",
     "BadRequest",
     "CheckFailed",
@@ -147,6 +149,13 @@ class BackendError(RotatorError):
 
 class BackendConflict(BackendError):
     """Another writer changed the secret since we read it (CAS mismatch, foreign pending)."""
+
+
+class BackendCredentials(BackendError):
+    """The backend's credential is missing or refused (an unset VAULT_TOKEN, no AWS keys).
+
+    A usage error like a bad admin token: the command exits 2 and nothing was changed.
+    """
 
 
 class CheckFailed(RotatorError):

@@ -11,7 +11,8 @@ botocore or hvac, goes through the same list of small processors:
 `RedactSecrets` runs just before the renderer, after exceptions became text, so it sees
 every byte that will be written. It replaces every known secret value (see the registry
 in `rotator.secret`) and anything shaped like a MotherDuck token (a JWT) with `***`.
-Logs go to stderr by default: stdout is reserved for command output.
+Logs go to stderr by default: stdout is reserved for command output. The stream is wrapped
+in `rotator.safeio.SafeStream`: a reader that went away never stops a run.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ import re
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Final, Literal, TextIO
+from typing import Any, Final, Literal, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from rotator import secret as _secret
+from rotator.safeio import SafeStream
 from rotator.secret import MASK, Secret
 
 __all__ = ["LIBRARY_LOGGERS", "RedactSecrets", "bind_run", "configure"]
@@ -205,9 +207,11 @@ def configure(
 
     `fmt="auto"` renders for people on a TTY and JSON lines otherwise. `stream` defaults
     to stderr. Calling it again replaces the previous setup (tests, Lambda re-init).
-    Raises ValueError for an unknown level name.
+    Raises ValueError for an unknown level name. A reader of the stream that goes away
+    (`2>&1 | head`, a dead `logger`) silences the log instead of raising into a run.
     """
-    out = sys.stderr if stream is None else stream
+    given = sys.stderr if stream is None else stream
+    out = cast(TextIO, given if isinstance(given, SafeStream) else SafeStream(given))
     threshold = _level_number(level)
     renderer = _renderer(fmt, out)
     redact = RedactSecrets()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rotator.runrecord import Run, RunState, TokenRef
+from rotator.tables import format_time
 
 __all__ = ["Outcome", "final_outcome", "outcome_for", "token_id"]
 
@@ -14,7 +15,9 @@ class Outcome:
     """How one account's run ended, as the CLI and Lambda report it."""
 
     account: str
-    result: str  # completed adopted not_due awaiting_revoke rolled_back needs_attention incomplete
+    # completed adopted not_due awaiting_revoke rolled_back needs_attention incomplete
+    # interrupted not_started (a SIGINT/SIGTERM stopped the run or came before it)
+    result: str
     message: str
     run_id: str | None = None
     state: str | None = None
@@ -25,9 +28,14 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        return {"rolled_back": 1, "incomplete": 3, "needs_attention": 4, "error": 1}.get(
-            self.result, 0
-        )
+        return {
+            "rolled_back": 1,
+            "incomplete": 3,
+            "interrupted": 3,
+            "not_started": 3,
+            "needs_attention": 4,
+            "error": 1,
+        }.get(self.result, 0)
 
 
 def final_outcome(run: Run, account: str) -> Outcome:
@@ -50,7 +58,7 @@ def final_outcome(run: Run, account: str) -> Outcome:
             run,
             account,
             "awaiting_revoke",
-            f"new token live; old token revoked after {run.revoke_not_before}",
+            f"new token live; old token revoked after {format_time(run.revoke_not_before)}",
         )
     if state is RunState.ROLLED_BACK:
         return outcome_for(

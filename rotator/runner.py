@@ -14,6 +14,7 @@ from datetime import datetime
 import structlog
 
 from backends import TokenRecord
+from rotator import interrupt
 from rotator.checks import CheckContext, run_with_attempts
 from rotator.errors import (
     BackendError,
@@ -65,6 +66,8 @@ class Runner(RunContext):
                 return Outcome(
                     self.name, "not_due", reason, old_token_id=_id(self.record.current_token)
                 )
+            if interrupt.stop_requested():  # SIGINT/SIGTERM: start nothing new
+                return interrupt.not_started(self.name)
             self._preflight()
             run = self._start(run_id or new_run_id(), trigger, reason)
         elif run.state is RunState.FAILED_NEEDS_ATTENTION:
@@ -139,6 +142,9 @@ class Runner(RunContext):
             RunState.ROLLING_BACK: self._rollback,
         }
         while run.state in steps:
+            if interrupt.stop_requested():  # SIGINT/SIGTERM: stop at this step boundary
+                self._flush(run)
+                return interrupt.interrupted(run, self.name)
             try:
                 nxt = steps[run.state](run)
             except StepFailed as exc:

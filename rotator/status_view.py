@@ -12,24 +12,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from rotator import tables
 from rotator.drift import DriftReport, scheduled_rotation_at
 from rotator.durations import format_duration
+from rotator.tables import format_time, short_id
 
 if TYPE_CHECKING:
     from rotator.workflow import Engine
 
 __all__ = ["drift_rows", "render_table", "status_doc", "status_rows"]
 
-STATUS_HEADER = (
-    "ACCOUNT",
-    "TOKEN",
-    "AGE",
-    "ROTATE AFTER",
-    "NEXT DUE",
-    "REVOKE AT",
-    "LAST RUN",
-    "DRIFT",
-)
+STATUS_HEADER = ("ACCOUNT", "TOKEN", "AGE", "NEXT DUE", "LAST RUN", "DRIFT")
 DRIFT_HEADER = ("ACCOUNT", "SEVERITY", "CODE", "BACKEND", "DETAIL")
 _STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan", "ok": "green"}
 
@@ -84,22 +77,23 @@ def _outcome(state: str | None, engine: Engine, run_id: str | None) -> str | Non
 
 
 def status_rows(docs: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """One 80-column row per account: age against the policy, short ids, one time format."""
     rows = []
     for d in docs:
-        due = d["next_due_at"] or ("now" if d["current_token_id"] is None else "-")
-        if d["due"] and d["next_due_at"]:
-            due = f"{d['next_due_at']} (due)"
+        due = format_time(d["next_due_at"]) if d["next_due_at"] else "-"
+        if d["current_token_id"] is None or (d["due"] and d["next_due_at"]):
+            due = "due now"
         last = d["last_outcome"] or "-"
         if d["active_run"]:
             last = f"{last}; running {d['active_state']}"
+        if d["pending_revoke_at"]:
+            last += f"; revoke at {format_time(d['pending_revoke_at'])}"
         rows.append(
             [
                 d["account"],
-                d["current_token_id"] or "-",
-                d["token_age"] or "-",
-                d["rotate_after"],
+                short_id(d["current_token_id"]),
+                f"{d['token_age'] or '-'}/{d['rotate_after']}",
                 due,
-                d["pending_revoke_at"] or "-",
                 last,
                 d["drift"] or "",
             ]
@@ -138,13 +132,8 @@ def render_table(
 
 
 def plain_table(out: TextIO, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Columns aligned with spaces: stable for scripts and diffs, whatever the terminal."""
-    widths = [len(h) for h in header]
-    for row in rows:
-        widths = [max(w, len(str(c))) for w, c in zip(widths, row, strict=True)]
-    for row in [header, *rows]:
-        out.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        out.write("\n")
+    """Columns aligned with spaces and wrapped to 80 columns (see rotator.tables)."""
+    tables.plain_table(out, header, rows, keep=(0,))
 
 
 def _styled(cell: str) -> str:

@@ -148,6 +148,7 @@ def test_bad_config(
     dead = free_port()
     broken_config(rig, replacements, dead)
     rig.cli.extra_env.update(FAKE_AWS)  # credentials present, so the endpoint is what fails
+    rig.cli.extra_env["VAULT_TOKEN"] = "unused-token"  # unset, it would be a usage error (2)
     before = rig.snapshot()
     rig.sim.clear_requests()
     done = rig.run("rotate", rig.user, "--force", timeout=180)

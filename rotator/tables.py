@@ -1,0 +1,94 @@
+"""Plain tables for people, 80 columns wide, and the one time format every output uses.
+
+`plain_table()` aligns columns with spaces; when a table would be wider than `width`
+(80: a default terminal, cron mail), the widest wrappable columns are narrowed and their
+cells wrapped onto continuation lines, while `keep` columns (ids a person copies into
+the next command) are never cut. `format_time()` is the single human time format:
+RFC 3339 in UTC to the second, `2026-11-29T23:43:16Z`. `short_id()` is the first 8
+characters of a token id, as tables show it (`--json` always carries the full id).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
+from typing import TextIO
+
+__all__ = ["WIDTH", "fit_widths", "format_time", "plain_table", "short_id"]
+
+WIDTH = 80
+_GAP = 2
+_MIN = 6
+
+
+def format_time(value: str | datetime | None, default: str = "-") -> str:
+    """`2026-11-29T23:43:16Z` for an ISO string or datetime (naive means UTC); else default."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        value = parsed
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def short_id(token_id: str | None) -> str:
+    return token_id[:8] if token_id else "-"
+
+
+def fit_widths(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    width: int = WIDTH,
+    keep: Collection[int] = (),
+) -> list[int]:
+    """Column widths that fit `width` if they can: the widest wrappable column gives first."""
+    natural = [len(h) for h in header]
+    for row in rows:
+        natural = [max(w, len(str(c))) for w, c in zip(natural, row, strict=True)]
+    floor = [
+        w if i in keep else min(w, max(_MIN, *(len(part) for part in h.split())))
+        for i, (w, h) in enumerate(zip(natural, header, strict=True))
+    ]
+    widths = list(natural)
+    excess = sum(widths) + _GAP * (len(widths) - 1) - width
+    while excess > 0:
+        shrinkable = [i for i, w in enumerate(widths) if w > floor[i]]
+        if not shrinkable:
+            break
+        i = max(shrinkable, key=lambda j: (widths[j], j))
+        widths[i] -= 1
+        excess -= 1
+    return widths
+
+
+def plain_table(
+    out: TextIO,
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    width: int = WIDTH,
+    keep: Collection[int] = (),
+) -> None:
+    """Columns aligned with spaces, wrapped to fit `width`; stable for scripts and diffs."""
+    widths = fit_widths(header, rows, width=width, keep=keep)
+    for row in [header, *rows]:
+        cells = [_wrap(str(c), w) for c, w in zip(row, widths, strict=True)]
+        for n in range(max(len(c) for c in cells)):
+            parts = [
+                (c[n] if n < len(c) else "").ljust(w)
+                for c, w in zip(cells, widths, strict=True)
+            ]
+            out.write((" " * _GAP).join(parts).rstrip() + "\n")
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    if len(text) <= width:
+        return [text]
+    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]
