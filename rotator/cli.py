@@ -43,7 +43,7 @@ from rotator.errors import (
     WrongRoute,
 )
 from rotator.secret import Secret
-from rotator.status_view import plain_table
+from rotator.status_view import attention_lines, attention_of, plain_table
 from rotator.workflow import Engine, Outcome
 
 __all__ = ["main"]
@@ -133,7 +133,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     abort = sub.add_parser("abort", help="roll back an unfinished run")
     abort.add_argument("run_id", metavar="RUN_ID")
+    abort.add_argument(
+        "--skip-backend",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="a backend of the run that left the config: do not roll it back (repeatable)",
+    )
     abort.add_argument("--json", action="store_true")
+
+    revoke = sub.add_parser("revoke", help="revoke one token (refused while anything uses it)")
+    revoke.add_argument("username", metavar="USERNAME")
+    revoke.add_argument("token_id", metavar="TOKEN_ID")
+    revoke.add_argument(
+        "--force", action="store_true", help="revoke even a token the state or a backend uses"
+    )
+    revoke.add_argument("--json", action="store_true")
 
     adopt = sub.add_parser("adopt", help="record an existing token id as the current token")
     adopt.add_argument("username", metavar="USERNAME")
@@ -227,7 +242,7 @@ def _selected(config: Config, names: Sequence[str], all_: bool) -> list[str]:
         if not all_ and len(config.accounts) > 1:
             raise ConfigError("several accounts are configured: name them or pass --all")
         return [a.username for a in config.accounts]
-    return [config.account(name).username for name in names]
+    return list(dict.fromkeys(config.account(name).username for name in names))
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -299,7 +314,13 @@ def _print_outcomes(outcomes: Sequence[Outcome], out: TextIO, *, as_json: bool) 
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    from rotator.status_view import STATUS_HEADER, render_table, status_doc, status_rows
+    from rotator.status_view import (
+        STATUS_HEADER,
+        attention_lines,
+        render_table,
+        status_doc,
+        status_rows,
+    )
 
     config = _config(args)
     names = [config.account(n).username for n in args.usernames] or [
@@ -313,6 +334,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
             out.write(json.dumps(doc) + "\n")
     else:
         render_table(out, STATUS_HEADER, status_rows(docs), title="rotator status")
+        out.writelines(f"{line}\n" for line in attention_lines([d["attention"] for d in docs]))
     if args.metrics_file:
         _write_metrics(engine, names, args.metrics_file, live=False, drift=reports)
     return EXIT_OK
@@ -366,6 +388,7 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
         for d in docs
     ]
     plain_table(out, ["RUN", "STATE", "STARTED", "OLD TOKEN", "NEW TOKEN", "FAILURE"], rows)
+    out.writelines(f"{line}\n" for line in attention_lines([attention_of(r, name) for r in runs]))
     return EXIT_OK
 
 
@@ -375,7 +398,15 @@ def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
     run = engine.load_run(args.run_id)
     if run is None:
         raise ConfigError(f"no run {args.run_id} in {engine.store.describe()}")
-    outcome = engine.abort(run.account, run.run_id)
+    outcome = engine.abort(run.account, run.run_id, skip_backends=args.skip_backend)
+    _print_outcomes([outcome], out, as_json=args.json)
+    return outcome.exit_code
+
+
+def cmd_revoke(args: argparse.Namespace, out: TextIO) -> int:
+    config = _config(args)
+    engine = make_engine(config)
+    outcome = engine.revoke(config.account(args.username).username, args.token_id, force=args.force)
     _print_outcomes([outcome], out, as_json=args.json)
     return outcome.exit_code
 
@@ -456,6 +487,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "drift": cmd_drift,
     "history": cmd_history,
     "abort": cmd_abort,
+    "revoke": cmd_revoke,
     "adopt": cmd_adopt,
     "tokens": cmd_tokens,
     "config": cmd_config,
