@@ -1,13 +1,15 @@
 """The `rotator` command: argument parsing, wiring, output and exit statuses.
 
 Exit statuses (one table, by exception family and run outcome):
-    0  every account completed, adopted, not due, or waiting out its revoke grace
+    0  every account completed, adopted, not due, or waiting out its revoke grace;
+       an abort rolled its run back; a revoke was confirmed
     1  a rotation failed and was rolled back (the old token is still valid), or a
        service could not be reached before anything changed
     2  usage, config or credential error; nothing was touched
     3  incomplete: the lease is held by another run, or the run was interrupted and
        the next `rotator rotate` resumes it
-    4  needs attention: a rollback could not finish; the message says what is left
+    4  needs attention: a rollback or revoke could not finish, or a run was stopped
+       (config edit, unexpected error); the message says what is left
 Command output goes to stdout; logs go to stderr.
 """
 
