@@ -1,13 +1,15 @@
 """The `rotator` command: argument parsing, wiring, output and exit statuses.
 
 Exit statuses (one table, by exception family and run outcome):
-    0  every account completed, adopted, not due, or waiting out its revoke grace
+    0  every account completed, adopted, not due, or waiting out its revoke grace;
+       an abort rolled its run back; a revoke was confirmed
     1  a rotation failed and was rolled back (the old token is still valid), or a
        service could not be reached before anything changed
     2  usage, config or credential error; nothing was touched
     3  incomplete: the lease is held by another run, or the run was stopped (SIGINT,
        SIGTERM) at a step boundary or never started; the next `rotator rotate` resumes it
-    4  needs attention: a rollback could not finish; the message says what is left
+    4  needs attention: a rollback or revoke could not finish, or a run was stopped
+       (config edit, unexpected error); the message says what is left
 The same table holds for one account and for many (the most severe status wins).
 A command that only reads, stopped by SIGINT/SIGTERM, exits 128 + the signal number.
 Command output goes to stdout; logs go to stderr; a reader of either that goes away
@@ -49,6 +51,7 @@ from rotator.errors import (
 )
 from rotator.safeio import SafeStream
 from rotator.secret import Secret
+from rotator.status_view import attention_lines, attention_of
 from rotator.tables import format_time, plain_table, short_id
 from rotator.workflow import Engine, Outcome
 
@@ -137,7 +140,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     abort = sub.add_parser("abort", help="roll back an unfinished run")
     abort.add_argument("run_id", metavar="RUN_ID")
+    abort.add_argument(
+        "--skip-backend",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="a backend of the run that left the config: do not roll it back (repeatable)",
+    )
     abort.add_argument("--json", action="store_true")
+
+    revoke = sub.add_parser("revoke", help="revoke one token (refused while anything uses it)")
+    revoke.add_argument("username", metavar="USERNAME")
+    revoke.add_argument("token_id", metavar="TOKEN_ID")
+    revoke.add_argument(
+        "--force", action="store_true", help="revoke even a token the state or a backend uses"
+    )
+    revoke.add_argument("--json", action="store_true")
 
     adopt = sub.add_parser("adopt", help="record an existing token id as the current token")
     adopt.add_argument("username", metavar="USERNAME")
@@ -288,7 +306,7 @@ def _selected(config: Config, names: Sequence[str], all_: bool) -> list[str]:
         if not all_ and len(config.accounts) > 1:
             raise ConfigError("several accounts are configured: name them or pass --all")
         return [a.username for a in config.accounts]
-    return [config.account(name).username for name in names]
+    return list(dict.fromkeys(config.account(name).username for name in names))
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -375,7 +393,13 @@ def _print_outcomes(outcomes: Sequence[Outcome], out: TextIO, *, as_json: bool) 
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    from rotator.status_view import STATUS_HEADER, render_table, status_doc, status_rows
+    from rotator.status_view import (
+        STATUS_HEADER,
+        attention_lines,
+        render_table,
+        status_doc,
+        status_rows,
+    )
 
     config = _config(args)
     names = [config.account(n).username for n in args.usernames] or [
@@ -389,6 +413,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
             out.write(json.dumps(doc) + "\n")
     else:
         render_table(out, STATUS_HEADER, status_rows(docs), title="rotator status")
+        out.writelines(f"{line}\n" for line in attention_lines([d["attention"] for d in docs]))
     if args.metrics_file:
         _write_metrics(engine, names, args.metrics_file, live=False, drift=reports)
     return EXIT_OK
@@ -443,6 +468,7 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
     ]
     header = ["RUN", "STATE", "STARTED", "OLD", "NEW", "FAILURE"]
     plain_table(out, header, rows, keep=(0,))
+    out.writelines(f"{line}\n" for line in attention_lines([attention_of(r, name) for r in runs]))
     return EXIT_OK
 
 
@@ -453,7 +479,15 @@ def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
     run = engine.load_run(args.run_id)
     if run is None:
         raise ConfigError(f"no run {args.run_id} in {engine.store.describe()}")
-    outcome = engine.abort(run.account, run.run_id)
+    outcome = engine.abort(run.account, run.run_id, skip_backends=args.skip_backend)
+    _print_outcomes([outcome], out, as_json=args.json)
+    return outcome.exit_code
+
+
+def cmd_revoke(args: argparse.Namespace, out: TextIO) -> int:
+    config = _config(args)
+    engine = make_engine(config)
+    outcome = engine.revoke(config.account(args.username).username, args.token_id, force=args.force)
     _print_outcomes([outcome], out, as_json=args.json)
     return outcome.exit_code
 
@@ -535,6 +569,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "drift": cmd_drift,
     "history": cmd_history,
     "abort": cmd_abort,
+    "revoke": cmd_revoke,
     "adopt": cmd_adopt,
     "tokens": cmd_tokens,
     "config": cmd_config,

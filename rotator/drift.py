@@ -11,6 +11,8 @@ over those facts and returns `Finding`s:
               backends_disagree       ... and one of them is on a dead token
               state_token_dead        the store's current token is not live
               motherduck_unreachable  the live list could not be read (nothing verified)
+              backend_value_mismatch  a value is not the token its token_id names (its
+                                      fingerprint differs) and is no token rotator knows
     warning   backends_disagree       backends serve different live tokens
               backend_token_id_unknown  a value without a token id (matched by fingerprint
                                       where the store can, else reported)
@@ -32,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from backends import StoredToken
 from rotator.config import AccountConfig, Policy
 from rotator.errors import BackendError, RateLimited, ServerError, TransportError
 from rotator.motherduck import TokenInfo
@@ -46,6 +49,7 @@ __all__ = [
     "Finding",
     "assess",
     "check_account",
+    "identify",
     "scheduled_rotation_at",
 ]
 
@@ -73,6 +77,9 @@ class BackendView:
     id_source: str | None = None  # "backend" | "fingerprint" | None
     empty: bool = False
     error: str | None = None
+    # Set when the value is not the token its stored token_id names (its fingerprint
+    # differs from the one recorded for that id): the id the backend claims.
+    claimed_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +175,8 @@ def assess(
 
 
 def _backend_finding(view: BackendView, live: dict[str, TokenInfo]) -> Finding | None:
+    if view.claimed_id is not None:
+        return _mismatch_finding(view, live)
     if view.error is not None:
         return Finding("critical", "backend_unreadable", view.error, backend=view.label)
     if view.empty:
@@ -192,6 +201,37 @@ def _backend_finding(view: BackendView, live: dict[str, TokenInfo]) -> Finding |
             token_id=view.token_id,
         )
     return None
+
+
+def _mismatch_finding(view: BackendView, live: dict[str, TokenInfo]) -> Finding:
+    """A value edited without its token_id: judged by what the value is, not what it says."""
+    says = f"{view.label} says token_id {view.claimed_id}, but its value is "
+    if view.token_id is None:
+        return Finding(
+            "critical",
+            "backend_value_mismatch",
+            says + f"not that token (its fingerprint differs from the one recorded for "
+            f"{view.claimed_id}) nor any token rotator recorded: edited by hand? its consumers "
+            "may be failing",
+            backend=view.label,
+            token_id=view.claimed_id,
+        )
+    if view.token_id not in live:
+        return Finding(
+            "critical",
+            "backend_on_dead_token",
+            says + f"token {view.token_id}, which MotherDuck does not list as live (revoked, "
+            "expired or unknown): its consumers are failing",
+            backend=view.label,
+            token_id=view.token_id,
+        )
+    return Finding(
+        "warning",
+        "backend_value_mismatch",
+        says + f"the live token {view.token_id} (matched by fingerprint)",
+        backend=view.label,
+        token_id=view.token_id,
+    )
 
 
 def _disagreement(
@@ -348,11 +388,25 @@ def _read(backend: Any, refs: Sequence[TokenRef], key: bytes | None) -> BackendV
         return BackendView(label, error=f"{label} could not be read: {exc}")
     if stored is None:
         return BackendView(label, empty=True)
-    if stored.token_id:
-        return BackendView(label, stored.token_id, stored.version, "backend")
-    if key is not None:
-        digest = stored.token.fingerprint(key)
-        for ref in refs:
-            if ref.fingerprint == digest:
-                return BackendView(label, ref.id, stored.version, "fingerprint")
-    return BackendView(label, None, stored.version)
+    token_id, source, claimed = identify(stored, refs, key)
+    return BackendView(label, token_id, stored.version, source, claimed_id=claimed)
+
+
+def identify(
+    stored: StoredToken, refs: Sequence[TokenRef], key: bytes | None
+) -> tuple[str | None, str | None, str | None]:
+    """Which token a stored value is: (token id, "backend" | "fingerprint" | None, claimed id).
+
+    The value's fingerprint is compared with the ones recorded for `refs`: a `token_id`
+    beside the value is believed unless the value's fingerprint belongs to another token
+    or differs from the one recorded for that id (then `claimed id` is what it says).
+    """
+    digest = stored.token.fingerprint(key) if key is not None else None
+    by_print = {r.fingerprint: r.id for r in refs if r.fingerprint}
+    actual = by_print.get(digest) if digest is not None else None
+    if not stored.token_id:
+        return (actual, "fingerprint", None) if actual else (None, None, None)
+    recorded = {r.fingerprint for r in refs if r.id == stored.token_id and r.fingerprint}
+    if actual == stored.token_id or (actual is None and (digest is None or not recorded)):
+        return stored.token_id, "backend", None
+    return actual, "fingerprint" if actual else None, stored.token_id

@@ -8,7 +8,7 @@ backends first and revokes the new token only when every backend is back on the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import structlog
@@ -29,6 +29,14 @@ from rotator.outcome import Outcome, final_outcome, outcome_for
 from rotator.outcome import token_id as _id
 from rotator.runcontext import RunContext, StepFailed
 from rotator.runrecord import BackendProgress, Run, RunState, TokenRef, new_run_id, rotation_due
+from rotator.safety import (
+    SETTLED,
+    abort_refusal,
+    added_backend_step,
+    config_problems,
+    left_config_step,
+    past_promote,
+)
 from rotator.secret import Secret
 
 __all__ = ["Runner"]
@@ -70,8 +78,16 @@ class Runner(RunContext):
                 return interrupt.not_started(self.name)
             self._preflight()
             run = self._start(run_id or new_run_id(), trigger, reason)
-        elif run.state is RunState.FAILED_NEEDS_ATTENTION:
-            self._retry_attention(run)
+        else:
+            log.info(
+                "run.resumed",
+                run_id=run.run_id,
+                state=run.state.value,
+                detail=f"resuming run {run.run_id} from {run.state.value}",
+            )
+            self._check_backend_config(run)
+            if run.state is RunState.FAILED_NEEDS_ATTENTION:
+                self._retry_attention(run)
         with structlog.contextvars.bound_contextvars(run_id=run.run_id):
             return self._drive(run, revoke_now=revoke_now)
 
@@ -79,29 +95,83 @@ class Runner(RunContext):
         """Retry what a needs-attention run left: the old token's revoke, or the rollback.
 
         A run that got past promote never rolls back here: its old token may already be
-        revoked, so going back to it could leave a backend on a dead token (I1).
+        revoked, so going back to it could leave a backend on a dead token (I1). It goes
+        back to waiting for its revoke (the grace it recorded still holds), and the revoke
+        step checks again what stopped it.
         """
-        promoted = bool(run.backends) and all(p.state == "promoted" for p in run.backends.values())
-        if promoted and run.old_token is not None and run.revoke_attempts:
-            run.revoke_attempts = 0
-            self._transition(run, RunState.REVOKING, "retrying the revoke of the old token")
+        if past_promote(run):
+            detail = f"retrying the revoke of the old token (stopped: {run.failure})"
+            run.failure, run.remaining = None, []
+            if run.revoke_attempts and run.old_token is not None:
+                run.revoke_attempts = 0
+                self._transition(run, RunState.REVOKING, detail)
+            else:
+                self._transition(run, RunState.AWAITING_REVOKE, detail)
         else:
             self._transition(run, RunState.ROLLING_BACK, "retrying the unfinished rollback")
 
-    def abort(self, run_id: str) -> Outcome:
+    def _check_backend_config(self, run: Run) -> None:
+        """Stop a resumed run whose backends no longer match the config, naming each one.
+
+        Recorded in the run (status and history show it) without changing its state, so
+        putting the config right is enough for the next `rotate` to carry on.
+        """
+        problems = config_problems(run, self.name, list(self.backends))
+        if not problems:
+            if run.remaining and run.state is not RunState.FAILED_NEEDS_ATTENTION:
+                run.failure, run.remaining = None, []
+                self._save(run)
+            return
+        run.failure = f"the config changed while run {run.run_id} was {run.state.value}"
+        run.remaining = problems
+        run.events.append(
+            {"at": self.e.clock().isoformat(), "state": run.state.value, "detail": run.failure}
+        )
+        self._save(run)
+        raise NeedsAttention(f"{run.failure}: {problems[0]}", remaining=problems)
+
+    def abort(self, run_id: str, *, skip_backends: Sequence[str] = ()) -> Outcome:
+        """Roll back an unfinished run if that is still safe (rotator.safety decides).
+
+        Refuses (ConfigError, nothing touched) once a revoke of the old token was sent,
+        when the new token is promoted and live, when the old token is gone, and when a
+        backend of the run left the config and is not named in `skip_backends`.
+        """
         run = self._active_run()
         if run is None or run.run_id != run_id:
             raise ConfigError(
                 f"run {run_id} is not the active run of {self.name!r}; nothing to abort"
             )
-        if run.state is RunState.REVOKING:
+        unknown = [label for label in skip_backends if label not in run.backends]
+        if unknown:
             raise ConfigError(
-                f"run {run_id} is revoking the old token; it can no longer be rolled back"
+                f"--skip-backend {unknown[0]}: run {run_id} has no such backend "
+                f"(its backends: {', '.join(run.backends) or 'none'})"
             )
+        live = {t.id for t in self.e.client.list_tokens(self.name)}
+        refusal = abort_refusal(run, self.name, live)
+        if refusal is not None:
+            raise ConfigError(refusal)
+        left = [
+            label
+            for label, progress in run.backends.items()
+            if label not in self.backends and progress.state not in SETTLED
+            and label not in skip_backends
+        ]
+        if left:
+            raise ConfigError(left_config_step(run, left[0]))
+        for label in skip_backends:
+            run.backends[label].state = "skipped"
+            run.undone.append(f"skipped {label} (by `rotator abort --skip-backend`)")
         if run.state is not RunState.FAILED_NEEDS_ATTENTION:
             run.failure = "aborted by `rotator abort`"
         self._transition(run, RunState.ROLLING_BACK, "aborted by a person")
-        return self._drive(run, revoke_now=False)
+        outcome = self._drive(run, revoke_now=False)
+        if outcome.result != "rolled_back":
+            return outcome
+        old = f"back on the old token {_id(run.old_token)}" if run.old_token else "restored"
+        new = f"; new token {run.new_token.id} revoked" if run.new_token else ""
+        return outcome_for(run, self.name, "aborted", f"aborted: backends {old}{new}")
 
     def adopt(self, token_id: str) -> Outcome:
         if self._active_run() is not None:
@@ -376,14 +446,17 @@ class Runner(RunContext):
 
     def _revoke(self, run: Run) -> RunState:
         assert run.old_token is not None and run.new_token is not None
-        self._require_backends_on(run.new_token, before=f"revoking {run.old_token.id}")
+        blocked = self._revoke_blocked(run)
+        if blocked is not None:
+            return blocked
         run.revoke_attempts += 1
+        run.revoke_sent_at = run.revoke_sent_at or self.e.clock().isoformat()
         self._save(run)
         try:
             self.e.client.revoke_token(self.name, run.old_token.id)
             listed = self.e.client.list_tokens(self.name)
             live = {t.id for t in listed}
-            if run.old_token.id in live or run.new_token.id not in live:
+            if run.old_token.id in live:
                 raise _RevokeUnconfirmed(run.old_token.id)
         except MotherDuckError as exc:
             # Bounded across runs: a revoke that never takes ends in needs-attention with
@@ -393,15 +466,70 @@ class Runner(RunContext):
             run.failure = f"revoking {run.old_token.id} failed {run.revoke_attempts} times: {exc}"
             run.remaining = [
                 f"revoke token {run.old_token.id} of {self.name} in MotherDuck "
-                "and confirm it is gone (the backends already serve the new token)"
+                "and confirm it is gone (the backends already serve the new token): "
+                f"`rotator rotate {self.name}` tries again"
             ]
             return RunState.FAILED_NEEDS_ATTENTION
+        if run.new_token.id not in live:
+            return self._attention(
+                run,
+                f"the new token {run.new_token.id} left MotherDuck's live list while the old "
+                f"token {run.old_token.id} was being revoked: no backend holds a live token",
+                [f"put a live token of {self.name} in every backend by hand (both are gone)"],
+            )
         log.info("token.revoked", token_id=run.old_token.id)
         self._revoke_strays(run, listed)
         if self.policy.confirm_revoked:
             self._confirm_old_token_rejected(run)
         self._hook("after_revoke", run)
         return RunState.COMPLETED
+
+    def _revoke_blocked(self, run: Run) -> RunState | None:
+        """Before the old token goes: the new one must be live and every backend on it (I1).
+
+        Reads only. A MotherDuck or backend read that fails propagates (the run stays
+        resumable); a finding stops the run as needs-attention with the next command.
+        """
+        assert run.old_token is not None and run.new_token is not None
+        old, new = run.old_token.id, run.new_token.id
+        live = {t.id for t in self.e.client.list_tokens(self.name)}
+        if new not in live:
+            back = (
+                f"run `rotator abort {run.run_id}` to put every backend back on the old "
+                f"token {old}, which is still live"
+                if old in live
+                else f"the old token {old} is gone too: store a live token in every backend"
+            )
+            return self._attention(
+                run,
+                f"the new token {new} is no longer live in MotherDuck (revoked or expired "
+                f"outside run {run.run_id}), so the old token {old} was not revoked; the "
+                "backends serve the dead token",
+                [back, f"then start a fresh rotation with `rotator rotate {self.name} --force`"],
+            )
+        problems = []
+        for label, backend in self.backends.items():
+            current = backend.read_current()
+            if current is not None and self._matches(current, run.new_token):
+                continue
+            if label not in run.backends:
+                problems.append(added_backend_step(run, self.name, label))
+            else:
+                problems.append(
+                    f"{label} no longer serves the new token {new} (changed outside rotator "
+                    f"after promote): `rotator drift {self.name}` shows what it serves; put "
+                    f"token {new} back in it, then `rotator rotate {self.name}`"
+                )
+        if problems:
+            return self._attention(
+                run, f"not revoking the old token {old}: {problems[0]}", problems
+            )
+        return None
+
+    def _attention(self, run: Run, failure: str, remaining: list[str]) -> RunState:
+        run.failure, run.remaining = failure, remaining
+        log.warning("run.needs_attention", reason=failure)
+        return RunState.FAILED_NEEDS_ATTENTION
 
     def _revoke_strays(self, run: Run, listed: list[TokenInfo]) -> None:
         """Revoke live tokens named like this run's replacement that are not it (I2).
@@ -439,29 +567,21 @@ class Runner(RunContext):
             raise _RevokeUnconfirmed(run.old_token.id, f"still passes the {check.name} check")
         log.info("token.revoke_confirmed", token_id=run.old_token.id)
 
-    def _require_backends_on(self, token: TokenRef, *, before: str) -> None:
-        """I1 guard: every backend must serve `token` before the other one is revoked."""
-        for label, backend in self.backends.items():
-            current = backend.read_current()
-            if current is None or not self._matches(current, token):
-                raise NeedsAttention(
-                    f"{label} no longer serves token {token.id}; not {before}",
-                    remaining=[
-                        f"check what wrote to {label}, then run `rotator rotate {self.name}` again"
-                    ],
-                )
-
     # -- rollback ----------------------------------------------------------------------
 
     def _rollback(self, run: Run) -> RunState:
         remaining: list[str] = []
         for label, progress in run.backends.items():
-            if progress.state == "rolled_back":
+            if progress.state in SETTLED:
+                continue
+            backend = self.backends.get(label)
+            if backend is None:
+                remaining.append(left_config_step(run, label))
                 continue
             progress.state = "rolling_back"
             self._save(run)
             try:
-                self.backends[label].rollback(progress.receipt, run_id=run.run_id)
+                backend.rollback(progress.receipt, run_id=run.run_id)
             except BackendError as exc:
                 progress.error = str(exc)
                 remaining.append(f"restore {label} to the old token ({exc})")
@@ -470,6 +590,7 @@ class Runner(RunContext):
             run.undone.append(f"restored {label}")
             self._save(run)
         if remaining:
+            run.failure = run.failure or "the rollback could not finish"
             run.remaining = [
                 *remaining,
                 f"then revoke the new token {_id(run.new_token)} "

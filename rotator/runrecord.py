@@ -99,6 +99,8 @@ class Run:
     backends: dict[str, BackendProgress] = field(default_factory=dict)
     revoke_not_before: str | None = None
     revoke_attempts: int = 0
+    # When the first DELETE of the old token was sent; never cleared (abort refuses after it).
+    revoke_sent_at: str | None = None
     create_attempts: int = 0
     # Wall-clock seconds (time.time) when a create still unanswered was sent (None once
     # answered): until create_sent_at + create_settle, a token by this name may appear.

@@ -15,12 +15,20 @@ from typing import TYPE_CHECKING, Any, TextIO
 from rotator import tables
 from rotator.drift import DriftReport, scheduled_rotation_at
 from rotator.durations import format_duration
+from rotator.runrecord import Run, RunState
 from rotator.tables import format_time, short_id
 
 if TYPE_CHECKING:
     from rotator.workflow import Engine
 
-__all__ = ["drift_rows", "render_table", "status_doc", "status_rows"]
+__all__ = [
+    "attention_lines",
+    "attention_of",
+    "drift_rows",
+    "render_table",
+    "status_doc",
+    "status_rows",
+]
 
 STATUS_HEADER = ("ACCOUNT", "TOKEN", "AGE", "NEXT DUE", "LAST RUN", "DRIFT")
 DRIFT_HEADER = ("ACCOUNT", "SEVERITY", "CODE", "BACKEND", "DETAIL")
@@ -66,7 +74,41 @@ def status_doc(engine: Engine, name: str, drift: DriftReport | None = None) -> d
         "pending_revoke_at": active.revoke_not_before if active else None,
         "drift": (drift.worst or "clean") if drift is not None else None,
         "drift_findings": [f.code for f in drift.findings] if drift is not None else None,
+        "attention": attention_of(active, name),
     }
+
+
+def attention_of(run: Run | None, account: str) -> dict[str, Any] | None:
+    """An unfinished run a person must act on: what stopped it and each step left, or None.
+
+    That is a run in `failed_needs_attention`, or one stopped without a state change (a
+    config edit it cannot go on with) whose record lists what is left.
+    """
+    if run is None or run.terminal:
+        return None
+    if run.state is not RunState.FAILED_NEEDS_ATTENTION and not run.remaining:
+        return None
+    return {
+        "account": account,
+        "run_id": run.run_id,
+        "state": run.state.value,
+        "failure": run.failure,
+        "remaining": list(run.remaining),
+    }
+
+
+def attention_lines(items: Sequence[dict[str, Any] | None]) -> list[str]:
+    """Lines for people, below a table: each needs-attention run and its remaining steps."""
+    lines = []
+    for item in items:
+        if item is None:
+            continue
+        lines.append(
+            f"{item['account']}: run {item['run_id']} needs attention ({item['state']}): "
+            f"{item['failure'] or 'stopped'}"
+        )
+        lines += [f"  still to do: {step}" for step in item["remaining"]]
+    return lines
 
 
 def _outcome(state: str | None, engine: Engine, run_id: str | None) -> str | None:

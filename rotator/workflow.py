@@ -23,10 +23,9 @@ from backends import Backend, load_factory
 from rotator.checkpoint import StateStore, utcnow
 from rotator.checks import Check, build_check
 from rotator.config import AccountConfig, Config
+from rotator.containment import contain
 from rotator.durations import format_duration
-from rotator.errors import (
-    ConfigError,
-)
+from rotator.errors import ConfigError, RotatorError
 from rotator.events import EventSink
 from rotator.motherduck import MotherDuckClient
 from rotator.outcome import Outcome
@@ -107,10 +106,21 @@ class Engine:
         with self._leased(username, until=until, stage_only=stage_only) as runner:
             return runner.rotate(force=force, revoke_now=revoke_now, run_id=run_id, trigger=trigger)
 
-    def abort(self, username: str, run_id: str) -> Outcome:
-        """Roll back an unfinished run, as long as its old token has not been revoked."""
+    def abort(self, username: str, run_id: str, *, skip_backends: Sequence[str] = ()) -> Outcome:
+        """Roll back an unfinished run while that is safe (see rotator.safety); else ConfigError.
+
+        `skip_backends` names backends of the run that left the config: they are not
+        rolled back (a person vouches that nothing reads them any more).
+        """
         with self._leased(username) as runner:
-            return runner.abort(run_id)
+            return runner.abort(run_id, skip_backends=skip_backends)
+
+    def revoke(self, username: str, token_id: str, *, force: bool = False) -> Outcome:
+        """Revoke one token of the account (refused while referenced, unless `force`)."""
+        from rotator.revoke import revoke_one
+
+        with self._leased(username) as runner:
+            return revoke_one(runner, token_id, force=force)
 
     def adopt(self, username: str, token_id: str) -> Outcome:
         """Record an existing token id as the account's current token (revoked next rotation)."""
@@ -146,9 +156,17 @@ class Engine:
         lease = self.store.acquire_lease(
             account.username, owner=self.owner, ttl=account.policy.lease_ttl
         )
+        runner = None
         try:
             with structlog.contextvars.bound_contextvars(account=account.username):
-                yield Runner(self, account, lease, until=until, stage_only=stage_only)
+                runner = Runner(self, account, lease, until=until, stage_only=stage_only)
+                yield runner
+        except RotatorError:
+            raise
+        except Exception as exc:
+            # One account's bug or plugin failure must not take a fleet pass down, nor
+            # reach a person as a traceback: one line, recorded in the run.
+            raise contain(runner, account.username, exc) from None
         finally:
             self.store.release_lease(lease)
 

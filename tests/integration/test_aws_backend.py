@@ -1,7 +1,7 @@
 """The Secrets Manager backend against a real moto server, seen the way a consumer sees it.
 
 Every assertion on what a consumer reads goes through boto3 with an explicit
-VersionStage (moto's default read lags a label move; see DESIGN.md).
+VersionStage (moto's default read lags a label move; see docs/design.md).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ per test run, polls it until it answers (with a deadline) and stops it by its pi
 Every boto3 client a test builds must go through `handle.client(service)` or pass
 `handle.endpoint_url`; `handle.env` / `handle.subprocess_env()` do the same for child
 processes (AWS_ENDPOINT_URL makes even a client built without endpoint_url reach moto).
-Known moto gap (see DESIGN.md): after a label move, `get_secret_value` without
+Known moto gap (see docs/design.md): after a label move, `get_secret_value` without
 `VersionStage` still returns the old value, so tests always read with `VersionStage`.
 """
 

@@ -15,6 +15,7 @@ import pytest
 from backends.base import StoredToken
 from rotator.checkpoint import FileStore
 from rotator.config import Config, parse_config
+from rotator.errors import ConfigError
 from rotator.runrecord import RunState
 from rotator.secret import Secret
 from rotator.workflow import Engine, Outcome
@@ -274,15 +275,16 @@ class TestFailures:
         assert len(world.md.tokens) == 3  # the old, the late one (revoked), the replacement
         assert 0 < fake_time.slept < 60
 
-    def test_abort_rolls_back_a_waiting_run(self, tmp_path: Path) -> None:
-        """`abort` during the grace puts the old token back and revokes the new one."""
+    def test_abort_refuses_a_promoted_run(self, tmp_path: Path) -> None:
+        """`abort` during the grace refuses: consumers may hold the promoted new token."""
         w = World(tmp_path, policy='revoke_grace = "1h"')
         w.adopt()
         first = w.engine().rotate(USER, force=True)
         assert first.run_id is not None
-        outcome = w.engine().abort(USER, first.run_id)
-        assert outcome.result == "rolled_back"
-        assert w.md.live_ids(USER) == {w.old.info.id} == w.served_ids()
+        with pytest.raises(ConfigError, match="--revoke-now"):
+            w.engine().abort(USER, first.run_id)
+        assert w.md.live_ids(USER) == {w.old.info.id, first.new_token_id}
+        assert w.served_ids() == {first.new_token_id}
 
 
 def finish(world: World, limit: int = 10) -> Outcome:
