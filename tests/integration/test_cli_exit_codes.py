@@ -7,6 +7,7 @@ command, and `config validate` refuses policies that would rotate on every run.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +169,26 @@ class TestConfigValidate:
         ).write()
         done = cli.run("config", "validate")
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+class TestTablesFit80Columns:
+    def test_rotate_status_history_tokens(self, simulator: Any, tmp_path: Path) -> None:
+        """Every table a person reads fits 80 columns and shows times as 2026-...T..:..:..Z."""
+        cli, [user] = adopted(simulator, tmp_path, n=1, policy='revoke_grace = "1h"')
+        outputs = {}
+        for args in (
+            ["rotate", user, "--force"],
+            ["status"],
+            ["history", user],
+            ["tokens", user],
+        ):
+            done = cli.run(*args)
+            assert done.returncode == 0, (args, done.stderr)
+            outputs[args[0]] = done.stdout
+        for name, text in outputs.items():
+            assert all(len(line) <= 80 for line in text.splitlines()), (name, text)
+        assert "running awaiting_revoke; revoke at" in " ".join(outputs["status"].split())
+        for name in ("status", "history", "tokens"):
+            assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", outputs[name]), (name, outputs)
+            assert "+00:00" not in outputs[name]
+        assert all(token["id"] in outputs["tokens"] for token in simulator.tokens(user))
