@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from rotator.errors import StateError
+from rotator.tables import format_time
 
 __all__ = [
     "AccountRecord",
@@ -217,7 +218,7 @@ def rotation_due(
     if current.expire_at:
         expire_at = datetime.fromisoformat(current.expire_at)
         if expire_at - now <= rotate_before_expiry:
-            return True, f"token expires at {current.expire_at}"
+            return True, f"token expires at {format_time(current.expire_at)}"
     if not current.created_ts:
         return True, "current token's age is unknown"
     age = now - datetime.fromisoformat(current.created_ts)
@@ -226,7 +227,7 @@ def rotation_due(
     due_at = datetime.fromisoformat(current.created_ts) + rotate_after
     if current.expire_at:
         due_at = min(due_at, datetime.fromisoformat(current.expire_at) - rotate_before_expiry)
-    return False, f"not due until {due_at.isoformat(timespec='seconds')}"
+    return False, f"not due until {format_time(due_at)}"
 
 
 def _days(delta: timedelta) -> str:
