@@ -177,6 +177,7 @@ class CommandCheck:
                 capture_output=True,
                 timeout=self.timeout,
                 check=False,
+                start_new_session=True,  # a terminal's Ctrl-C is rotator's to handle
             )
         except subprocess.TimeoutExpired:
             raise CheckFailed(

@@ -74,6 +74,9 @@ def run_hook(
             capture_output=True,
             timeout=spec.timeout.total_seconds(),
             check=False,
+            # Its own session: a Ctrl-C at the terminal stops rotator at a step boundary
+            # (rotator.interrupt) and must not kill the hook half-way.
+            start_new_session=True,
         )
     except subprocess.TimeoutExpired:
         raise HookFailed(

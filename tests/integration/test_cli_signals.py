@@ -8,6 +8,7 @@ held mid-run by a `delay` fault on one simulator route, never by a sleep in the 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -132,6 +133,45 @@ class TestStopAtStepBoundary:
         assert all(len(line) <= 80 for line in lines), lines
         assert any(users[0] in line and "interrupted" in line for line in lines)
         assert any(users[1] in line and "not_started" in line for line in lines)
+
+
+class TestCtrlCAtATerminal:
+    def test_sigint_to_the_process_group_spares_a_running_hook(
+        self, simulator: Any, tmp_path: Path
+    ) -> None:
+        """Ctrl-C reaches the whole foreground group: the hook still finishes, no rollback."""
+        marker = tmp_path / "hook-started"
+        hook = (
+            "[defaults.hooks.after_store]\n"
+            f'command = ["sh", "-c", "touch {marker}; sleep 2"]\n'
+            'timeout = "60s"'
+        )
+        cli, [user], old = fleet(simulator, tmp_path, 1, hook)
+        proc = subprocess.Popen(
+            cli.argv("rotate", user, "--force", "--json"),
+            env=cli.env(),
+            cwd=cli.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own group, as a shell gives a foreground job
+        )
+        try:
+            wait_until(marker.exists, timeout=60, what="the hook to start")
+            os.killpg(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 3, (out, err)
+        [doc] = json_lines(out)
+        assert doc["result"] == "interrupted" and doc["state"] == "verifying", doc
+        assert simulator.live_token_ids(user) == {old[user][1], doc["new_token_id"]}
+        again = cli.run("rotate", user, "--json")
+        assert again.returncode == 0, again.stderr
+        assert json_lines(again.stdout)[0]["result"] == "completed"
+        assert simulator.live_token_ids(user) == {doc["new_token_id"]}
 
 
 class TestReadersThatGoAway:
