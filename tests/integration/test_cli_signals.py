@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +210,43 @@ class TestReadersThatGoAway:
             check=False,
         )
         assert done.returncode == 0, done.stderr
+        for user in users:
+            stored = read_secret(cli.secret_file(user))
+            assert stored["token_id"] != old[user][1]
+            assert simulator.live_token_ids(user) == {stored["token_id"]}
+
+
+    def test_cron_wrapper_with_a_dying_logger(self, simulator: Any, tmp_path: Path) -> None:
+        """examples/cron/rotator-cron.sh whose `logger` exits at once: rotations done, exit 0."""
+        if os.geteuid() != 0:
+            pytest.skip("the wrapper insists on a root-owned admin-token file")
+        cli, users, old = fleet(simulator, tmp_path, 2)
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        rotator_bin = bin_dir / "rotator"
+        rotator_bin.write_text(f'#!/bin/sh\nexec {sys.executable} -m rotator.cli "$@"\n')
+        dying_logger = bin_dir / "logger"
+        dying_logger.write_text("#!/bin/sh\nexit 1\n")  # reads nothing, gone at once
+        for script in (rotator_bin, dying_logger):
+            script.chmod(0o755)
+        token_file = tmp_path / "admin-token"
+        token_file.write_text(simulator.admin_token + "\n")
+        token_file.chmod(0o600)
+        env = {
+            **cli.env(),
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "ROTATOR_BIN": str(rotator_bin),
+            "ROTATOR_TOKEN_FILE": str(token_file),
+            "ROTATOR_ENV_FILE": str(tmp_path / "absent.env"),
+            # 40 days on: every account is due under the default rotate_after (30d).
+            "ROTATOR_NOW": (datetime.now(UTC) + timedelta(days=40)).isoformat(),
+        }
+        wrapper = Path(__file__).resolve().parents[2] / "examples" / "cron" / "rotator-cron.sh"
+        done = subprocess.run(
+            ["bash", str(wrapper)], env=env, cwd=cli.root, capture_output=True, text=True,
+            timeout=120, check=False,
+        )
+        assert done.returncode == 0, (done.stdout, done.stderr)
         for user in users:
             stored = read_secret(cli.secret_file(user))
             assert stored["token_id"] != old[user][1]
