@@ -12,8 +12,6 @@ Built-in types: `readback`, `simulator`, `http`, `command`, and `duckdb`/`postgr
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from rotator.childproc import ChildTimedOut, child_env, run_child
 from rotator.errors import CheckFailed, ConfigError
 from rotator.secret import Secret
 
@@ -142,7 +141,9 @@ class HttpCheck:
 class CommandCheck:
     """Run a command with the token in MOTHERDUCK_TOKEN (never on its command line).
 
-    Exit status 0 passes; otherwise its output, with the token masked, is in the error.
+    It gets a minimal environment (`rotator.childproc.child_env`): never the admin token or
+    a backend credential. Exit status 0 passes; otherwise its output, redacted and then
+    bounded, is in the error.
     """
 
     name = "command"
@@ -161,24 +162,14 @@ class CommandCheck:
         self.cwd = cwd
 
     def run(self, ctx: CheckContext) -> None:
-        env = {
-            **os.environ,
-            **self.env,
-            "MOTHERDUCK_TOKEN": ctx.token.reveal(),
-            "ROTATOR_ACCOUNT": ctx.account,
-            "ROTATOR_BACKEND": ctx.backend,
-            "ROTATOR_TOKEN_ID": ctx.token_id or "",
-        }
+        env = child_env(
+            listed=self.env,
+            facts={"account": ctx.account, "backend": ctx.backend, "token_id": ctx.token_id},
+            token=ctx.token,
+        )
         try:
-            done = subprocess.run(
-                self.argv,
-                env=env,
-                cwd=self.cwd,
-                capture_output=True,
-                timeout=self.timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
+            done = run_child(self.argv, env=env, cwd=self.cwd, timeout=self.timeout)
+        except ChildTimedOut:
             raise CheckFailed(
                 f"command check on {ctx.backend}'s copy timed out after {self.timeout}s",
                 check=self.name,
@@ -191,10 +182,8 @@ class CommandCheck:
                 backend=ctx.backend,
             ) from None
         if done.returncode != 0:
-            output = (done.stdout + done.stderr).decode(errors="replace").strip()
-            output = output.replace(ctx.token.reveal(), "***")[-500:]
             raise CheckFailed(
-                f"command check on {ctx.backend}'s copy exited {done.returncode}: {output}",
+                f"command check on {ctx.backend}'s copy exited {done.returncode}: {done.output}",
                 check=self.name,
                 backend=ctx.backend,
             )

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -178,12 +178,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rotator import log as rlog
 
     rlog.configure(args.log_format, level=args.log_level)
-    out = sys.stdout
+    rlog.register_known_secrets()  # the config's own credentials follow in build_engine
+    out = cast(TextIO, rlog.RedactingStream(sys.stdout))  # no secret on stdout, whatever
     try:
         handler: Callable[[argparse.Namespace, TextIO], int] = _COMMANDS[args.command]
         return handler(args, out)
     except RotatorError as exc:
-        print(f"rotator: error: {exc}", file=sys.stderr)
+        print(f"rotator: error: {rlog.redact(str(exc))}", file=sys.stderr)
         return exit_code_for(exc)
     except KeyboardInterrupt:
         print("rotator: interrupted; the next `rotator rotate` resumes", file=sys.stderr)
