@@ -14,7 +14,7 @@ from datetime import datetime
 import structlog
 
 from backends import TokenRecord
-from rotator.checks import CheckContext, run_with_attempts
+from rotator.checks import CheckContext, run_check, run_with_attempts
 from rotator.errors import (
     BackendError,
     CheckFailed,
@@ -427,7 +427,7 @@ class Runner(RunContext):
             if check.name == "readback":
                 continue
             try:
-                check.run(ctx)
+                run_check(check, ctx)
             except CheckFailed:
                 continue
             raise _RevokeUnconfirmed(run.old_token.id, f"still passes the {check.name} check")
