@@ -30,7 +30,6 @@ reports as "already gone" (False).
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import random
 import re
@@ -62,6 +61,7 @@ from rotator.errors import (
 from rotator.httpbound import DeadlineTransport, TooLarge, deadline, read_capped
 from rotator.log import scrub
 from rotator.motherduck_parse import CreatedToken, TokenInfo
+from rotator.netpolicy import insecure_reason
 from rotator.secret import MASK, TOKEN_PATTERN, Secret
 
 __all__ = ["CreatedToken", "MotherDuckClient", "RetryEvent", "RetryPolicy", "TokenInfo"]
@@ -194,10 +194,11 @@ class MotherDuckClient:
                 "the admin token contains whitespace or a control character (a CR/LF?); "
                 "set the environment variable to the bare token"
             )
-        if url.scheme == "http" and not is_loopback(url.host):
-            log.warning("motherduck.insecure_url", url=str(url.copy_with(path="/")))
         self._base = api_url.rstrip("/")
         self._shown_url = str(url.copy_with(username=None, password=None, query=None))
+        why = insecure_reason(api_url)
+        if why:  # accepted by the config only with `insecure = true`; said on every run
+            log.warning("motherduck.insecure_url", url=self._shown_url, why=why)
         self._admin_token = admin_token
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
@@ -490,16 +491,6 @@ def _unknown(
 
 def _client(timeout: float | httpx.Timeout) -> httpx.Client:
     return httpx.Client(timeout=timeout, transport=DeadlineTransport())
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (where plain http is fine)."""
-    if host.lower() in ("localhost", "localhost.") or host.lower().endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _seconds(timeout: float | httpx.Timeout) -> float:
