@@ -10,7 +10,8 @@ Layout beside the consumer's file `<path>` (all mode 0600, parent dirs created 0
 Every write is atomic and durable (temp file, fsync, rename, fsync the directory), so a
 consumer reading `<path>` at any instant sees the complete old or the complete new value
 (I1). The sidecar is written *before* each value write (a write-ahead marker), and values
-are recognised by an HMAC fingerprint keyed with the run id, so a run killed between any
+are recognised by an HMAC fingerprint (keyed with the state store's secret key and the
+run id, see `backends.base.value_fingerprint`), so a run killed between any
 two steps is found again by `read_staged`/`promote`/`rollback` on resume.
 """
 
@@ -27,12 +28,14 @@ from typing import Any, ClassVar
 
 from backends.base import (
     BackendConfig,
+    KeySource,
     Receipt,
     StoredToken,
     TokenRecord,
     ValueFormat,
     decode_value,
     encode_value,
+    value_fingerprint,
 )
 from rotator.errors import BackendConflict, BackendError
 from rotator.fsutil import atomic_write_bytes, fsync_dir
@@ -49,9 +52,9 @@ class FileConfig(BackendConfig):
     path: str
 
 
-def fingerprint(token: Secret, run_id: str) -> str:
-    """The value's HMAC keyed by the run that wrote it: matches a value, reveals nothing."""
-    return token.fingerprint(run_id.encode())
+def fingerprint(token: Secret, run_id: str, key: bytes | None = None) -> str:
+    """The value's HMAC for the run that wrote it, under the store's key: reveals nothing."""
+    return value_fingerprint(token, run_id, key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +66,8 @@ class _Owner:
     token_name: str
     fingerprint: str
 
-    def owns(self, token: Secret | None) -> bool:
-        return token is not None and fingerprint(token, self.run_id) == self.fingerprint
+    def owns(self, token: Secret | None, key: bytes | None) -> bool:
+        return token is not None and fingerprint(token, self.run_id, key) == self.fingerprint
 
     def to_doc(self) -> dict[str, str]:
         return {
@@ -145,6 +148,14 @@ class FileBackend:
         self.pending = path.with_name(path.name + ".pending")
         self.backup = path.with_name(path.name + ".rotator-backup")
         self.sidecar = path.with_name(path.name + ".rotator.json")
+        self._key_source: KeySource | None = None
+
+    def use_fingerprint_key(self, source: KeySource) -> None:
+        """Key the sidecar fingerprints with the state store secret key (the engine calls it)."""
+        self._key_source = source
+
+    def _key(self) -> bytes | None:
+        return self._key_source() if self._key_source is not None else None
 
     @classmethod
     def from_config(cls, config: Any, *, account: str, base_dir: Path) -> FileBackend:
@@ -172,7 +183,7 @@ class FileBackend:
             if token is None:
                 return None
             current = self._load_sidecar().current
-            owner = current if current is not None and current.owns(token) else None
+            owner = current if current is not None and current.owns(token, self._key()) else None
             return self._stored(self.path, owner)
 
     def read_staged(self, run_id: str) -> StoredToken | None:
@@ -182,10 +193,10 @@ class FileBackend:
             run = sidecar.run
             if run is not None and run.run_id == run_id:
                 for candidate in (self.pending, self.path):
-                    if run.owns(self._read_token(candidate)):
+                    if run.owns(self._read_token(candidate), self._key()):
                         return self._stored(candidate, run)
             current = sidecar.current
-            owned = current is not None and current.owns(self._read_token(self.path))
+            owned = current is not None and current.owns(self._read_token(self.path), self._key())
             if current is not None and current.run_id == run_id and owned:
                 return self._stored(self.path, current)
             return None
@@ -200,20 +211,25 @@ class FileBackend:
         """
         receipt: Receipt = {"path": str(self.path), "pending": str(self.pending)}
         owner = _Owner(
-            run_id, record.token_id, record.token_name, fingerprint(record.token, run_id)
+            run_id,
+            record.token_id,
+            record.token_name,
+            fingerprint(record.token, run_id, self._key()),
         )
         with self._errors("staging"):
             sidecar = self._load_sidecar()
             if sidecar.run is not None and sidecar.run.run_id == run_id:
                 if owner == sidecar.run and any(
-                    owner.owns(self._read_token(p)) for p in (self.pending, self.path)
+                    owner.owns(self._read_token(p), self._key()) for p in (self.pending, self.path)
                 ):
                     return receipt
                 previous = sidecar.previous
             else:
                 self._check_foreign(sidecar)
                 current = sidecar.current
-                owned = current is not None and current.owns(self._read_token(self.path))
+                owned = current is not None and current.owns(
+                    self._read_token(self.path), self._key()
+                )
                 previous = current if owned else None
             self._write_sidecar(
                 _Sidecar(current=sidecar.current, run=owner, state="staging", previous=previous)
@@ -241,8 +257,8 @@ class FileBackend:
                     "run the rotation again to stage it",
                     backend=self.label,
                 )
-            if not run.owns(self._read_token(self.path)):
-                if not run.owns(self._read_token(self.pending)):
+            if not run.owns(self._read_token(self.path), self._key()):
+                if not run.owns(self._read_token(self.pending), self._key()):
                     raise BackendError(
                         f"{self.label}: {self.pending} no longer holds run {run_id}'s value; "
                         "roll the run back and rotate again",
@@ -282,7 +298,7 @@ class FileBackend:
                 if (
                     current is not None
                     and current.run_id == run_id
-                    and current.owns(self._read_token(self.path))
+                    and current.owns(self._read_token(self.path), self._key())
                 ):
                     raise BackendConflict(
                         f"{self.label}: run {run_id}'s value is live but another run's state "
@@ -293,7 +309,7 @@ class FileBackend:
             current = sidecar.current
             if current is not None and current.run_id == run_id:
                 current = sidecar.previous
-            if run.owns(self._read_token(self.path)):
+            if run.owns(self._read_token(self.path), self._key()):
                 if sidecar.state not in ("promoting", "promoted"):
                     raise BackendConflict(
                         f"{self.label}: {self.path} holds run {run_id}'s value but no backup "
