@@ -1,11 +1,23 @@
 """The `file` backend: one token in one local file that consumers read.
 
-Layout beside the consumer's file `<path>` (all mode 0600, parent dirs created 0700):
+Layout beside the consumer's file `<path>` (parent dirs created 0700):
 
-    <path>                  what consumers read: the JSON document or the bare token
-    <path>.pending          the staged value, until promote renames it over <path>
-    <path>.rotator-backup   <path>'s bytes from just before promote, for rollback
+    <path>                  what consumers read: the JSON document or the bare token;
+                            keeps its owner, group and mode across rotations (0600 if new)
+    <path>.pending          the staged value (0600, the file's owner and group) until
+                            promote renames it over <path>
+    <path>.rotator-backup   <path>'s bytes from just before promote, for rollback: always
+                            0600, removed when the next run stages
     <path>.rotator.json     sidecar: who staged what (never a secret), see `_Sidecar`
+
+Owner and group: when `<path>` belongs to another user or group, the new file is given
+them (root, CAP_CHOWN, or a group the rotator user is in); when that is not allowed,
+`stage` refuses with a BackendError before anything is live, rather than leave consumers
+locked out of a file whose old token is about to be revoked.
+
+Symlinks: a symbolic link at `<path>` is refused (promote's rename would replace the link
+with a plain file); with `follow_symlinks = true` the file it points to is rotated
+instead, and the companion files live beside that file.
 
 Every write is atomic and durable (temp file, fsync, rename, fsync the directory), so a
 consumer reading `<path>` at any instant sees the complete old or the complete new value
@@ -21,6 +33,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +63,9 @@ class FileConfig(BackendConfig):
     """`[[accounts.backends]]` with `type = "file"`."""
 
     path: str
+    # A symlink at `path` is refused unless this is true; then the file it points to is
+    # rotated (its directory gets the .pending/.rotator-backup/.rotator.json files).
+    follow_symlinks: bool = False
 
 
 def fingerprint(token: Secret, run_id: str, key: bytes | None = None) -> str:
@@ -142,13 +158,38 @@ class FileBackend:
 
     Config: ClassVar[type[BackendConfig]] = FileConfig
 
-    def __init__(self, path: Path, *, fmt: ValueFormat = "json") -> None:
-        self.path = path
+    def __init__(
+        self, path: Path, *, fmt: ValueFormat = "json", follow_symlinks: bool = False
+    ) -> None:
+        self.configured = path
         self.fmt: ValueFormat = fmt
+        self.follow_symlinks = follow_symlinks
+        self._at(path)
+        self._key_source: KeySource | None = None
+
+    def _at(self, path: Path) -> None:
+        self.path = path
         self.pending = path.with_name(path.name + ".pending")
         self.backup = path.with_name(path.name + ".rotator-backup")
         self.sidecar = path.with_name(path.name + ".rotator.json")
-        self._key_source: KeySource | None = None
+
+    def _resolve(self) -> None:
+        """Apply the symlink policy: refuse a link at `path`, or follow it when configured.
+
+        Promote renames a file over `path`; over a symlink that would replace the link
+        itself with a plain file, silently cutting off whatever else reads the target.
+        """
+        if not self.configured.is_symlink():
+            self._at(self.configured)
+            return
+        if not self.follow_symlinks:
+            raise BackendError(
+                f"{self.label}: {self.configured} is a symbolic link, which rotating would "
+                "replace with a plain file; point `path` at the real file, or set "
+                "follow_symlinks = true to rotate the file it points to",
+                backend=self.label,
+            )
+        self._at(Path(os.path.realpath(self.configured)))
 
     def use_fingerprint_key(self, source: KeySource) -> None:
         """Key the sidecar fingerprints with the state store secret key (the engine calls it)."""
@@ -162,14 +203,21 @@ class FileBackend:
         """Build from a validated `FileConfig`; a relative `path` resolves against `base_dir`."""
         cfg = config if isinstance(config, FileConfig) else FileConfig.model_validate(config)
         path = Path(cfg.path).expanduser()
-        return cls(path if path.is_absolute() else (base_dir / path).absolute(), fmt=cfg.format)
+        return cls(
+            path if path.is_absolute() else (base_dir / path).absolute(),
+            fmt=cfg.format,
+            follow_symlinks=cfg.follow_symlinks,
+        )
 
     @property
     def label(self) -> str:
-        return f"file:{self.path}"
+        return f"file:{self.configured}"
 
     def describe(self) -> dict[str, str]:
-        return {"type": "file", "path": str(self.path), "format": self.fmt}
+        facts = {"type": "file", "path": str(self.configured), "format": self.fmt}
+        if self.follow_symlinks:
+            facts["follow_symlinks"] = "true"
+        return facts
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -237,6 +285,9 @@ class FileBackend:
             self._reached("marker_written")
             data = encode_value(record, self.fmt)
             atomic_write_bytes(self.pending, (data + "\n" if self.fmt == "json" else data).encode())
+            # Owner and group now, so a rotator that cannot keep them refuses before anything
+            # is live; the mode (consumers' access) only at promote.
+            self._match_target(self.pending, mode=False)
             self._reached("pending_written")
         return receipt
 
@@ -266,9 +317,7 @@ class FileBackend:
                     )
                 self._take_backup(sidecar, run)
                 self._reached("backup_written")
-                mode = self._mode_of(self.path)
-                if mode is not None:
-                    os.chmod(self.pending, mode)  # consumers keep the access they had
+                self._match_target(self.pending)  # consumers keep the access they had
                 os.replace(self.pending, self.path)
                 fsync_dir(self.path.parent)
                 self._reached("renamed")
@@ -323,6 +372,7 @@ class FileBackend:
                             f"{self.path} by hand",
                             backend=self.label,
                         )
+                    self._match_target(self.backup)  # the backup itself is 0600, ours
                     os.replace(self.backup, self.path)
                 else:
                     self._unlink(self.path)
@@ -362,7 +412,8 @@ class FileBackend:
     def _take_backup(self, sidecar: _Sidecar, run: _Owner) -> None:
         data = self._read_bytes(self.path)
         if data is not None:
-            atomic_write_bytes(self.backup, data, mode=self._mode_of(self.path) or 0o600)
+            # 0600 whatever the file's mode: it holds the old token until the next run.
+            atomic_write_bytes(self.backup, data, mode=0o600)
         else:
             self._unlink(self.backup)
         self._write_sidecar(
@@ -411,12 +462,32 @@ class FileBackend:
     def _write_sidecar(self, sidecar: _Sidecar) -> None:
         atomic_write_bytes(self.sidecar, sidecar.to_bytes())
 
-    @staticmethod
-    def _mode_of(path: Path) -> int | None:
+    def _match_target(self, path: Path, *, mode: bool = True) -> None:
+        """Give `path` the owner, group (and mode) of `self.path`; refuse if we cannot.
+
+        A replaced file that lost its group (root:consumers 0640 -> root:root 0640) locks
+        its consumers out, and the old token is then revoked: better to stop here.
+        """
         try:
-            return path.stat().st_mode & 0o777
+            target = self.path.stat()
         except FileNotFoundError:
-            return None
+            return  # a first token: the file is ours, 0600
+        mine = path.stat()
+        uid = target.st_uid if target.st_uid != mine.st_uid else -1
+        gid = target.st_gid if target.st_gid != mine.st_gid else -1
+        if uid != -1 or gid != -1:
+            try:
+                os.chown(path, uid, gid)
+            except PermissionError:
+                raise BackendError(
+                    f"{self.label}: cannot give the new file {self.path}'s owner and group "
+                    f"(uid {target.st_uid}, gid {target.st_gid}); refusing rather than "
+                    "locking its readers out. Run rotator as that owner (or with CAP_CHOWN), "
+                    "or in that group",
+                    backend=self.label,
+                ) from None
+        if mode:
+            os.chmod(path, stat.S_IMODE(target.st_mode))
 
     @staticmethod
     def _unlink(path: Path) -> None:
@@ -425,7 +496,8 @@ class FileBackend:
 
     @contextlib.contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
-        """Translate filesystem errors into one-line BackendErrors naming the file."""
+        """Apply the symlink policy, then translate filesystem errors into one-line errors."""
+        self._resolve()
         try:
             yield
         except OSError as exc:
