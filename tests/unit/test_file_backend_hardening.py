@@ -102,7 +102,7 @@ class TestSymlinks:
         link.parent.mkdir()
         link.symlink_to(real)
         backend = make(tmp_path)
-        with pytest.raises(BackendError, match="symbolic link.*follow_symlinks"):
+        with pytest.raises(BackendError, match=r"symbolic link.*follow_symlinks"):
             backend.stage(record(), run_id=RUN)
         with pytest.raises(BackendError, match="symbolic link"):
             backend.read_current()
