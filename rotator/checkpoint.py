@@ -54,6 +54,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def parse_fingerprint_key(text: str, where: str) -> bytes:
+    """The stored HMAC key (hex, at least 16 bytes); StateError naming `where` otherwise."""
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise StateError(
+            f"{where}: the fingerprint key is empty or not hex; restore it from a backup "
+            "(a new key would orphan the recorded fingerprints)"
+        )
+    return key
+
+
 @dataclass(frozen=True, slots=True)
 class Lease:
     """Who may write an account's records, until when, under which fencing number."""
@@ -198,7 +212,7 @@ class FileStore:
                 try:
                     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 except FileExistsError:
-                    self._key = bytes.fromhex(path.read_text().strip())
+                    self._key = parse_fingerprint_key(path.read_text(errors="replace"), str(path))
                 else:
                     key = secrets.token_bytes(32)
                     with os.fdopen(fd, "w") as handle:

@@ -34,6 +34,7 @@ from rotator.checkpoint import (
     lease_held,
     lease_is_free,
     next_lease,
+    parse_fingerprint_key,
     utcnow,
 )
 from rotator.errors import LeaseLost, StateError
@@ -117,7 +118,8 @@ class DynamoDBStore:
                 except self._ddb.exceptions.ConditionalCheckFailedException:
                     item = self._get("key#fingerprint")
                     assert item is not None
-                    self._key = bytes.fromhex(item["key"]["S"])
+                    text = item.get("key", {}).get("S", "")
+                    self._key = parse_fingerprint_key(text, f"{self.table} key#fingerprint")
         return self._key
 
     # -- leases ------------------------------------------------------------------------

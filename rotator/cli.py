@@ -236,9 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     from rotator import log as rlog
 
-    out = cast(TextIO, SafeStream(sys.stdout))
+    # No secret on stdout, whatever prints there; a reader that went away stops nothing.
+    out = cast(TextIO, rlog.RedactingStream(cast(TextIO, SafeStream(sys.stdout))))
     err = cast(TextIO, SafeStream(sys.stderr))
     rlog.configure(args.log_format, level=args.log_level, stream=err)
+    rlog.register_known_secrets()  # the config's own credentials follow in build_engine
     interrupt.clear()
     handler: Callable[[argparse.Namespace, TextIO], int] = _COMMANDS[args.command]
     acting = args.command in _ACTING
@@ -247,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with signals:
             code = handler(args, out)
     except RotatorError as exc:
-        _say(err, f"rotator: error: {exc}")
+        _say(err, f"rotator: error: {rlog.redact(str(exc))}")
         return exit_code_for(exc)
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, interrupt.Interrupted) else signal.SIGINT

@@ -25,12 +25,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from backends import BackendConfig, validate_config
 from rotator.durations import format_duration, parse_duration
 from rotator.errors import ConfigError
 from rotator.hooks import Hooks
+from rotator.netpolicy import check_aws_region, insecure_reason
 
 __all__ = [
     "AccountConfig",
@@ -57,6 +66,10 @@ class _Strict(BaseModel):
 
 
 class MotherDuckSettings(_Strict):
+    # Plain http to a host other than loopback sends the admin token in clear: refused
+    # unless this says so (and then warned about on every run). Before api_url, which
+    # is validated against it.
+    insecure: bool = False
     api_url: str = "https://api.motherduck.com"
     admin_token_env: str = "MOTHERDUCK_ADMIN_TOKEN"
     # Lambda: read the admin token from this Secrets Manager secret instead of the env var.
@@ -76,17 +89,23 @@ class MotherDuckSettings(_Strict):
 
     @field_validator("api_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str, info: ValidationInfo) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("must be an http(s) URL such as https://api.motherduck.com")
+        why = insecure_reason(value)
+        if why and not info.data.get("insecure"):
+            raise ValueError(
+                f"{why} would send the admin token in clear; use https, or set insecure = true"
+            )
         return value.rstrip("/")
 
     @field_validator("admin_token_env")
     @classmethod
     def _env_name(cls, value: str) -> str:
-        if not ENV_NAME_RE.match(value):
+        if not ENV_NAME_RE.fullmatch(value):
             raise ValueError("must be an environment variable name")
         return value
+
 
 
 class StateSettings(_Strict):
@@ -95,6 +114,8 @@ class StateSettings(_Strict):
     table: str | None = None
     region: str | None = None
     endpoint_url: str | None = None
+
+    _region = field_validator("region")(check_aws_region)
 
 
 class AuditSettings(_Strict):
@@ -214,7 +235,7 @@ class _RawAccount(BaseModel):
     @field_validator("username")
     @classmethod
     def _username(cls, value: str) -> str:
-        if not USERNAME_RE.match(value):
+        if not USERNAME_RE.fullmatch(value):
             raise ValueError(
                 "must be 3-255 characters, start with a letter, letters/digits/underscore only"
             )

@@ -15,7 +15,7 @@ import structlog
 
 from backends import TokenRecord
 from rotator import interrupt
-from rotator.checks import CheckContext, run_with_attempts
+from rotator.checks import CheckContext, run_check, run_with_attempts
 from rotator.errors import (
     BackendError,
     CheckFailed,
@@ -561,7 +561,7 @@ class Runner(RunContext):
             if check.name == "readback":
                 continue
             try:
-                check.run(ctx)
+                run_check(check, ctx)
             except CheckFailed:
                 continue
             raise _RevokeUnconfirmed(run.old_token.id, f"still passes the {check.name} check")

@@ -245,6 +245,10 @@ class Engine:
             )
             for cfg in account.backends
         ]
+        for backend in built:  # fingerprints keyed with the store's secret key, not the run id
+            keyed = getattr(backend, "use_fingerprint_key", None)
+            if keyed is not None:
+                keyed(self.store.fingerprint_key)
         labels = [b.label for b in built]
         if len(set(labels)) != len(labels):
             raise ConfigError(
