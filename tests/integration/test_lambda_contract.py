@@ -34,8 +34,20 @@ SCHEDULED = (
 )
 
 # Runs the handler on each event of argv[1] in this one process; prints one result line.
+# What the Lambda package leaves out (examples/lambda/check_package.py) is unimportable
+# here, so every rotation below also proves the handler never needs it.
 INVOKE = """
 import json, sys
+
+BLOCKED = ("rich", "pygments", "markdown_it", "prometheus_client", "rotator.simulator")
+
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + ".") for b in BLOCKED):
+            raise ImportError(name + " is not in the Lambda package")
+        return None
+
+sys.meta_path.insert(0, Blocker())
 from rotator import aws_lambda
 
 class Context:
