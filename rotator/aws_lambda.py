@@ -37,7 +37,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -243,7 +243,8 @@ def rotation_step(engine: Engine, event: RotationEvent) -> dict[str, Any]:
                 f"run {token} belongs to account {run.account}, not to {account.username}"
             )
         if run is not None and run.state in _FAILED:
-            _drop_pending(sm, meta["ARN"], token)
+            if run.state is RunState.ROLLED_BACK:
+                _drop_pending(sm, meta["ARN"], token)
             raise _failed(step, run)
         versions = meta.get("VersionIdsToStages", {})
         if token not in versions:
@@ -265,7 +266,7 @@ def _drive_step(
     label: str,
     event: RotationEvent,
     run: Run | None,
-    drop_pending: Any,
+    drop_pending: Callable[[], None],
 ) -> dict[str, Any]:
     """Do the step's own work on run `event.token`, unless it is done or not yet due."""
     step, token = event.step, event.token
@@ -299,7 +300,8 @@ def _drive_step(
     if after is None:
         raise RotationError(f"{step}: run {token} was not recorded ({outcome.message})")
     if after.state in _FAILED:
-        drop_pending()
+        if after.state is RunState.ROLLED_BACK:
+            drop_pending()
         raise _failed(step, after)
     if not _done(after, step, label):
         raise RotationError(f"{step} stopped at {after.state.value}: {outcome.message}")
