@@ -30,7 +30,7 @@ from rotator.events import EventSink
 from rotator.motherduck import MotherDuckClient
 from rotator.outcome import Outcome
 from rotator.outcome import token_id as _id
-from rotator.runner import Runner
+from rotator.runner import Runner, left_to_secretsmanager
 from rotator.runrecord import (
     AccountRecord,
     Run,
@@ -100,7 +100,7 @@ class Engine:
         that); the answer is the one the leased path gives.
         """
         if not force and run_id is None:
-            idle = self._not_due_without_lease(username)
+            idle = self._not_due_without_lease(username, trigger)
             if idle is not None:
                 return idle
         with self._leased(username, until=until, stage_only=stage_only) as runner:
@@ -127,15 +127,19 @@ class Engine:
         with self._leased(username) as runner:
             return runner.adopt(token_id)
 
-    def _not_due_without_lease(self, username: str) -> Outcome | None:
+    def _not_due_without_lease(self, username: str, trigger: str = "cli") -> Outcome | None:
         """`not_due` when the record shows no run in progress and a token not yet due.
 
-        Reads only. Anything else (a run in progress, a due token, no record) returns None
-        and goes the leased way, which decides again under the lease.
+        Reads only. Also answers a scheduled pass that finds a run Secrets Manager drives
+        (`in_progress`, left to its steps). Anything else (a run in progress, a due token,
+        no record) returns None and goes the leased way, which decides again under the lease.
         """
         account = self.config.account(username)
         record = self.account_record(account.username)
-        if record.active_run_id or record.current_token is None:
+        if record.active_run_id:
+            run = self.load_run(record.active_run_id)
+            return left_to_secretsmanager(run, trigger) if run is not None else None
+        if record.current_token is None:
             return None
         due, reason = rotation_due(
             record.current_token,
