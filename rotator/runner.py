@@ -60,6 +60,9 @@ class Runner(RunContext):
                 rotate_after=self.policy.rotate_after,
                 rotate_before_expiry=self.policy.rotate_before_expiry,
                 force=force,
+                window=self.policy.window,
+                spread=self.policy.spread,
+                account=self.name,
             )
             if not due:
                 return Outcome(

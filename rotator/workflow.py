@@ -132,6 +132,9 @@ class Engine:
             now=self.clock(),
             rotate_after=account.policy.rotate_after,
             rotate_before_expiry=account.policy.rotate_before_expiry,
+            window=account.policy.window,
+            spread=account.policy.spread,
+            account=account.username,
         )
         if due:
             return None
@@ -174,6 +177,9 @@ class Engine:
             rotate_after=account.policy.rotate_after,
             rotate_before_expiry=account.policy.rotate_before_expiry,
             force=force,
+            window=account.policy.window,
+            spread=account.policy.spread,
+            account=account.username,
         )
         old = _id(record.current_token)
         if not due:
