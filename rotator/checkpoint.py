@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rotator.errors import LeaseHeld, LeaseLost, StateError
-from rotator.fsutil import atomic_write_bytes, ensure_private_dir
+from rotator.fsutil import atomic_write_bytes, ensure_private_dir, fsync_dir
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -269,6 +269,28 @@ class FileStore:
                 current = replace(current, acquired_at=now, expires_at=now + ttl)
                 self._write(self._lease_path(lease.account), current.to_doc())
             return current
+
+    # -- retention (rotator/retention.py) -----------------------------------------------
+
+    def list_runs(self) -> Iterator[Doc]:
+        """Every run document, in no particular order (`rotator state prune` reads them all)."""
+        with self._errors("list"):
+            paths = sorted((self.root / "runs").glob("*.json")) if self.root.exists() else []
+        for path in paths:
+            doc = self._read(path)
+            if doc is not None:
+                yield doc
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a finished run's document (retention; the caller dropped it from the index)."""
+        path = self.root / "runs" / f"{run_id}.json"
+        with self._errors("delete from"):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return
+            if self._durable:
+                fsync_dir(path.parent)
 
     # -- plumbing ----------------------------------------------------------------------
 
