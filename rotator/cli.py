@@ -18,7 +18,6 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any, TextIO
 
@@ -108,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--concurrency", type=_positive_int, default=4, metavar="N")
     rotate.add_argument("--json", action="store_true", help="one JSON object per account")
     rotate.add_argument("--metrics-file", metavar="PATH", help="write Prometheus textfile metrics")
+    rotate.add_argument("--shard", type=_shard, metavar="I/N", help="only shard I of N (0-based)")
 
     status = sub.add_parser("status", help="token age, next due date, pending revoke, last run")
     status.add_argument("usernames", nargs="*", metavar="USERNAME")
@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--drift", action="store_true", help="also check drift (reads backends and MotherDuck)"
     )
     status.add_argument("--metrics-file", metavar="PATH", help="write Prometheus textfile metrics")
+    status.add_argument("--shard", type=_shard, metavar="I/N", help="only shard I of N (0-based)")
 
     drift = sub.add_parser("drift", help="compare backends, state and MotherDuck (reads only)")
     drift.add_argument("usernames", nargs="*", metavar="USERNAME")
@@ -151,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     state = sub.add_parser("state", help="state store helpers")
     state_sub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
     state_sub.add_parser("init", help="create the DynamoDB table (or the state directory)")
+    prune = state_sub.add_parser("prune", help="remove finished runs past [state] keep_runs")
+    prune.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
+    prune.add_argument("--keep", metavar="AGE|COUNT", help="override keep_runs (90d, or 20)")
+    prune.add_argument("--json", action="store_true", help="one JSON object per removed run")
 
     sim = sub.add_parser("simulator", help="run the local MotherDuck simulator", add_help=False)
     sim.add_argument("sim_args", nargs=argparse.REMAINDER)
@@ -165,6 +170,15 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from rotator.schedule import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -234,8 +248,13 @@ def _selected(config: Config, names: Sequence[str], all_: bool) -> list[str]:
 
 
 def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
+    from rotator.fleet import prune_after_pass, run_fleet, select_shard
+
     config = _config(args)
-    names = _selected(config, args.usernames, args.all)
+    if args.shard and args.usernames:
+        raise ConfigError("give account names or --shard, not both")
+    selected = _selected(config, args.usernames, args.all or bool(args.shard))
+    names = select_shard(selected, args.shard)
     engine = make_engine(config)
 
     def one(name: str) -> Outcome:
@@ -252,8 +271,9 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
             )
             return Outcome(name, result, str(exc))
 
-    with ThreadPoolExecutor(max_workers=min(args.concurrency, len(names))) as pool:
-        outcomes = list(pool.map(one, names))
+    outcomes = run_fleet(names, one, concurrency=args.concurrency, log_format=args.log_format)
+    if not args.dry_run:
+        prune_after_pass(engine, outcomes)
     _print_outcomes(outcomes, out, as_json=args.json)
     if args.metrics_file:
         _write_metrics(engine, names, args.metrics_file, live=not args.dry_run)
@@ -299,12 +319,16 @@ def _print_outcomes(outcomes: Sequence[Outcome], out: TextIO, *, as_json: bool) 
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    from rotator.fleet import select_shard
     from rotator.status_view import STATUS_HEADER, render_table, status_doc, status_rows
 
     config = _config(args)
+    if args.shard and args.usernames:
+        raise ConfigError("give account names or --shard, not both")
     names = [config.account(n).username for n in args.usernames] or [
         a.username for a in config.accounts
     ]
+    names = select_shard(names, args.shard)
     engine = make_engine(config)
     reports = _drift_reports(engine, names) if args.drift else {}
     docs = [status_doc(engine, name, reports.get(name)) for name in names]
@@ -431,6 +455,8 @@ def cmd_config(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_state(args: argparse.Namespace, out: TextIO) -> int:
     config = _config(args)
+    if args.state_command == "prune":
+        return _state_prune(args, config, out)
     if config.state.store == "dynamodb":
         from rotator.checkpoint_dynamodb import create_table
 
@@ -447,6 +473,48 @@ def cmd_state(args: argparse.Namespace, out: TextIO) -> int:
     store.fingerprint_key()
     out.write(f"state directory {config.state_path} ready\n")
     return EXIT_OK
+
+
+def _state_prune(args: argparse.Namespace, config: Config, out: TextIO) -> int:
+    """Exit 0 done (or nothing to do), 3 when an account was skipped because it is leased."""
+    from rotator.retention import PrunableStore, parse_keep, prune_store
+
+    text = args.keep if args.keep is not None else config.state.keep_runs
+    if text is None:
+        raise ConfigError("state.keep_runs: not set; set it (e.g. \"90d\" or 20) or pass --keep")
+    try:
+        keep = parse_keep(text)
+    except ValueError as exc:
+        field = "--keep" if args.keep is not None else "state.keep_runs"
+        raise ConfigError(f"{field}: {exc}") from None
+    engine = build_engine(config, _admin_token)
+    store = engine.store
+    if not isinstance(store, PrunableStore):
+        raise ConfigError(f"{store.describe()} cannot be pruned")
+    report = prune_store(
+        store,
+        keep=keep,
+        now=engine.clock(),
+        owner=engine.owner,
+        lease_ttl=config.defaults.lease_ttl,
+        dry_run=args.dry_run,
+    )
+    action = "would_remove" if args.dry_run else "removed"
+    rows = [
+        [r.account, r.run_id, r.state, r.finished_at.isoformat(), action] for r in report.removed
+    ]
+    rows += [[account, "-", "-", "-", f"skipped: {why}"] for account, why in report.skipped]
+    if args.json:
+        for row in rows:
+            keys = ("account", "run_id", "state", "finished_at", "action")
+            out.write(json.dumps(dict(zip(keys, row, strict=True))) + "\n")
+    else:
+        plain_table(out, ["ACCOUNT", "RUN", "STATE", "FINISHED", "ACTION"], rows)
+    verb = "would remove" if args.dry_run else "removed"
+    print(
+        f"rotator: {verb} {len(report.removed)} run(s) ({keep.describe()} kept)", file=sys.stderr
+    )
+    return EXIT_INCOMPLETE if report.skipped else EXIT_OK
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {

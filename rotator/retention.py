@@ -26,7 +26,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -51,6 +51,7 @@ FINISHED = frozenset({"completed", "rolled_back"})
 Doc = dict[str, Any]
 
 
+@runtime_checkable
 class PrunableStore(Protocol):
     """The store verbs retention uses (FileStore and DynamoDBStore have them)."""
 
@@ -122,18 +123,19 @@ class RunSummary:
 def select_prunable(
     runs: Iterable[RunSummary], *, keep: Keep, now: datetime, protected: frozenset[str]
 ) -> list[RunSummary]:
-    """The runs `keep` lets go, oldest first. Only finished, unprotected runs qualify."""
+    """The runs `keep` lets go, oldest first. Only finished, unprotected runs ever qualify.
+
+    A count keeps the newest `count` finished runs (protected ones included in the count).
+    """
     finished = sorted(
-        (r for r in runs if r.state in FINISHED and r.run_id not in protected),
-        key=lambda r: r.finished_at,
-        reverse=True,
+        (r for r in runs if r.state in FINISHED), key=lambda r: r.finished_at, reverse=True
     )
     if keep.count is not None:
-        victims = finished[keep.count :]
+        older = finished[keep.count :]
     else:
         assert keep.age is not None
-        victims = [r for r in finished if r.finished_at < now - keep.age]
-    return victims[::-1]
+        older = [r for r in finished if r.finished_at < now - keep.age]
+    return [r for r in reversed(older) if r.run_id not in protected]
 
 
 def protected_ids(record: AccountRecord) -> frozenset[str]:
