@@ -21,8 +21,6 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
 from rotator.errors import CheckFailed, ConfigError
 from rotator.secret import Secret
 
@@ -78,6 +76,8 @@ class SimulatorCheck:
         self.timeout = timeout
 
     def run(self, ctx: CheckContext) -> None:
+        import httpx  # start-up: only a run that checks pays for httpx
+
         try:
             response = httpx.get(
                 self.url,
@@ -116,6 +116,8 @@ class HttpCheck:
         )
 
     def run(self, ctx: CheckContext) -> None:
+        import httpx
+
         try:
             response = httpx.request(
                 self.method,

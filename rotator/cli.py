@@ -19,14 +19,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import Any, TextIO
-
-import structlog
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rotator import __version__
-from rotator.assembly import build_engine, table_name
-from rotator.checkpoint import FileStore
-from rotator.config import Config, default_config_path, load_config
 from rotator.errors import (
     BackendError,
     BadRequest,
@@ -43,11 +38,13 @@ from rotator.errors import (
 )
 from rotator.secret import Secret
 from rotator.status_view import plain_table
-from rotator.workflow import Engine, Outcome
+
+if TYPE_CHECKING:
+    # Start-up: each command imports what it needs (`--help` loads no pydantic or httpx).
+    from rotator.config import Config
+    from rotator.workflow import Engine, Outcome
 
 __all__ = ["main"]
-
-log = structlog.get_logger("rotator.cli")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_ATTENTION = 0, 1, 2, 3, 4
 
@@ -181,6 +178,13 @@ def _shard(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["simulator"]:
@@ -189,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return simulator_main(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
+    from rotator.startup import import_structlog
+
+    console = args.log_format == "console" or (args.log_format == "auto" and _tty(sys.stderr))
+    import_structlog(want_rich=console)
     from rotator import log as rlog
 
     rlog.configure(args.log_format, level=args.log_level)
@@ -208,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _config(args: argparse.Namespace) -> Config:
+    from rotator.config import default_config_path, load_config
+
     return load_config(default_config_path(args.config))
 
 
@@ -229,6 +239,8 @@ def _admin_token(config: Config) -> Secret:
 
 def make_engine(config: Config) -> Engine:
     """The CLI's engine: the admin token from the environment (or Secrets Manager)."""
+    from rotator.assembly import build_engine
+
     return build_engine(config, _admin_token)
 
 
@@ -249,6 +261,7 @@ def _selected(config: Config, names: Sequence[str], all_: bool) -> list[str]:
 
 def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
     from rotator.fleet import prune_after_pass, run_fleet, select_shard
+    from rotator.outcome import Outcome
 
     config = _config(args)
     if args.shard and args.usernames:
@@ -438,6 +451,8 @@ def cmd_tokens(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_config(args: argparse.Namespace, out: TextIO) -> int:
+    from rotator.config import default_config_path, load_config
+
     path = default_config_path(args.config)
     try:
         config = load_config(path)
@@ -458,6 +473,7 @@ def cmd_state(args: argparse.Namespace, out: TextIO) -> int:
     if args.state_command == "prune":
         return _state_prune(args, config, out)
     if config.state.store == "dynamodb":
+        from rotator.assembly import table_name
         from rotator.checkpoint_dynamodb import create_table
 
         out.write(
@@ -469,6 +485,8 @@ def cmd_state(args: argparse.Namespace, out: TextIO) -> int:
             + "\n"
         )
         return EXIT_OK
+    from rotator.checkpoint import FileStore
+
     store = FileStore(config.state_path)
     store.fingerprint_key()
     out.write(f"state directory {config.state_path} ready\n")
@@ -487,7 +505,7 @@ def _state_prune(args: argparse.Namespace, config: Config, out: TextIO) -> int:
     except ValueError as exc:
         field = "--keep" if args.keep is not None else "state.keep_runs"
         raise ConfigError(f"{field}: {exc}") from None
-    engine = build_engine(config, _admin_token)
+    engine = make_engine(config)
     store = engine.store
     if not isinstance(store, PrunableStore):
         raise ConfigError(f"{store.describe()} cannot be pruned")

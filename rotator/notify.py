@@ -17,14 +17,16 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 import structlog
 
 from rotator.config import Notifications, NotificationTarget
 from rotator.events import RunEvent
+
+if TYPE_CHECKING:
+    import httpx  # imported by `send`: a run that notifies nobody never loads httpx
 
 __all__ = ["Notifier", "outcome_of", "slack_payload", "webhook_payload"]
 
@@ -155,6 +157,8 @@ class Notifier:
         where = _where(target.url)
         attempts = 1 + target.retries
         timeout = target.timeout.total_seconds()
+        import httpx
+
         with httpx.Client(timeout=timeout, transport=self._transport) as client:
             for attempt in range(1, attempts + 1):
                 reason = self._post(client, target.url, payload)
@@ -184,6 +188,8 @@ class Notifier:
     @staticmethod
     def _post(client: httpx.Client, url: str, payload: dict[str, Any]) -> str | None:
         """None on success, else a short reason; a 4xx other than 429 starts with "4"."""
+        import httpx
+
         try:
             response = client.post(url, json=payload)
         except httpx.HTTPError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -23,12 +24,14 @@ from rotator.errors import (
     NeedsAttention,
     OutcomeUnknown,
 )
-from rotator.motherduck import TokenInfo
 from rotator.outcome import Outcome, final_outcome, outcome_for
 from rotator.outcome import token_id as _id
 from rotator.runcontext import RunContext, StepFailed
 from rotator.runrecord import BackendProgress, Run, RunState, TokenRef, new_run_id, rotation_due
 from rotator.secret import Secret
+
+if TYPE_CHECKING:
+    from rotator.motherduck import TokenInfo
 
 __all__ = ["Runner"]
 

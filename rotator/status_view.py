@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from rotator.drift import DriftReport
 from rotator.durations import format_duration
 from rotator.schedule import decide
 
 if TYPE_CHECKING:
+    from rotator.drift import DriftReport
     from rotator.workflow import Engine
 
 __all__ = ["drift_rows", "render_table", "status_doc", "status_rows"]

@@ -16,6 +16,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -28,7 +29,6 @@ from rotator.errors import (
     ConfigError,
 )
 from rotator.events import EventSink
-from rotator.motherduck import MotherDuckClient
 from rotator.outcome import Outcome
 from rotator.outcome import token_id as _id
 from rotator.runner import Runner
@@ -38,6 +38,10 @@ from rotator.runrecord import (
     RunState,
     rotation_due,
 )
+
+if TYPE_CHECKING:
+    # httpx is imported when the first MotherDuck client is built (start-up, issue 16).
+    from rotator.motherduck import MotherDuckClient
 
 __all__ = ["Engine", "Outcome"]
 
