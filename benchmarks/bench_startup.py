@@ -7,6 +7,11 @@ records, changes nothing and talks to no server. `--importtime` also prints the
 heaviest top-level imports of each command (`python -X importtime`).
 
     python benchmarks/bench_startup.py --rounds 15 [--accounts 10] [--importtime]
+    python benchmarks/bench_startup.py --baseline /tmp/rotator-before   # before/after
+
+`--baseline DIR` runs the same commands a second time with `PYTHONPATH=DIR` (an older
+checkout, e.g. `git archive <commit> | tar -x -C DIR`), interleaved with this checkout's
+in every round, so both see the same machine load.
 """
 
 from __future__ import annotations
@@ -56,14 +61,17 @@ def write_fleet(root: Path, accounts: int) -> dict[str, str]:
     return env
 
 
-def variants(python: str) -> dict[str, list[str]]:
-    return {
-        "python -c pass": [python, "-c", "pass"],
-        "rotator --help": [python, "-m", "rotator.cli", "--help"],
-        "rotator rotate --all (no-op)": [
-            python, "-m", "rotator.cli", "--log-format", "json", "rotate", "--all",
-        ],
-    }
+def variants(python: str, checkouts: dict[str, str]) -> dict[str, tuple[list[str], str]]:
+    """name -> (argv, PYTHONPATH) for every command in every checkout."""
+    runs = {"python -c pass": ([python, "-c", "pass"], str(ROOT))}
+    for label, path in checkouts.items():
+        suffix = f" [{label}]" if len(checkouts) > 1 else ""
+        runs[f"rotator --help{suffix}"] = ([python, "-m", "rotator.cli", "--help"], path)
+        runs[f"rotator rotate --all (no-op){suffix}"] = (
+            [python, "-m", "rotator.cli", "--log-format", "json", "rotate", "--all"],
+            path,
+        )
+    return runs
 
 
 def time_once(argv: list[str], env: dict[str, str], cwd: Path) -> float:
@@ -95,29 +103,34 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--accounts", type=int, default=10)
     parser.add_argument("--importtime", action="store_true")
+    parser.add_argument("--baseline", metavar="DIR", help="an older checkout to compare with")
     args = parser.parse_args()
+    checkouts = {"now": str(ROOT)}
+    if args.baseline:
+        checkouts = {"before": str(Path(args.baseline).resolve()), "after": str(ROOT)}
     with tempfile.TemporaryDirectory(prefix="rotator-startup-") as tmp:
         root = Path(tmp)
-        env = write_fleet(root, args.accounts)
-        runs = variants(sys.executable)
-        for argv in runs.values():
-            time_once(argv, env, root)  # warm-up: fills the bytecode cache
+        base_env = write_fleet(root, args.accounts)
+        runs = variants(sys.executable, checkouts)
+        envs = {name: {**base_env, "PYTHONPATH": path} for name, (_, path) in runs.items()}
+        for name, (argv, _) in runs.items():
+            time_once(argv, envs[name], root)  # warm-up: fills the bytecode cache
         samples: dict[str, list[float]] = {name: [] for name in runs}
         for i in range(args.rounds):
             order = list(runs.items())
             if i % 2:
                 order.reverse()
-            for name, argv in order:
-                samples[name].append(time_once(argv, env, root))
+            for name, (argv, _) in order:
+                samples[name].append(time_once(argv, envs[name], root))
         print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        print(f"{'command':32} {'median ms':>10} {'min ms':>8}  ({args.rounds} rounds)")
+        print(f"{'command':41} {'median ms':>10} {'min ms':>8}  ({args.rounds} rounds)")
         for name, values in samples.items():
-            print(f"{name:32} {statistics.median(values) * 1000:10.0f} {min(values) * 1000:8.0f}")
+            print(f"{name:41} {statistics.median(values) * 1000:10.0f} {min(values) * 1000:8.0f}")
         if args.importtime:
-            for name, argv in runs.items():
+            for name, (argv, _) in runs.items():
                 if name.startswith("rotator"):
                     print(f"\nheaviest top-level imports, {name}:")
-                    print("\n".join(top_imports(argv, env, root)))
+                    print("\n".join(top_imports(argv, envs[name], root)))
     return 0
 
 
