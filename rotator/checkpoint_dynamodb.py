@@ -225,6 +225,27 @@ class DynamoDBStore:
                 ) from None
         return renewed
 
+    # -- retention (rotator/retention.py) -----------------------------------------------
+
+    def list_runs(self) -> Iterator[Doc]:
+        """Every run document (a paginated scan: `rotator state prune`, not the hot path)."""
+        pages = self._ddb.get_paginator("scan").paginate(
+            TableName=self.table,
+            FilterExpression="begins_with(pk, :run)",
+            ExpressionAttributeValues={":run": {"S": "run#"}},
+            ProjectionExpression="pk, doc",
+            ConsistentRead=True,
+        )
+        with _errors(self.table, "scan"):
+            for page in pages:
+                for item in page.get("Items", []):
+                    yield json.loads(item["doc"]["S"])
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete a finished run's item now instead of waiting for its TTL."""
+        with _errors(self.table, "delete from"):
+            self._ddb.delete_item(TableName=self.table, Key={"pk": {"S": f"run#{run_id}"}})
+
     # -- plumbing ----------------------------------------------------------------------
 
     def _put(self, pk: str, doc: Doc, extra: dict[str, Any]) -> dict[str, Any]:

@@ -21,11 +21,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
 from rotator.childproc import ChildTimedOut, child_env, run_child
 from rotator.errors import CheckFailed, ConfigError
-from rotator.httpbound import DeadlineTransport, TooLarge, deadline, read_capped
 from rotator.log import scrub
 from rotator.motherduck_parse import Malformed, load_json, object_
 from rotator.secret import Secret
@@ -86,6 +83,10 @@ class SimulatorCheck:
         self.timeout = timeout
 
     def run(self, ctx: CheckContext) -> None:
+        import httpx  # start-up: only a run that checks pays for httpx
+
+        from rotator.httpbound import TooLarge
+
         try:
             status, body = _request("GET", self.url, ctx.token, self.timeout, MAX_CHECK_BODY)
         except (httpx.HTTPError, TooLarge) as exc:
@@ -125,6 +126,8 @@ class HttpCheck:
         )
 
     def run(self, ctx: CheckContext) -> None:
+        import httpx
+
         try:
             status, _ = _request(self.method, self.url, ctx.token, self.timeout, 0)
         except httpx.HTTPError as exc:
@@ -146,6 +149,10 @@ def _request(
     method: str, url: str, token: Secret, timeout: float, limit: int
 ) -> tuple[int, bytes]:
     """One request with the token as Bearer, a wall-clock deadline and at most `limit` bytes."""
+    import httpx
+
+    from rotator.httpbound import DeadlineTransport, deadline, read_capped
+
     with httpx.Client(timeout=timeout, transport=DeadlineTransport()) as client, deadline(timeout):
         request = client.build_request(
             method,
@@ -160,6 +167,8 @@ def _request(
 
 
 def _why(exc: Exception) -> str:
+    from rotator.httpbound import TooLarge
+
     return f"{type(exc).__name__}" + (f" ({exc})" if isinstance(exc, TooLarge) else "")
 
 

@@ -3,8 +3,8 @@
 Shape (extend, don't rename):
 
     [motherduck]  api_url, admin_token_env, admin_token_secret_id, timeout, create_settle
-    [state]       store = "file" | "dynamodb", path
-    [defaults]    token_type, ttl, rotate_after, revoke_grace, checks, ...
+    [state]       store = "file" | "dynamodb", path, keep_runs
+    [defaults]    token_type, ttl, rotate_after, revoke_grace, window, spread, checks, ...
     [[accounts]]  username, overrides of any default, [[accounts.backends]]
     [audit]       path, fsync (the JSONL audit trail; docs/operations.md)
     [notifications]  on_success, on_failure: lists of webhook/slack targets
@@ -114,6 +114,18 @@ class StateSettings(_Strict):
     table: str | None = None
     region: str | None = None
     endpoint_url: str | None = None
+    # Retention (rotator/retention.py): finished runs older than a duration ("90d") or
+    # beyond a count per account (90) are removed by `rotator state prune` and after a pass.
+    keep_runs: str | int | None = None
+
+    @field_validator("keep_runs")
+    @classmethod
+    def _keep_runs(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            from rotator.retention import parse_keep
+
+            parse_keep(value)
+        return value
 
     _region = field_validator("region")(check_aws_region)
 
@@ -193,6 +205,27 @@ class Policy(_Strict):
     lease_ttl: Duration = timedelta(minutes=15)
     checks: tuple[CheckEntry, ...] = (CheckSpec(type="readback"),)
     hooks: Hooks = Hooks()
+    # Schedules (rotator/schedule.py): start new rotations only inside this weekly UTC
+    # window ("Mon-Fri 02:00-05:00"), and move each account's due date later by a stable
+    # per-account offset in [0, spread).
+    window: str | None = None
+    spread: Duration = timedelta(0)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        if value is not None:
+            from rotator.schedule import parse_window
+
+            parse_window(value)
+        return value
+
+    @field_validator("spread")
+    @classmethod
+    def _spread_range(cls, value: timedelta) -> timedelta:
+        if value > timedelta(days=365):
+            raise ValueError("must be at most 365d")
+        return value
 
     @field_validator("ttl")
     @classmethod

@@ -19,15 +19,16 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 import structlog
 
 from rotator.config import Notifications, NotificationTarget
 from rotator.events import RunEvent
-from rotator.httpbound import DeadlineTransport, deadline
+
+if TYPE_CHECKING:
+    import httpx  # imported by `send`: a run that notifies nobody never loads httpx
 
 __all__ = ["Notifier", "outcome_of", "slack_payload", "webhook_payload"]
 
@@ -158,6 +159,10 @@ class Notifier:
         where = _where(target.url)
         attempts = 1 + target.retries
         timeout = target.timeout.total_seconds()
+        import httpx
+
+        from rotator.httpbound import DeadlineTransport, deadline
+
         transport = self._transport if self._transport is not None else DeadlineTransport()
         with httpx.Client(timeout=timeout, transport=transport) as client:
             for attempt in range(1, attempts + 1):
@@ -189,6 +194,8 @@ class Notifier:
     @staticmethod
     def _post(client: httpx.Client, url: str, payload: dict[str, Any]) -> str | None:
         """None on success, else a short reason; a 4xx other than 429 starts with "4"."""
+        import httpx
+
         try:
             # The answer's body is never read: a webhook cannot make us hold an endless one.
             with client.stream("POST", url, json=payload) as response:

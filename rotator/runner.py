@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -24,7 +25,6 @@ from rotator.errors import (
     NeedsAttention,
     OutcomeUnknown,
 )
-from rotator.motherduck import TokenInfo
 from rotator.outcome import Outcome, final_outcome, outcome_for
 from rotator.outcome import token_id as _id
 from rotator.runcontext import RunContext, StepFailed
@@ -38,6 +38,9 @@ from rotator.safety import (
     past_promote,
 )
 from rotator.secret import Secret
+
+if TYPE_CHECKING:
+    from rotator.motherduck import TokenInfo
 
 __all__ = ["Runner", "left_to_secretsmanager"]
 
@@ -94,6 +97,9 @@ class Runner(RunContext):
                 rotate_after=self.policy.rotate_after,
                 rotate_before_expiry=self.policy.rotate_before_expiry,
                 force=force,
+                window=self.policy.window,
+                spread=self.policy.spread,
+                account=self.name,
             )
             if not due:
                 return Outcome(

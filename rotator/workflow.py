@@ -16,6 +16,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -27,7 +28,6 @@ from rotator.containment import contain
 from rotator.durations import format_duration
 from rotator.errors import ConfigError, RotatorError
 from rotator.events import EventSink
-from rotator.motherduck import MotherDuckClient
 from rotator.outcome import Outcome
 from rotator.outcome import token_id as _id
 from rotator.runner import Runner, left_to_secretsmanager
@@ -37,6 +37,10 @@ from rotator.runrecord import (
     RunState,
     rotation_due,
 )
+
+if TYPE_CHECKING:
+    # httpx is imported when the first MotherDuck client is built (start-up, issue 16).
+    from rotator.motherduck import MotherDuckClient
 
 __all__ = ["Engine", "Outcome"]
 
@@ -146,6 +150,9 @@ class Engine:
             now=self.clock(),
             rotate_after=account.policy.rotate_after,
             rotate_before_expiry=account.policy.rotate_before_expiry,
+            window=account.policy.window,
+            spread=account.policy.spread,
+            account=account.username,
         )
         if due:
             return None
@@ -196,6 +203,9 @@ class Engine:
             rotate_after=account.policy.rotate_after,
             rotate_before_expiry=account.policy.rotate_before_expiry,
             force=force,
+            window=account.policy.window,
+            spread=account.policy.spread,
+            account=account.username,
         )
         old = _id(record.current_token)
         if not due:
