@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from backends.base import JSON_TOKEN_FIELD, BackendConfig
+from rotator.netpolicy import check_aws_region, insecure_reason
 
 __all__ = [
     "AppRoleAuth",
@@ -92,6 +93,8 @@ class AwsAuth(_Auth):
     region: str | None = None
     server_id: str | None = None  # the X-Vault-AWS-IAM-Server-ID header, if the mount wants one
 
+    _region = field_validator("region")(check_aws_region)
+
 
 def _auth_method(value: Any) -> str | None:
     if isinstance(value, Mapping):
@@ -119,8 +122,18 @@ class VaultConfig(BackendConfig):
     field: str = JSON_TOKEN_FIELD
     ca_cert: str | None = None
     verify: bool = True
+    # Plain http or verify = false toward anything but loopback exposes the Vault token
+    # and the secret: refused unless this says so (and then warned about on every run).
+    insecure: bool = False
     timeout: float = Field(default=10.0, gt=0)
     auth: VaultAuth = Field(default_factory=TokenAuth)
+
+    @model_validator(mode="after")
+    def _tls_or_insecure(self) -> VaultConfig:
+        why = insecure_reason(self.url, verify=self.verify)
+        if why and not self.insecure:
+            raise ValueError(f"url: {why}; use https with verify, or set insecure = true")
+        return self
 
     @field_validator("mount", "path")
     @classmethod

@@ -14,10 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from backends._vault_auth import LoginProblem, VaultConfig, login
 from rotator.errors import BackendConflict, BackendCredentials, BackendError
+from rotator.netpolicy import insecure_reason
 
 __all__ = ["KvStore"]
+
+log = structlog.get_logger("backends.vault")
 
 _CAS_MISMATCH = "check-and-set parameter did not match"
 
@@ -119,6 +124,9 @@ class KvStore:
             if cfg.ca_cert and cfg.verify:
                 ca = Path(cfg.ca_cert).expanduser()
                 verify = str(ca if ca.is_absolute() else self.base_dir / ca)
+            why = insecure_reason(cfg.url, verify=cfg.verify)
+            if why:  # the config allows it only with insecure = true; said on every run
+                log.warning("vault.insecure_url", backend=self.label, why=why)
             client = hvac.Client(
                 url=cfg.url, namespace=cfg.namespace, verify=verify, timeout=cfg.timeout
             )

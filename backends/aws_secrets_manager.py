@@ -33,6 +33,7 @@ from backends import _aws_errors as aws_errors
 from backends.base import BackendConfig, Receipt, StoredToken, TokenRecord, decode_value
 from backends.base import encode_value as _encode
 from rotator.errors import BackendConflict, BackendCredentials, BackendError, ConfigError
+from rotator.netpolicy import check_aws_region
 
 if TYPE_CHECKING:
     from botocore.exceptions import BotoCoreError, ClientError
@@ -86,9 +87,11 @@ class SecretsManagerConfig(BackendConfig):
                 raise ValueError(f"tag {key!r}: the rotator: and aws: prefixes are reserved")
         return tags
 
+    _region = field_validator("region")(check_aws_region)
+
     @model_validator(mode="after")
     def _one_region(self) -> SecretsManagerConfig:
-        arn_region = _arn_region(self.secret_id)
+        arn_region = check_aws_region(_arn_region(self.secret_id))
         if arn_region and self.region and arn_region != self.region:
             raise ValueError(
                 f"region {self.region!r} does not match the region {arn_region!r} in the "

@@ -20,13 +20,18 @@ the class needs a `Config` pydantic model (a subclass of `BackendConfig`) and a
 `from_config(config, *, account, base_dir)` classmethod returning an object satisfying
 `Backend`; relative file paths in the config resolve against `base_dir` (the directory
 of the config file).
+A backend that keeps fingerprints may also have `use_fingerprint_key(source)`: the engine
+calls it with a `KeySource` so fingerprints are keyed with the state store's secret key
+(see `value_fingerprint`).
 Heavy client libraries are imported inside methods, never at module import.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
@@ -40,11 +45,13 @@ __all__ = [
     "Backend",
     "BackendConfig",
     "BackendFactory",
+    "KeySource",
     "Receipt",
     "StoredToken",
     "TokenRecord",
     "decode_value",
     "encode_value",
+    "value_fingerprint",
 ]
 
 JSON_TOKEN_FIELD = "motherduck_token"
@@ -53,6 +60,9 @@ Receipt = Mapping[str, str | int | None]
 """What `stage` returns and the checkpoint keeps: version ids and the like, no secrets."""
 
 ValueFormat = Literal["json", "raw"]
+
+KeySource = Callable[[], bytes]
+"""Gives the state store's secret HMAC key (`StateStore.fingerprint_key`), on first need."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +158,19 @@ class BackendFactory(Protocol):
 
     @classmethod
     def from_config(cls, config: Any, *, account: str, base_dir: Path) -> Backend: ...
+
+
+def value_fingerprint(token: Secret, run_id: str, key: bytes | None) -> str:
+    """The fingerprint a backend keeps beside a value written by `run_id` (never the value).
+
+    An HMAC under a per-run key derived from the state store's secret key, so whoever can
+    read a sidecar, Vault metadata or tags cannot test guesses against it (the run id is
+    public). `key` is None only for a backend used outside an engine (tests, scripts),
+    which then keys by the run id alone.
+    """
+    if key is None:
+        return token.fingerprint(run_id.encode())
+    return token.fingerprint(hmac.new(key, run_id.encode(), hashlib.sha256).digest())
 
 
 def encode_value(record: TokenRecord, fmt: ValueFormat) -> str:

@@ -1,16 +1,29 @@
 """The `file` backend: one token in one local file that consumers read.
 
-Layout beside the consumer's file `<path>` (all mode 0600, parent dirs created 0700):
+Layout beside the consumer's file `<path>` (parent dirs created 0700):
 
-    <path>                  what consumers read: the JSON document or the bare token
-    <path>.pending          the staged value, until promote renames it over <path>
-    <path>.rotator-backup   <path>'s bytes from just before promote, for rollback
+    <path>                  what consumers read: the JSON document or the bare token;
+                            keeps its owner, group and mode across rotations (0600 if new)
+    <path>.pending          the staged value (0600, the file's owner and group) until
+                            promote renames it over <path>
+    <path>.rotator-backup   <path>'s bytes from just before promote, for rollback: always
+                            0600, removed when the next run stages
     <path>.rotator.json     sidecar: who staged what (never a secret), see `_Sidecar`
+
+Owner and group: when `<path>` belongs to another user or group, the new file is given
+them (root, CAP_CHOWN, or a group the rotator user is in); when that is not allowed,
+`stage` refuses with a BackendError before anything is live, rather than leave consumers
+locked out of a file whose old token is about to be revoked.
+
+Symlinks: a symbolic link at `<path>` is refused (promote's rename would replace the link
+with a plain file); with `follow_symlinks = true` the file it points to is rotated
+instead, and the companion files live beside that file.
 
 Every write is atomic and durable (temp file, fsync, rename, fsync the directory), so a
 consumer reading `<path>` at any instant sees the complete old or the complete new value
 (I1). The sidecar is written *before* each value write (a write-ahead marker), and values
-are recognised by an HMAC fingerprint keyed with the run id, so a run killed between any
+are recognised by an HMAC fingerprint (keyed with the state store's secret key and the
+run id, see `backends.base.value_fingerprint`), so a run killed between any
 two steps is found again by `read_staged`/`promote`/`rollback` on resume.
 """
 
@@ -20,6 +33,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +41,14 @@ from typing import Any, ClassVar
 
 from backends.base import (
     BackendConfig,
+    KeySource,
     Receipt,
     StoredToken,
     TokenRecord,
     ValueFormat,
     decode_value,
     encode_value,
+    value_fingerprint,
 )
 from rotator.errors import BackendConflict, BackendError
 from rotator.fsutil import atomic_write_bytes, fsync_dir
@@ -47,11 +63,14 @@ class FileConfig(BackendConfig):
     """`[[accounts.backends]]` with `type = "file"`."""
 
     path: str
+    # A symlink at `path` is refused unless this is true; then the file it points to is
+    # rotated (its directory gets the .pending/.rotator-backup/.rotator.json files).
+    follow_symlinks: bool = False
 
 
-def fingerprint(token: Secret, run_id: str) -> str:
-    """The value's HMAC keyed by the run that wrote it: matches a value, reveals nothing."""
-    return token.fingerprint(run_id.encode())
+def fingerprint(token: Secret, run_id: str, key: bytes | None = None) -> str:
+    """The value's HMAC for the run that wrote it, under the store's key: reveals nothing."""
+    return value_fingerprint(token, run_id, key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +82,8 @@ class _Owner:
     token_name: str
     fingerprint: str
 
-    def owns(self, token: Secret | None) -> bool:
-        return token is not None and fingerprint(token, self.run_id) == self.fingerprint
+    def owns(self, token: Secret | None, key: bytes | None) -> bool:
+        return token is not None and fingerprint(token, self.run_id, key) == self.fingerprint
 
     def to_doc(self) -> dict[str, str]:
         return {
@@ -139,26 +158,66 @@ class FileBackend:
 
     Config: ClassVar[type[BackendConfig]] = FileConfig
 
-    def __init__(self, path: Path, *, fmt: ValueFormat = "json") -> None:
-        self.path = path
+    def __init__(
+        self, path: Path, *, fmt: ValueFormat = "json", follow_symlinks: bool = False
+    ) -> None:
+        self.configured = path
         self.fmt: ValueFormat = fmt
+        self.follow_symlinks = follow_symlinks
+        self._at(path)
+        self._key_source: KeySource | None = None
+
+    def _at(self, path: Path) -> None:
+        self.path = path
         self.pending = path.with_name(path.name + ".pending")
         self.backup = path.with_name(path.name + ".rotator-backup")
         self.sidecar = path.with_name(path.name + ".rotator.json")
+
+    def _resolve(self) -> None:
+        """Apply the symlink policy: refuse a link at `path`, or follow it when configured.
+
+        Promote renames a file over `path`; over a symlink that would replace the link
+        itself with a plain file, silently cutting off whatever else reads the target.
+        """
+        if not self.configured.is_symlink():
+            self._at(self.configured)
+            return
+        if not self.follow_symlinks:
+            raise BackendError(
+                f"{self.label}: {self.configured} is a symbolic link, which rotating would "
+                "replace with a plain file; point `path` at the real file, or set "
+                "follow_symlinks = true to rotate the file it points to",
+                backend=self.label,
+            )
+        self._at(Path(os.path.realpath(self.configured)))
+
+    def use_fingerprint_key(self, source: KeySource) -> None:
+        """Key the sidecar fingerprints with the state store secret key (the engine calls it)."""
+        self._key_source = source
+
+    def _key(self) -> bytes | None:
+        return self._key_source() if self._key_source is not None else None
 
     @classmethod
     def from_config(cls, config: Any, *, account: str, base_dir: Path) -> FileBackend:
         """Build from a validated `FileConfig`; a relative `path` resolves against `base_dir`."""
         cfg = config if isinstance(config, FileConfig) else FileConfig.model_validate(config)
         path = Path(cfg.path).expanduser()
-        return cls(path if path.is_absolute() else (base_dir / path).absolute(), fmt=cfg.format)
+        return cls(
+            path if path.is_absolute() else (base_dir / path).absolute(),
+            fmt=cfg.format,
+            follow_symlinks=cfg.follow_symlinks,
+        )
 
     @property
     def label(self) -> str:
-        return f"file:{self.path}"
+        return f"file:{self.configured}"
 
     def describe(self) -> dict[str, str]:
-        return {"type": "file", "path": str(self.path), "format": self.fmt}
+        facts = {"type": "file", "path": str(self.configured), "format": self.fmt}
+        if self.follow_symlinks:
+            facts["follow_symlinks"] = "true"
+        return facts
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -172,7 +231,7 @@ class FileBackend:
             if token is None:
                 return None
             current = self._load_sidecar().current
-            owner = current if current is not None and current.owns(token) else None
+            owner = current if current is not None and current.owns(token, self._key()) else None
             return self._stored(self.path, owner)
 
     def read_staged(self, run_id: str) -> StoredToken | None:
@@ -182,10 +241,10 @@ class FileBackend:
             run = sidecar.run
             if run is not None and run.run_id == run_id:
                 for candidate in (self.pending, self.path):
-                    if run.owns(self._read_token(candidate)):
+                    if run.owns(self._read_token(candidate), self._key()):
                         return self._stored(candidate, run)
             current = sidecar.current
-            owned = current is not None and current.owns(self._read_token(self.path))
+            owned = current is not None and current.owns(self._read_token(self.path), self._key())
             if current is not None and current.run_id == run_id and owned:
                 return self._stored(self.path, current)
             return None
@@ -200,20 +259,25 @@ class FileBackend:
         """
         receipt: Receipt = {"path": str(self.path), "pending": str(self.pending)}
         owner = _Owner(
-            run_id, record.token_id, record.token_name, fingerprint(record.token, run_id)
+            run_id,
+            record.token_id,
+            record.token_name,
+            fingerprint(record.token, run_id, self._key()),
         )
         with self._errors("staging"):
             sidecar = self._load_sidecar()
             if sidecar.run is not None and sidecar.run.run_id == run_id:
                 if owner == sidecar.run and any(
-                    owner.owns(self._read_token(p)) for p in (self.pending, self.path)
+                    owner.owns(self._read_token(p), self._key()) for p in (self.pending, self.path)
                 ):
                     return receipt
                 previous = sidecar.previous
             else:
                 self._check_foreign(sidecar)
                 current = sidecar.current
-                owned = current is not None and current.owns(self._read_token(self.path))
+                owned = current is not None and current.owns(
+                    self._read_token(self.path), self._key()
+                )
                 previous = current if owned else None
             self._write_sidecar(
                 _Sidecar(current=sidecar.current, run=owner, state="staging", previous=previous)
@@ -221,6 +285,9 @@ class FileBackend:
             self._reached("marker_written")
             data = encode_value(record, self.fmt)
             atomic_write_bytes(self.pending, (data + "\n" if self.fmt == "json" else data).encode())
+            # Owner and group now, so a rotator that cannot keep them refuses before anything
+            # is live; the mode (consumers' access) only at promote.
+            self._match_target(self.pending, mode=False)
             self._reached("pending_written")
         return receipt
 
@@ -241,8 +308,8 @@ class FileBackend:
                     "run the rotation again to stage it",
                     backend=self.label,
                 )
-            if not run.owns(self._read_token(self.path)):
-                if not run.owns(self._read_token(self.pending)):
+            if not run.owns(self._read_token(self.path), self._key()):
+                if not run.owns(self._read_token(self.pending), self._key()):
                     raise BackendError(
                         f"{self.label}: {self.pending} no longer holds run {run_id}'s value; "
                         "roll the run back and rotate again",
@@ -250,9 +317,7 @@ class FileBackend:
                     )
                 self._take_backup(sidecar, run)
                 self._reached("backup_written")
-                mode = self._mode_of(self.path)
-                if mode is not None:
-                    os.chmod(self.pending, mode)  # consumers keep the access they had
+                self._match_target(self.pending)  # consumers keep the access they had
                 os.replace(self.pending, self.path)
                 fsync_dir(self.path.parent)
                 self._reached("renamed")
@@ -282,7 +347,7 @@ class FileBackend:
                 if (
                     current is not None
                     and current.run_id == run_id
-                    and current.owns(self._read_token(self.path))
+                    and current.owns(self._read_token(self.path), self._key())
                 ):
                     raise BackendConflict(
                         f"{self.label}: run {run_id}'s value is live but another run's state "
@@ -293,7 +358,7 @@ class FileBackend:
             current = sidecar.current
             if current is not None and current.run_id == run_id:
                 current = sidecar.previous
-            if run.owns(self._read_token(self.path)):
+            if run.owns(self._read_token(self.path), self._key()):
                 if sidecar.state not in ("promoting", "promoted"):
                     raise BackendConflict(
                         f"{self.label}: {self.path} holds run {run_id}'s value but no backup "
@@ -307,6 +372,7 @@ class FileBackend:
                             f"{self.path} by hand",
                             backend=self.label,
                         )
+                    self._match_target(self.backup)  # the backup itself is 0600, ours
                     os.replace(self.backup, self.path)
                 else:
                     self._unlink(self.path)
@@ -346,7 +412,8 @@ class FileBackend:
     def _take_backup(self, sidecar: _Sidecar, run: _Owner) -> None:
         data = self._read_bytes(self.path)
         if data is not None:
-            atomic_write_bytes(self.backup, data, mode=self._mode_of(self.path) or 0o600)
+            # 0600 whatever the file's mode: it holds the old token until the next run.
+            atomic_write_bytes(self.backup, data, mode=0o600)
         else:
             self._unlink(self.backup)
         self._write_sidecar(
@@ -395,12 +462,32 @@ class FileBackend:
     def _write_sidecar(self, sidecar: _Sidecar) -> None:
         atomic_write_bytes(self.sidecar, sidecar.to_bytes())
 
-    @staticmethod
-    def _mode_of(path: Path) -> int | None:
+    def _match_target(self, path: Path, *, mode: bool = True) -> None:
+        """Give `path` the owner, group (and mode) of `self.path`; refuse if we cannot.
+
+        A replaced file that lost its group (root:consumers 0640 -> root:root 0640) locks
+        its consumers out, and the old token is then revoked: better to stop here.
+        """
         try:
-            return path.stat().st_mode & 0o777
+            target = self.path.stat()
         except FileNotFoundError:
-            return None
+            return  # a first token: the file is ours, 0600
+        mine = path.stat()
+        uid = target.st_uid if target.st_uid != mine.st_uid else -1
+        gid = target.st_gid if target.st_gid != mine.st_gid else -1
+        if uid != -1 or gid != -1:
+            try:
+                os.chown(path, uid, gid)
+            except PermissionError:
+                raise BackendError(
+                    f"{self.label}: cannot give the new file {self.path}'s owner and group "
+                    f"(uid {target.st_uid}, gid {target.st_gid}); refusing rather than "
+                    "locking its readers out. Run rotator as that owner (or with CAP_CHOWN), "
+                    "or in that group",
+                    backend=self.label,
+                ) from None
+        if mode:
+            os.chmod(path, stat.S_IMODE(target.st_mode))
 
     @staticmethod
     def _unlink(path: Path) -> None:
@@ -409,7 +496,8 @@ class FileBackend:
 
     @contextlib.contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
-        """Translate filesystem errors into one-line BackendErrors naming the file."""
+        """Apply the symlink policy, then translate filesystem errors into one-line errors."""
+        self._resolve()
         try:
             yield
         except OSError as exc:

@@ -7,7 +7,8 @@ is never deleted or destroyed). Other keys in the secret and other custom_metada
 are kept on every write.
 
 Crash safety comes from write-ahead markers in the secret's custom_metadata (strings,
-never a secret; values are matched by an HMAC fingerprint keyed with the run id):
+never a secret; values are matched by an HMAC fingerprint keyed with the state store's
+secret key and the run id, `backends.base.value_fingerprint`):
 
     rotator_pending_run_id / _token_id / _fingerprint / _base   before the data write
     rotator_previous_version, rotator_previous                  what rollback restores
@@ -30,7 +31,14 @@ from typing import Any, ClassVar
 
 from backends._vault_auth import VaultConfig
 from backends._vault_kv import KvStore
-from backends.base import BackendConfig, Receipt, StoredToken, TokenRecord
+from backends.base import (
+    BackendConfig,
+    KeySource,
+    Receipt,
+    StoredToken,
+    TokenRecord,
+    value_fingerprint,
+)
 from rotator.errors import BackendConflict, BackendError
 from rotator.secret import Secret
 
@@ -48,9 +56,9 @@ ROLLBACK = (P + "rollback_run_id", P + "rollback_base")
 JSON_KEYS = ("token_id", "token_name", "created_ts", "expire_at")
 
 
-def fingerprint(token: Secret, run_id: str) -> str:
-    """The value's HMAC keyed by the run that wrote it: matches a value, reveals nothing."""
-    return token.fingerprint(run_id.encode())
+def fingerprint(token: Secret, run_id: str, key: bytes | None = None) -> str:
+    """The value's HMAC for the run that wrote it, under the store's key: reveals nothing."""
+    return value_fingerprint(token, run_id, key)
 
 
 def _now() -> str:
@@ -75,6 +83,14 @@ class VaultBackend:
         self.mount = config.mount
         self.path = config.path
         self._clock = clock
+        self._key_source: KeySource | None = None
+
+    def use_fingerprint_key(self, source: KeySource) -> None:
+        """Key the metadata fingerprints with the state store secret key (the engine calls it)."""
+        self._key_source = source
+
+    def _fp(self, token: Secret, run_id: str) -> str:
+        return fingerprint(token, run_id, self._key_source() if self._key_source else None)
 
     @classmethod
     def from_config(cls, config: Any, *, account: str, base_dir: Path) -> VaultBackend:
@@ -130,7 +146,7 @@ class VaultBackend:
         metadata is (re)written. Raises BackendConflict when another writer got in between
         (the write-ahead marker is then taken back, nothing half-written remains).
         """
-        fp = fingerprint(record.token, run_id)
+        fp = self._fp(record.token, run_id)
         with self.kv.errors("staging"):
             current, custom = self.kv.meta()
             mine = self._own_version(custom, current, run_id)
@@ -203,7 +219,7 @@ class VaultBackend:
             final = _without(custom, PENDING)
             values = (run_id, record.token_id, record.token_name, self._clock(), str(version))
             final.update({P + k: v for k, v in zip(FINAL, values, strict=False)})
-            final[P + "fingerprint"] = fingerprint(record.token, run_id)
+            final[P + "fingerprint"] = self._fp(record.token, run_id)
             self.kv.write_custom(final)
         return {
             "mount": self.mount,
@@ -260,7 +276,7 @@ class VaultBackend:
 
     def _value_fp(self, data: dict[str, Any] | None, run_id: str) -> str | None:
         value = (data or {}).get(self.config.field)
-        return fingerprint(Secret(value), run_id) if isinstance(value, str) else None
+        return self._fp(Secret(value), run_id) if isinstance(value, str) else None
 
     def _stored(
         self, data: dict[str, Any] | None, custom: dict[str, str], version: int
@@ -271,7 +287,7 @@ class VaultBackend:
         facts: dict[str, str | None] = dict.fromkeys(JSON_KEYS)
         writer = custom.get(P + "run_id")
         if writer and custom.get(P + "version") == str(version):
-            if fingerprint(Secret(value), writer) == custom.get(P + "fingerprint"):
+            if self._fp(Secret(value), writer) == custom.get(P + "fingerprint"):
                 facts["token_id"] = custom.get(P + "token_id")
                 facts["token_name"] = custom.get(P + "token_name")
         else:

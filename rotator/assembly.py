@@ -45,7 +45,9 @@ def build_engine(
         )
 
     from rotator.audit import event_sink
+    from rotator.log import register_known_secrets
 
+    register_known_secrets(config)  # the admin token, backend credentials, webhook URLs
     clock = clock_from_env()
     store = make_store(config, clock)
     engine = Engine(config, None, store, client_factory=client, clock=clock, owner=owner)

@@ -6,7 +6,8 @@ concurrent processes never interleave and nothing earlier is ever touched; `fsyn
 makes each line durable before the rotation moves on. Where there is no state directory
 (the DynamoDB store, AWS Lambda), `log_event` sends the same dictionary to the log as an
 `audit.recorded` line instead — the run record in DynamoDB keeps its own `events` list.
-Events hold ids, names, states and times, never a secret (see `rotator.events`).
+Events hold ids, names, states and times, never a secret (see `rotator.events`); their
+texts (a failure may quote a check's output) pass the log redactor on the way out too.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rotator.config import Config
 from rotator.errors import StateError
 from rotator.events import EventSink, RunEvent, fan_out
 from rotator.fsutil import ensure_private_dir
+from rotator.log import redact
 
 if TYPE_CHECKING:
     from rotator.workflow import Engine
@@ -43,7 +45,7 @@ class AuditFile:
 
     def __call__(self, event: RunEvent) -> None:
         """Append one line. Raises StateError when the file cannot be written."""
-        line = (json.dumps(event.to_dict(), sort_keys=True) + "\n").encode()
+        line = (json.dumps(_redacted(event.to_dict()), sort_keys=True) + "\n").encode()
         try:
             ensure_private_dir(self.path.parent)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -59,9 +61,14 @@ class AuditFile:
 
 def log_event(event: RunEvent) -> None:
     """The audit record as a structured log line (Lambda, DynamoDB store)."""
-    fields = event.to_dict()
+    fields = _redacted(event.to_dict())
     fields.pop("event")
     log.info("audit.recorded", **fields)
+
+
+def _redacted(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's texts (failure, detail) with every known secret masked."""
+    return {k: redact(v) if isinstance(v, str) else v for k, v in record.items()}
 
 
 def read_audit(path: Path) -> Iterator[dict[str, Any]]:

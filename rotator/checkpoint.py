@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rotator.errors import LeaseHeld, LeaseLost, StateError
-from rotator.fsutil import atomic_write_bytes, ensure_private_dir
+from rotator.fsutil import atomic_write_bytes, ensure_private_dir, fsync_dir
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -52,6 +52,20 @@ Clock = Callable[[], datetime]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def parse_fingerprint_key(text: str, where: str) -> bytes:
+    """The stored HMAC key (hex, at least 16 bytes); StateError naming `where` otherwise."""
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise StateError(
+            f"{where}: the fingerprint key is empty or not hex; restore it from a backup "
+            "(a new key would orphan the recorded fingerprints)"
+        )
+    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +175,34 @@ class StateStore(Protocol):
     def describe(self) -> str: ...
 
 
+def _publish_once(path: Path, data: bytes) -> bool:
+    """Create `path` holding `data` (0600) unless it exists; False when it already did.
+
+    The content is written and fsynced under a temporary name and then hard-linked into
+    place, so a concurrent reader (another thread or process starting a run) sees either
+    no file or the whole key, never an empty one that it would have to refuse.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class FileStore:
     """Checkpoints as JSON files under one directory (mode 0700, files 0600).
 
@@ -195,17 +237,11 @@ class FileStore:
             path = self.root / "key"
             with self._errors("create the fingerprint key in"):
                 ensure_private_dir(self.root)
-                try:
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                except FileExistsError:
-                    self._key = bytes.fromhex(path.read_text().strip())
-                else:
-                    key = secrets.token_bytes(32)
-                    with os.fdopen(fd, "w") as handle:
-                        handle.write(key.hex())
-                        handle.flush()
-                        os.fsync(handle.fileno())
+                key = secrets.token_bytes(32)
+                if _publish_once(path, key.hex().encode()):
                     self._key = key
+                else:
+                    self._key = parse_fingerprint_key(path.read_text(errors="replace"), str(path))
         return self._key
 
     # -- leases ------------------------------------------------------------------------
@@ -269,6 +305,28 @@ class FileStore:
                 current = replace(current, acquired_at=now, expires_at=now + ttl)
                 self._write(self._lease_path(lease.account), current.to_doc())
             return current
+
+    # -- retention (rotator/retention.py) -----------------------------------------------
+
+    def list_runs(self) -> Iterator[Doc]:
+        """Every run document, in no particular order (`rotator state prune` reads them all)."""
+        with self._errors("list"):
+            paths = sorted((self.root / "runs").glob("*.json")) if self.root.exists() else []
+        for path in paths:
+            doc = self._read(path)
+            if doc is not None:
+                yield doc
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a finished run's document (retention; the caller dropped it from the index)."""
+        path = self.root / "runs" / f"{run_id}.json"
+        with self._errors("delete from"):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return
+            if self._durable:
+                fsync_dir(path.parent)
 
     # -- plumbing ----------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from rotator.checkpoint import (
     lease_held,
     lease_is_free,
     next_lease,
+    parse_fingerprint_key,
     utcnow,
 )
 from rotator.errors import LeaseLost, StateError
@@ -117,7 +118,8 @@ class DynamoDBStore:
                 except self._ddb.exceptions.ConditionalCheckFailedException:
                     item = self._get("key#fingerprint")
                     assert item is not None
-                    self._key = bytes.fromhex(item["key"]["S"])
+                    text = item.get("key", {}).get("S", "")
+                    self._key = parse_fingerprint_key(text, f"{self.table} key#fingerprint")
         return self._key
 
     # -- leases ------------------------------------------------------------------------
@@ -222,6 +224,27 @@ class DynamoDBStore:
                     "another writer changed the record"
                 ) from None
         return renewed
+
+    # -- retention (rotator/retention.py) -----------------------------------------------
+
+    def list_runs(self) -> Iterator[Doc]:
+        """Every run document (a paginated scan: `rotator state prune`, not the hot path)."""
+        pages = self._ddb.get_paginator("scan").paginate(
+            TableName=self.table,
+            FilterExpression="begins_with(pk, :run)",
+            ExpressionAttributeValues={":run": {"S": "run#"}},
+            ProjectionExpression="pk, doc",
+            ConsistentRead=True,
+        )
+        with _errors(self.table, "scan"):
+            for page in pages:
+                for item in page.get("Items", []):
+                    yield json.loads(item["doc"]["S"])
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete a finished run's item now instead of waiting for its TTL."""
+        with _errors(self.table, "delete from"):
+            self._ddb.delete_item(TableName=self.table, Key={"pk": {"S": f"run#{run_id}"}})
 
     # -- plumbing ----------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 The workflow reads every backend's staged value back and requires it to match the new
 token's fingerprint (that is the `readback` check, always on); then each configured check
 runs once per backend copy, with `attempts` and `interval` for eventually consistent
-consumers. A check raises CheckFailed naming itself and the backend, never the secret.
+consumers. A check raises CheckFailed naming itself and the backend, never the secret;
+`run_check` turns any other exception into CheckFailed, so the run rolls back. HTTP checks
+read at most `MAX_CHECK_BODY` bytes within a wall-clock deadline (`rotator.httpbound`).
 
 Built-in types: `readback`, `simulator`, `http`, `command`, and `duckdb`/`postgres`
 (in checks_sql.py); more register through the
@@ -12,8 +14,6 @@ Built-in types: `readback`, `simulator`, `http`, `command`, and `duckdb`/`postgr
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,9 +21,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
+from rotator.childproc import ChildTimedOut, child_env, run_child
 from rotator.errors import CheckFailed, ConfigError
+from rotator.log import scrub
+from rotator.motherduck_parse import Malformed, load_json, object_
 from rotator.secret import Secret
 
 __all__ = [
@@ -34,8 +35,12 @@ __all__ = [
     "ReadbackCheck",
     "SimulatorCheck",
     "build_check",
+    "run_check",
     "run_with_attempts",
 ]
+
+
+MAX_CHECK_BODY = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,19 +83,24 @@ class SimulatorCheck:
         self.timeout = timeout
 
     def run(self, ctx: CheckContext) -> None:
+        import httpx  # start-up: only a run that checks pays for httpx
+
+        from rotator.httpbound import TooLarge
+
         try:
-            response = httpx.get(
-                self.url,
-                headers={"Authorization": f"Bearer {ctx.token.reveal()}"},
-                timeout=self.timeout,
-            )
-        except httpx.HTTPError as exc:
-            raise self._fail(ctx, f"cannot reach {self.url}: {type(exc).__name__}") from None
-        if response.status_code != 200:
-            raise self._fail(ctx, f"{self.url} answered {response.status_code}")
-        user = response.json().get("current_user")
-        if str(user).lower() != ctx.account.lower():
-            raise self._fail(ctx, f"token belongs to {user!r}, expected {ctx.account!r}")
+            status, body = _request("GET", self.url, ctx.token, self.timeout, MAX_CHECK_BODY)
+        except (httpx.HTTPError, TooLarge) as exc:
+            raise self._fail(ctx, f"cannot read {self.url}: {_why(exc)}") from None
+        if status != 200:
+            raise self._fail(ctx, f"{self.url} answered {status}")
+        try:
+            user = object_(load_json(body)).get("current_user")
+        except Malformed as exc:
+            why = f"{self.url} answered 200 with an unexpected body ({exc})"
+            raise self._fail(ctx, why) from None
+        if not isinstance(user, str) or user.lower() != ctx.account.lower():
+            shown = scrub(user, 60, keep="head") if isinstance(user, str) else type(user).__name__
+            raise self._fail(ctx, f"token belongs to {shown!r}, expected {ctx.account!r}")
 
     def _fail(self, ctx: CheckContext, why: str) -> CheckFailed:
         return CheckFailed(
@@ -101,7 +111,7 @@ class SimulatorCheck:
 
 
 class HttpCheck:
-    """Request a URL with the token as a Bearer header and expect a status."""
+    """Request a URL with the token as a Bearer header and expect a status (body unread)."""
 
     name = "http"
 
@@ -116,33 +126,58 @@ class HttpCheck:
         )
 
     def run(self, ctx: CheckContext) -> None:
+        import httpx
+
         try:
-            response = httpx.request(
-                self.method,
-                self.url,
-                headers={"Authorization": f"Bearer {ctx.token.reveal()}"},
-                timeout=self.timeout,
-            )
+            status, _ = _request(self.method, self.url, ctx.token, self.timeout, 0)
         except httpx.HTTPError as exc:
             raise CheckFailed(
-                f"http check on {ctx.backend}'s copy: cannot reach {self.url}: "
-                f"{type(exc).__name__}",
+                f"http check on {ctx.backend}'s copy: cannot reach {self.url}: {_why(exc)}",
                 check=self.name,
                 backend=ctx.backend,
             ) from None
-        if response.status_code != self.expect_status:
+        if status != self.expect_status:
             raise CheckFailed(
                 f"http check on {ctx.backend}'s copy: {self.method} {self.url} answered "
-                f"{response.status_code}, expected {self.expect_status}",
+                f"{status}, expected {self.expect_status}",
                 check=self.name,
                 backend=ctx.backend,
             )
+
+
+def _request(
+    method: str, url: str, token: Secret, timeout: float, limit: int
+) -> tuple[int, bytes]:
+    """One request with the token as Bearer, a wall-clock deadline and at most `limit` bytes."""
+    import httpx
+
+    from rotator.httpbound import DeadlineTransport, deadline, read_capped
+
+    with httpx.Client(timeout=timeout, transport=DeadlineTransport()) as client, deadline(timeout):
+        request = client.build_request(
+            method,
+            url,
+            headers={"Authorization": f"Bearer {token.reveal()}", "Accept-Encoding": "identity"},
+        )
+        response = client.send(request, stream=True)
+        try:
+            return response.status_code, read_capped(response, limit) if limit else b""
+        finally:
+            response.close()
+
+
+def _why(exc: Exception) -> str:
+    from rotator.httpbound import TooLarge
+
+    return f"{type(exc).__name__}" + (f" ({exc})" if isinstance(exc, TooLarge) else "")
 
 
 class CommandCheck:
     """Run a command with the token in MOTHERDUCK_TOKEN (never on its command line).
 
-    Exit status 0 passes; otherwise its output, with the token masked, is in the error.
+    It gets a minimal environment (`rotator.childproc.child_env`): never the admin token or
+    a backend credential. Exit status 0 passes; otherwise its output, redacted and then
+    bounded, is in the error.
     """
 
     name = "command"
@@ -161,25 +196,14 @@ class CommandCheck:
         self.cwd = cwd
 
     def run(self, ctx: CheckContext) -> None:
-        env = {
-            **os.environ,
-            **self.env,
-            "MOTHERDUCK_TOKEN": ctx.token.reveal(),
-            "ROTATOR_ACCOUNT": ctx.account,
-            "ROTATOR_BACKEND": ctx.backend,
-            "ROTATOR_TOKEN_ID": ctx.token_id or "",
-        }
+        env = child_env(
+            listed=self.env,
+            facts={"account": ctx.account, "backend": ctx.backend, "token_id": ctx.token_id},
+            token=ctx.token,
+        )
         try:
-            done = subprocess.run(
-                self.argv,
-                env=env,
-                cwd=self.cwd,
-                capture_output=True,
-                timeout=self.timeout,
-                check=False,
-                start_new_session=True,  # a terminal's Ctrl-C is rotator's to handle
-            )
-        except subprocess.TimeoutExpired:
+            done = run_child(self.argv, env=env, cwd=self.cwd, timeout=self.timeout)
+        except ChildTimedOut:
             raise CheckFailed(
                 f"command check on {ctx.backend}'s copy timed out after {self.timeout}s",
                 check=self.name,
@@ -192,10 +216,8 @@ class CommandCheck:
                 backend=ctx.backend,
             ) from None
         if done.returncode != 0:
-            output = (done.stdout + done.stderr).decode(errors="replace").strip()
-            output = output.replace(ctx.token.reveal(), "***")[-500:]
             raise CheckFailed(
-                f"command check on {ctx.backend}'s copy exited {done.returncode}: {output}",
+                f"command check on {ctx.backend}'s copy exited {done.returncode}: {done.output}",
                 check=self.name,
                 backend=ctx.backend,
             )
@@ -237,6 +259,26 @@ def build_check(
     )
 
 
+def run_check(check: Check, ctx: CheckContext) -> None:
+    """Run a check once; any exception it raises is a failed check (CheckFailed), one line.
+
+    A plugin's bug or a server's odd answer must roll the run back like any failure, not
+    leave it stuck in `verifying` with the new token staged.
+    """
+    try:
+        check.run(ctx)
+    except CheckFailed:
+        raise
+    except Exception as exc:
+        detail = " ".join(scrub(str(exc), 200, keep="head").split())
+        raise CheckFailed(
+            f"{check.name} check on {ctx.backend}'s copy raised {type(exc).__name__}"
+            + (f": {detail}" if detail else ""),
+            check=check.name,
+            backend=ctx.backend,
+        ) from None
+
+
 def run_with_attempts(
     check: Check,
     ctx: CheckContext,
@@ -248,7 +290,7 @@ def run_with_attempts(
     """Run a check up to `attempts` times, `interval` seconds apart; re-raise the last failure."""
     for attempt in range(1, attempts + 1):
         try:
-            check.run(ctx)
+            run_check(check, ctx)
             return
         except CheckFailed:
             if attempt == attempts:

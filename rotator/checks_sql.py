@@ -12,6 +12,7 @@ from typing import Any
 
 from rotator.checks import CheckContext
 from rotator.errors import CheckFailed, ConfigError
+from rotator.log import scrub
 
 __all__ = ["DuckDBCheck", "PostgresCheck"]
 
@@ -96,7 +97,8 @@ def _unreachable(check: str, ctx: CheckContext, where: str, exc: Exception) -> C
     lines = str(exc).replace(ctx.token.reveal(), "***").splitlines() or ["no detail"]
     return CheckFailed(
         f"{check} check on {ctx.backend}'s copy could not query {where} "
-        f"(is MotherDuck reachable from here?): {type(exc).__name__}: {lines[0][:300]}",
+        f"(is MotherDuck reachable from here?): {type(exc).__name__}: "
+        f"{scrub(lines[0], 300, keep='head')}",
         check=check,
         backend=ctx.backend,
     )

@@ -24,16 +24,10 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from typing import Any, TextIO, cast
-
-import structlog
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from rotator import __version__, interrupt
-from rotator.assembly import build_engine, table_name
-from rotator.checkpoint import FileStore
-from rotator.config import Config, default_config_path, load_config
 from rotator.errors import (
     BackendCredentials,
     BackendError,
@@ -53,11 +47,13 @@ from rotator.safeio import SafeStream
 from rotator.secret import Secret
 from rotator.status_view import attention_lines, attention_of
 from rotator.tables import format_time, plain_table, short_id
-from rotator.workflow import Engine, Outcome
+
+if TYPE_CHECKING:
+    # Start-up: each command imports what it needs (`--help` loads no pydantic or httpx).
+    from rotator.config import Config
+    from rotator.workflow import Engine, Outcome
 
 __all__ = ["main"]
-
-log = structlog.get_logger("rotator.cli")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_ATTENTION = 0, 1, 2, 3, 4
 
@@ -115,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--concurrency", type=_positive_int, default=4, metavar="N")
     rotate.add_argument("--json", action="store_true", help="one JSON object per account")
     rotate.add_argument("--metrics-file", metavar="PATH", help="write Prometheus textfile metrics")
+    rotate.add_argument("--shard", type=_shard, metavar="I/N", help="only shard I of N (0-based)")
 
     status = sub.add_parser("status", help="token age, next due date, pending revoke, last run")
     status.add_argument("usernames", nargs="*", metavar="USERNAME")
@@ -123,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--drift", action="store_true", help="also check drift (reads backends and MotherDuck)"
     )
     status.add_argument("--metrics-file", metavar="PATH", help="write Prometheus textfile metrics")
+    status.add_argument("--shard", type=_shard, metavar="I/N", help="only shard I of N (0-based)")
 
     drift = sub.add_parser("drift", help="compare backends, state and MotherDuck (reads only)")
     drift.add_argument("usernames", nargs="*", metavar="USERNAME")
@@ -173,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     state = sub.add_parser("state", help="state store helpers")
     state_sub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
     state_sub.add_parser("init", help="create the DynamoDB table (or the state directory)")
+    prune = state_sub.add_parser("prune", help="remove finished runs past [state] keep_runs")
+    prune.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
+    prune.add_argument("--keep", metavar="AGE|COUNT", help="override keep_runs (90d, or 20)")
+    prune.add_argument("--json", action="store_true", help="one JSON object per removed run")
 
     sim = sub.add_parser("simulator", help="run the local MotherDuck simulator", add_help=False)
     sim.add_argument("sim_args", nargs=argparse.REMAINDER)
@@ -226,6 +228,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _shard(text: str) -> tuple[int, int]:
+    from rotator.schedule import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["simulator"]:
@@ -234,11 +252,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return simulator_main(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
+    from rotator.startup import import_structlog
+
+    console = args.log_format == "console" or (args.log_format == "auto" and _tty(sys.stderr))
+    import_structlog(want_rich=console)
     from rotator import log as rlog
 
-    out = cast(TextIO, SafeStream(sys.stdout))
+    # No secret on stdout, whatever prints there; a reader that went away stops nothing.
+    out = cast(TextIO, rlog.RedactingStream(cast(TextIO, SafeStream(sys.stdout))))
     err = cast(TextIO, SafeStream(sys.stderr))
     rlog.configure(args.log_format, level=args.log_level, stream=err)
+    rlog.register_known_secrets()  # the config's own credentials follow in build_engine
     interrupt.clear()
     handler: Callable[[argparse.Namespace, TextIO], int] = _COMMANDS[args.command]
     acting = args.command in _ACTING
@@ -247,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with signals:
             code = handler(args, out)
     except RotatorError as exc:
-        _say(err, f"rotator: error: {exc}")
+        _say(err, f"rotator: error: {rlog.redact(str(exc))}")
         return exit_code_for(exc)
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, interrupt.Interrupted) else signal.SIGINT
@@ -273,6 +297,8 @@ def _say(err: TextIO, line: str) -> None:
 
 
 def _config(args: argparse.Namespace) -> Config:
+    from rotator.config import default_config_path, load_config
+
     return load_config(default_config_path(args.config))
 
 
@@ -294,6 +320,8 @@ def _admin_token(config: Config) -> Secret:
 
 def make_engine(config: Config) -> Engine:
     """The CLI's engine: the admin token from the environment (or Secrets Manager)."""
+    from rotator.assembly import build_engine
+
     return build_engine(config, _admin_token)
 
 
@@ -313,8 +341,14 @@ def _selected(config: Config, names: Sequence[str], all_: bool) -> list[str]:
 
 
 def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
+    from rotator.fleet import prune_after_pass, run_fleet, select_shard
+    from rotator.outcome import Outcome
+
     config = _config(args)
-    names = _selected(config, args.usernames, args.all)
+    if args.shard and args.usernames:
+        raise ConfigError("give account names or --shard, not both")
+    selected = _selected(config, args.usernames, args.all or bool(args.shard))
+    names = select_shard(selected, args.shard)
     engine = make_engine(config)
     probe_admin_token(engine)
 
@@ -336,12 +370,19 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
             return Outcome(name, result, str(exc)), code
         return outcome, outcome.exit_code
 
-    with ThreadPoolExecutor(max_workers=min(args.concurrency, len(names))) as pool:
-        results = list(pool.map(one, names))
-    _print_outcomes([o for o, _ in results], out, as_json=args.json)
+    codes: dict[str, int] = {}
+
+    def tracked(name: str) -> Outcome:
+        outcome, codes[name] = one(name)
+        return outcome
+
+    outcomes = run_fleet(names, tracked, concurrency=args.concurrency, log_format=args.log_format)
+    if not args.dry_run and not interrupt.stop_requested():  # a stopped pass starts nothing
+        prune_after_pass(engine, outcomes)
+    _print_outcomes(outcomes, out, as_json=args.json)
     if args.metrics_file:
         _write_metrics(engine, names, args.metrics_file, live=not args.dry_run)
-    return worst([code for _, code in results])
+    return worst(list(codes.values()))
 
 
 def probe_admin_token(engine: Engine) -> None:
@@ -370,7 +411,11 @@ def _write_metrics(
     try:
         write_metrics_file(engine, names, Path(path), live=live, drift=drift)
     except (OSError, RotatorError) as exc:
-        log.warning("metrics.write_failed", path=path, error=str(exc))
+        import structlog
+
+        structlog.get_logger("rotator.cli").warning(
+            "metrics.write_failed", path=path, error=str(exc)
+        )
 
 
 def _print_outcomes(outcomes: Sequence[Outcome], out: TextIO, *, as_json: bool) -> None:
@@ -397,6 +442,7 @@ def _print_outcomes(outcomes: Sequence[Outcome], out: TextIO, *, as_json: bool) 
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    from rotator.fleet import select_shard
     from rotator.status_view import (
         STATUS_HEADER,
         attention_lines,
@@ -406,9 +452,12 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     )
 
     config = _config(args)
+    if args.shard and args.usernames:
+        raise ConfigError("give account names or --shard, not both")
     names = [config.account(n).username for n in args.usernames] or [
         a.username for a in config.accounts
     ]
+    names = select_shard(names, args.shard)
     engine = make_engine(config)
     reports = _drift_reports(engine, names) if args.drift else {}
     docs = [status_doc(engine, name, reports.get(name)) for name in names]
@@ -523,6 +572,8 @@ def cmd_tokens(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_config(args: argparse.Namespace, out: TextIO) -> int:
+    from rotator.config import default_config_path, load_config
+
     path = default_config_path(args.config)
     try:
         config = load_config(path)
@@ -540,7 +591,10 @@ def cmd_config(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_state(args: argparse.Namespace, out: TextIO) -> int:
     config = _config(args)
+    if args.state_command == "prune":
+        return _state_prune(args, config, out)
     if config.state.store == "dynamodb":
+        from rotator.assembly import table_name
         from rotator.checkpoint_dynamodb import create_table
 
         out.write(
@@ -552,10 +606,54 @@ def cmd_state(args: argparse.Namespace, out: TextIO) -> int:
             + "\n"
         )
         return EXIT_OK
+    from rotator.checkpoint import FileStore
+
     store = FileStore(config.state_path)
     store.fingerprint_key()
     out.write(f"state directory {config.state_path} ready\n")
     return EXIT_OK
+
+
+def _state_prune(args: argparse.Namespace, config: Config, out: TextIO) -> int:
+    """Exit 0 done (or nothing to do), 3 when an account was skipped because it is leased."""
+    from rotator.retention import PrunableStore, parse_keep, prune_store
+
+    text = args.keep if args.keep is not None else config.state.keep_runs
+    if text is None:
+        raise ConfigError("state.keep_runs: not set; set it (e.g. \"90d\" or 20) or pass --keep")
+    try:
+        keep = parse_keep(text)
+    except ValueError as exc:
+        field = "--keep" if args.keep is not None else "state.keep_runs"
+        raise ConfigError(f"{field}: {exc}") from None
+    engine = make_engine(config)
+    store = engine.store
+    if not isinstance(store, PrunableStore):
+        raise ConfigError(f"{store.describe()} cannot be pruned")
+    report = prune_store(
+        store,
+        keep=keep,
+        now=engine.clock(),
+        owner=engine.owner,
+        lease_ttl=config.defaults.lease_ttl,
+        dry_run=args.dry_run,
+    )
+    action = "would_remove" if args.dry_run else "removed"
+    rows = [
+        [r.account, r.run_id, r.state, r.finished_at.isoformat(), action] for r in report.removed
+    ]
+    rows += [[account, "-", "-", "-", f"skipped: {why}"] for account, why in report.skipped]
+    if args.json:
+        for row in rows:
+            keys = ("account", "run_id", "state", "finished_at", "action")
+            out.write(json.dumps(dict(zip(keys, row, strict=True))) + "\n")
+    else:
+        plain_table(out, ["ACCOUNT", "RUN", "STATE", "FINISHED", "ACTION"], rows)
+    verb = "would remove" if args.dry_run else "removed"
+    print(
+        f"rotator: {verb} {len(report.removed)} run(s) ({keep.describe()} kept)", file=sys.stderr
+    )
+    return EXIT_INCOMPLETE if report.skipped else EXIT_OK
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {

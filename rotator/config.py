@@ -3,8 +3,8 @@
 Shape (extend, don't rename):
 
     [motherduck]  api_url, admin_token_env, admin_token_secret_id, timeout, create_settle
-    [state]       store = "file" | "dynamodb", path
-    [defaults]    token_type, ttl, rotate_after, revoke_grace, checks, ...
+    [state]       store = "file" | "dynamodb", path, keep_runs
+    [defaults]    token_type, ttl, rotate_after, revoke_grace, window, spread, checks, ...
     [[accounts]]  username, overrides of any default, [[accounts.backends]]
     [audit]       path, fsync (the JSONL audit trail; docs/operations.md)
     [notifications]  on_success, on_failure: lists of webhook/slack targets
@@ -25,12 +25,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from backends import BackendConfig, validate_config
 from rotator.durations import format_duration, parse_duration
 from rotator.errors import ConfigError
 from rotator.hooks import Hooks
+from rotator.netpolicy import check_aws_region, insecure_reason
 
 __all__ = [
     "AccountConfig",
@@ -57,6 +66,10 @@ class _Strict(BaseModel):
 
 
 class MotherDuckSettings(_Strict):
+    # Plain http to a host other than loopback sends the admin token in clear: refused
+    # unless this says so (and then warned about on every run). Before api_url, which
+    # is validated against it.
+    insecure: bool = False
     api_url: str = "https://api.motherduck.com"
     admin_token_env: str = "MOTHERDUCK_ADMIN_TOKEN"
     # Lambda: read the admin token from this Secrets Manager secret instead of the env var.
@@ -76,17 +89,23 @@ class MotherDuckSettings(_Strict):
 
     @field_validator("api_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str, info: ValidationInfo) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("must be an http(s) URL such as https://api.motherduck.com")
+        why = insecure_reason(value)
+        if why and not info.data.get("insecure"):
+            raise ValueError(
+                f"{why} would send the admin token in clear; use https, or set insecure = true"
+            )
         return value.rstrip("/")
 
     @field_validator("admin_token_env")
     @classmethod
     def _env_name(cls, value: str) -> str:
-        if not ENV_NAME_RE.match(value):
+        if not ENV_NAME_RE.fullmatch(value):
             raise ValueError("must be an environment variable name")
         return value
+
 
 
 class StateSettings(_Strict):
@@ -95,6 +114,20 @@ class StateSettings(_Strict):
     table: str | None = None
     region: str | None = None
     endpoint_url: str | None = None
+    # Retention (rotator/retention.py): finished runs older than a duration ("90d") or
+    # beyond a count per account (90) are removed by `rotator state prune` and after a pass.
+    keep_runs: str | int | None = None
+
+    @field_validator("keep_runs")
+    @classmethod
+    def _keep_runs(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            from rotator.retention import parse_keep
+
+            parse_keep(value)
+        return value
+
+    _region = field_validator("region")(check_aws_region)
 
 
 class AuditSettings(_Strict):
@@ -172,6 +205,27 @@ class Policy(_Strict):
     lease_ttl: Duration = timedelta(minutes=15)
     checks: tuple[CheckEntry, ...] = (CheckSpec(type="readback"),)
     hooks: Hooks = Hooks()
+    # Schedules (rotator/schedule.py): start new rotations only inside this weekly UTC
+    # window ("Mon-Fri 02:00-05:00"), and move each account's due date later by a stable
+    # per-account offset in [0, spread).
+    window: str | None = None
+    spread: Duration = timedelta(0)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        if value is not None:
+            from rotator.schedule import parse_window
+
+            parse_window(value)
+        return value
+
+    @field_validator("spread")
+    @classmethod
+    def _spread_range(cls, value: timedelta) -> timedelta:
+        if value > timedelta(days=365):
+            raise ValueError("must be at most 365d")
+        return value
 
     @field_validator("ttl")
     @classmethod
@@ -214,7 +268,7 @@ class _RawAccount(BaseModel):
     @field_validator("username")
     @classmethod
     def _username(cls, value: str) -> str:
-        if not USERNAME_RE.match(value):
+        if not USERNAME_RE.fullmatch(value):
             raise ValueError(
                 "must be 3-255 characters, start with a letter, letters/digits/underscore only"
             )

@@ -2,15 +2,15 @@
 
 Points: `after_store`, `after_promote`, `after_revoke`, `on_failure`. A hook gets the
 account, run id and token ids in its environment; the new token's secret only when it
-opts in with `pass_token = true` (as MOTHERDUCK_TOKEN, never on the command line). Its
-output is captured, masked and logged on failure. A resumed run may run a hook whose
-outcome was not recorded a second time, so hooks should be safe to repeat.
+opts in with `pass_token = true` (as MOTHERDUCK_TOKEN, never on the command line). It
+does not inherit rotator's environment (no admin token, no backend credential): only
+PATH, HOME, LANG, LC_*, TZ, TMPDIR and what its table's `env` lists (`rotator.childproc`).
+Its output is captured, redacted, bounded and reported on failure. A resumed run may run
+a hook whose outcome was not recorded a second time, so hooks should be safe to repeat.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 import structlog
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from rotator.childproc import ChildTimedOut, child_env, run_child
 from rotator.durations import parse_duration
 from rotator.errors import HookFailed
 from rotator.secret import Secret
@@ -62,23 +63,14 @@ def run_hook(
     `facts` become ROTATOR_* variables (account, run_id, old/new token ids, ...); `cwd`
     (the config file's directory) is where relative commands are found.
     """
-    env = {**os.environ, **spec.env, "ROTATOR_HOOK": point}
-    env.update({f"ROTATOR_{k.upper()}": v or "" for k, v in facts.items()})
-    if spec.pass_token and token is not None:
-        env["MOTHERDUCK_TOKEN"] = token.reveal()
+    env = child_env(
+        listed={**spec.env, "ROTATOR_HOOK": point},
+        facts=facts,
+        token=token if spec.pass_token else None,
+    )
     try:
-        done = subprocess.run(
-            list(spec.command),
-            env=env,
-            cwd=cwd,
-            capture_output=True,
-            timeout=spec.timeout.total_seconds(),
-            check=False,
-            # Its own session: a Ctrl-C at the terminal stops rotator at a step boundary
-            # (rotator.interrupt) and must not kill the hook half-way.
-            start_new_session=True,
-        )
-    except subprocess.TimeoutExpired:
+        done = run_child(spec.command, env=env, cwd=cwd, timeout=spec.timeout.total_seconds())
+    except ChildTimedOut:
         raise HookFailed(
             f"{point} hook {spec.command[0]!r} timed out after {spec.timeout.total_seconds():g}s",
             hook=point,
@@ -87,12 +79,9 @@ def run_hook(
         raise HookFailed(
             f"{point} hook cannot run {spec.command[0]!r}: {exc.strerror}", hook=point
         ) from None
-    output = (done.stdout + done.stderr).decode(errors="replace")
-    if token is not None:
-        output = output.replace(token.reveal(), "***")
     if done.returncode != 0:
-        tail = output.strip()[-500:]
         raise HookFailed(
-            f"{point} hook {spec.command[0]!r} exited {done.returncode}: {tail}", hook=point
+            f"{point} hook {spec.command[0]!r} exited {done.returncode}: {done.output}",
+            hook=point,
         )
     log.info("hook.succeeded", hook=point, command=spec.command[0])

@@ -10,9 +10,18 @@ botocore or hvac, goes through the same list of small processors:
 
 `RedactSecrets` runs just before the renderer, after exceptions became text, so it sees
 every byte that will be written. It replaces every known secret value (see the registry
-in `rotator.secret`) and anything shaped like a MotherDuck token (a JWT) with `***`.
-Logs go to stderr by default: stdout is reserved for command output. The stream is wrapped
-in `rotator.safeio.SafeStream`: a reader that went away never stops a run.
+in `rotator.secret`), anything shaped like a MotherDuck token (a JWT) and the other
+credential shapes of `rotator.secret.SECRET_PATTERNS` (Vault tokens, AWS key ids, Slack
+webhook URLs) with `***`. Logs go to stderr by default: stdout is reserved for command
+output. The stream is wrapped in `rotator.safeio.SafeStream`: a reader that went away
+never stops a run.
+
+The same redactor serves every other way text leaves the process: `redact()` for a run's
+failure, audit lines, notifications, CLI output and whatever a child process printed
+(`scrub()` redacts first and only then bounds the length, so a secret cut at the edge
+cannot survive in part). `register_known_secrets()` teaches the registry, once at start-up,
+the credentials that never become a `Secret`: the admin token and the backends'
+credentials in the environment, and the webhook URLs of the config.
 """
 
 from __future__ import annotations
@@ -20,11 +29,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import os
 import re
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Final, Literal, TextIO, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -33,7 +43,19 @@ from rotator import secret as _secret
 from rotator.safeio import SafeStream
 from rotator.secret import MASK, Secret
 
-__all__ = ["LIBRARY_LOGGERS", "RedactSecrets", "bind_run", "configure"]
+if TYPE_CHECKING:
+    from rotator.config import Config
+
+__all__ = [
+    "LIBRARY_LOGGERS",
+    "RedactSecrets",
+    "RedactingStream",
+    "bind_run",
+    "configure",
+    "redact",
+    "register_known_secrets",
+    "scrub",
+]
 
 Format = Literal["auto", "console", "json"]
 
@@ -49,6 +71,17 @@ LIBRARY_LOGGERS: Final = (
 """Chatty third-party loggers, held at `library_level` (WARNING by default)."""
 
 _KEY_LENGTH: Final = _secret.MIN_KNOWN_LENGTH
+_SHAPE_HINTS: Final = ("hv", "AKIA", "ASIA", "hooks.slack")
+_CREDENTIAL_ENV: Final = (
+    "VAULT_TOKEN",
+    "VAULT_SECRET_ID",
+    "VAULT_ROLE_ID",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+)
+"""Backend credentials rotator may find in its environment (see `register_known_secrets`)."""
 _HANDLER_MARK: Final = "_rotator_log_handler"
 
 
@@ -123,11 +156,15 @@ class RedactSecrets:
         *,
         pattern: str | re.Pattern[str] | None = _secret.TOKEN_PATTERN,
         use_registry: bool = True,
+        shapes: bool = True,
     ) -> None:
         self._extra = frozenset(v for v in known if len(v) >= _KEY_LENGTH)
         self._pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
         # Every default-pattern match contains "eyJ": a substring test skips the regex.
         self._hint = "eyJ" if pattern == _secret.TOKEN_PATTERN else ""
+        # Other credential shapes (`shapes=False` turns them off); each match contains one
+        # of the hints, so most strings skip this regex too.
+        self._shapes = re.compile("|".join(_secret.SECRET_PATTERNS)) if shapes else None
         self._use_registry = use_registry
         self._index = _KnownIndex(0, self._extra)
         self._grow_lock = threading.Lock()
@@ -153,9 +190,13 @@ class RedactSecrets:
         return self._str(text, self._current())
 
     def _str(self, text: str, index: _KnownIndex) -> str:
+        # Known values first: a registered secret that also matches a shape is masked whole.
+        text = index.redact(text)
         if self._pattern is not None and self._hint in text:
             text = self._pattern.sub(MASK, text)
-        return index.redact(text)
+        if self._shapes is not None and any(hint in text for hint in _SHAPE_HINTS):
+            text = self._shapes.sub(MASK, text)
+        return text
 
     def _value(self, value: Any, index: _KnownIndex) -> Any:
         if isinstance(value, str):
@@ -172,6 +213,74 @@ class RedactSecrets:
         if isinstance(value, dt.datetime | dt.date):
             return value.isoformat()
         return self._str(repr(value), index)
+
+
+_shared: RedactSecrets | None = None
+
+
+def redact(text: str) -> str:
+    """`text` with every known secret and credential shape replaced by `***`."""
+    global _shared
+    if _shared is None:
+        _shared = RedactSecrets()
+    return _shared.redact(text)
+
+
+def scrub(text: str, limit: int = 500, *, keep: Literal["head", "tail"] = "tail") -> str:
+    """Untrusted text (a child's output, a server's body) made fit for a message.
+
+    Redacts first, then keeps at most `limit` characters (the end, or the start with
+    `keep="head"`), so truncation can never cut a secret in two and let a piece through.
+    """
+    text = redact(text)
+    if len(text) <= limit:
+        return text
+    return "…" + text[-limit:] if keep == "tail" else text[:limit] + "…"
+
+
+def register_known_secrets(
+    config: Config | None = None, environ: Mapping[str, str] | None = None
+) -> None:
+    """Teach the redactor the credentials around this process; call once at start-up.
+
+    The admin token (the variable `[motherduck] admin_token_env` names), the backend
+    credentials in the environment (Vault token, AppRole role and secret ids under the
+    names the config gives, AWS keys) and every notification URL. Safe to call again.
+    """
+    env = os.environ if environ is None else environ
+    names = set(_CREDENTIAL_ENV)
+    if config is not None:
+        names.add(config.motherduck.admin_token_env)
+        for account in config.accounts:
+            for backend in account.backends:
+                auth = getattr(backend, "auth", None)
+                for attr in ("token_env", "secret_id_env", "role_id_env"):
+                    name = getattr(auth, attr, None)
+                    if isinstance(name, str) and name:
+                        names.add(name)
+        notes = config.notifications
+        for target in (*notes.on_success, *notes.on_failure):
+            _secret.register(target.url)
+    else:
+        names.add("MOTHERDUCK_ADMIN_TOKEN")
+    for name in sorted(names):
+        value = env.get(name)
+        if value:
+            _secret.register(value)
+
+
+class RedactingStream:
+    """A text stream that redacts every write before passing it on (CLI stdout/stderr)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _renderer(fmt: Format, stream: TextIO) -> Processor:

@@ -19,13 +19,17 @@ deadline), bounded by `RetryPolicy.attempts` AND `RetryPolicy.timeout`:
                                    with in_flight=True when no answer came back at all
                                    (timeout, dropped connection, gateway 502/504)
 
+Every attempt has a wall-clock deadline (its timeout: a server dripping bytes cannot
+stretch it) and a size cap on the answer (`rotator.httpbound`); an answer that is too big,
+not JSON, nested too deeply or missing fields is a one-line MotherDuckError (on a
+token-creating POST, OutcomeUnknown).
+
 A retried DELETE of a token that did go through answers 404, which `revoke_token`
 reports as "already gone" (False).
 """
 
 from __future__ import annotations
 
-import json as _json
 import math
 import random
 import re
@@ -54,7 +58,10 @@ from rotator.errors import (
     Unauthorized,
     WrongRoute,
 )
+from rotator.httpbound import DeadlineTransport, TooLarge, deadline, read_capped
+from rotator.log import scrub
 from rotator.motherduck_parse import CreatedToken, TokenInfo
+from rotator.netpolicy import insecure_reason
 from rotator.secret import MASK, TOKEN_PATTERN, Secret
 
 __all__ = ["CreatedToken", "MotherDuckClient", "RetryEvent", "RetryPolicy", "TokenInfo"]
@@ -67,6 +74,8 @@ _GATEWAY_STATUSES: Final = frozenset({502, 504})
 _NEVER_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _NOT_TRANSIENT: Final = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 _MIN_ATTEMPT_SECONDS: Final = 1.0
+MAX_BODY_BYTES: Final = 8 * 1024 * 1024
+"""No answer of the API is near this (10,000 tokens' metadata is ~2 MB); past it, stop."""
 _TOKEN_RE: Final = re.compile(TOKEN_PATTERN)
 _TOKENS: Final = "/v1/users/{username}/tokens"
 _TOKEN: Final = "/v1/users/{username}/tokens/{token_id}"
@@ -179,14 +188,23 @@ class MotherDuckClient:
             raise ConfigError(f"motherduck api_url is not a valid URL: {exc}") from None
         if url.scheme not in ("http", "https") or not url.host:
             raise ConfigError("motherduck api_url must be an http(s) URL with a host")
+        if any(not c.isprintable() or c.isspace() for c in admin_token.reveal()):
+            # Never echoed: a value with a line break is usually two secrets pasted together.
+            raise ConfigError(
+                "the admin token contains whitespace or a control character (a CR/LF?); "
+                "set the environment variable to the bare token"
+            )
         self._base = api_url.rstrip("/")
         self._shown_url = str(url.copy_with(username=None, password=None, query=None))
+        why = insecure_reason(api_url)
+        if why:  # accepted by the config only with `insecure = true`; said on every run
+            log.warning("motherduck.insecure_url", url=self._shown_url, why=why)
         self._admin_token = admin_token
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
         self._on_retry = on_retry
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.Client(timeout=timeout)
+        self._http = http if http is not None else _client(timeout)
 
     def __repr__(self) -> str:
         return f"MotherDuckClient({self._shown_url!r})"
@@ -288,22 +306,48 @@ class MotherDuckClient:
         while True:
             attempt += 1
             remaining = policy.timeout - (policy.clock() - start)
+            timeout = self._attempt_timeout(remaining)
             try:
-                response = self._http.request(
-                    method,
-                    self._base + path,
-                    json=json,
-                    headers={"Authorization": f"Bearer {self._admin_token.reveal()}"},
-                    timeout=self._attempt_timeout(remaining),
-                )
+                response, body = self._send(method, path, json, timeout)
             except httpx.TransportError as exc:
                 failure = self._transport_failure(method, path, exc, creating)
+            except TooLarge as exc:
+                failure = self._too_large(method, path, exc, creating)
             else:
                 if response.is_success:
-                    return self._parse(method, path, response, parse, creating)
-                failure = self._status_failure(method, path, response, creating)
+                    return self._parse(method, path, body, parse, creating)
+                failure = self._status_failure(method, path, response, body, creating)
             if not (failure.retry and self._schedule(method, route, attempt, failure, start)):
                 raise failure.error(attempt) from failure.cause
+
+    def _send(
+        self, method: str, path: str, json: Any, timeout: float | httpx.Timeout
+    ) -> tuple[httpx.Response, bytes]:
+        """One attempt: the answer and its body, read within a deadline and a size cap."""
+        request = self._http.build_request(
+            method,
+            self._base + path,
+            json=json,
+            headers={
+                "Authorization": f"Bearer {self._admin_token.reveal()}",
+                "Accept-Encoding": "identity",  # the size cap counts what the server sent
+            },
+            timeout=timeout,
+        )
+        with deadline(_seconds(timeout)):
+            response = self._http.send(request, stream=True)
+            try:
+                return response, read_capped(response, MAX_BODY_BYTES)
+            finally:
+                response.close()
+
+    def _too_large(
+        self, method: str, path: str, exc: TooLarge, creating: tuple[str, str] | None
+    ) -> _Failure:
+        if creating is not None:
+            return _unknown(method, path, str(exc), creating)
+        message = f"{method} {path}: {exc} (is the api_url {self._shown_url} right?)"
+        return _Failure(MotherDuckError, message, "too_large")
 
     def _attempt_timeout(self, remaining: float) -> float | httpx.Timeout:
         if isinstance(self._timeout, httpx.Timeout):
@@ -343,10 +387,15 @@ class MotherDuckClient:
         return _Failure(TransportError, message, reason, retry=retry, cause=exc)
 
     def _status_failure(
-        self, method: str, path: str, response: httpx.Response, creating: tuple[str, str] | None
+        self,
+        method: str,
+        path: str,
+        response: httpx.Response,
+        body: bytes,
+        creating: tuple[str, str] | None,
     ) -> _Failure:
         status = response.status_code
-        code, text, issues = self._error_body(response)
+        code, text, issues = self._error_body(body)
         said = "; ".join(issues) or text or response.reason_phrase
         where = f"{method} {path}: {status}"
         extra: dict[str, Any] = {"status": status, "code": code, "issues": issues}
@@ -377,29 +426,25 @@ class MotherDuckClient:
         self,
         method: str,
         path: str,
-        response: httpx.Response,
+        body: bytes,
         parse: Callable[[Any], _T],
         creating: tuple[str, str] | None,
     ) -> _T:
         try:
-            if not response.content.strip():
+            if not body.strip():
                 return parse({})  # tolerate an empty 200 where the spec promises `{}`
-            try:
-                body = response.json()
-            except (ValueError, UnicodeDecodeError):
-                raise answers.Malformed("not JSON") from None
-            return parse(body)
-        except answers.Malformed as exc:
-            what = f"200 with an unexpected body ({exc})"
+            return parse(answers.load_json(body))
+        except (answers.Malformed, RecursionError) as exc:
+            what = f"200 with an unexpected body ({exc or type(exc).__name__})"
             if creating is not None:
                 raise _unknown(method, path, what, creating).error(1) from None
             raise MotherDuckError(f"{method} {path}: {what}", status=200) from None
 
-    def _error_body(self, response: httpx.Response) -> tuple[str | None, str, list[str]]:
+    def _error_body(self, content: bytes) -> tuple[str | None, str, list[str]]:
         """(code, message, issue messages) from an error body; (None, "", []) if not JSON."""
         try:
-            body = _json.loads(response.content)
-        except (ValueError, UnicodeDecodeError):
+            body = answers.load_json(content)
+        except answers.Malformed:
             return None, "", []
         if not isinstance(body, dict):
             return None, "", []
@@ -416,12 +461,11 @@ class MotherDuckClient:
         )
 
     def _clean(self, text: str) -> str:
-        """Server-supplied text made safe for a message: one line, short, no secrets."""
-        text = " ".join(text.split())[:300]
+        """Server-supplied text made safe for a message: one line, no secrets, then short."""
         admin = self._admin_token.reveal()
         if admin:
             text = text.replace(admin, MASK)
-        return _TOKEN_RE.sub(MASK, text)
+        return scrub(" ".join(_TOKEN_RE.sub(MASK, text).split()), 300, keep="head")
 
 
 def _unknown(
@@ -443,6 +487,18 @@ def _unknown(
 
 
 # -- helpers ---------------------------------------------------------------------------
+
+
+def _client(timeout: float | httpx.Timeout) -> httpx.Client:
+    return httpx.Client(timeout=timeout, transport=DeadlineTransport())
+
+
+def _seconds(timeout: float | httpx.Timeout) -> float:
+    """An attempt's wall-clock deadline: its timeout, or the longest part of an httpx.Timeout."""
+    if isinstance(timeout, httpx.Timeout):
+        parts = [t for t in (timeout.connect, timeout.read, timeout.write, timeout.pool) if t]
+        return max(parts, default=60.0)
+    return timeout
 
 
 def _seg(value: str) -> str:

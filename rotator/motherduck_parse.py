@@ -2,11 +2,13 @@
 
 Tolerant where the spec allows (absent optional fields, unknown extra fields, any number
 of fraction digits in a timestamp), strict where a wrong shape would mislead the engine
-(a token without an id, a created token without its secret).
+(a token without an id, a created token without its secret). Anything else a server may
+send (HTML, deep nesting, wrong types) is `Malformed` too, never another exception.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,7 +16,7 @@ from typing import Any, Final
 
 from rotator.secret import Secret
 
-__all__ = ["CreatedToken", "Malformed", "TokenInfo"]
+__all__ = ["CreatedToken", "Malformed", "TokenInfo", "load_json"]
 
 FRACTION_RE: Final = re.compile(r"\.(\d+)")
 
@@ -41,6 +43,16 @@ class CreatedToken:
 
     info: TokenInfo
     token: Secret
+
+
+def load_json(content: bytes) -> Any:
+    """Decode a body; Malformed when it is not JSON or nests deeper than Python recurses."""
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        raise Malformed("not JSON") from None
+    except RecursionError:
+        raise Malformed("JSON nested too deeply") from None
 
 
 def object_(value: Any) -> dict[str, Any]:

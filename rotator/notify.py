@@ -7,8 +7,10 @@ account, run id, outcome, state, message/failure, token ids and timestamps — i
 and every text is passed through the log redactor as well, so a secret cannot slip out
 even if some message carried one. Each target gets `1 + retries` attempts with a timeout
 each and doubling backoff (capped) on transport errors, 429 and 5xx; a 4xx is final.
-Failures are logged (`notification.failed`) and swallowed: a dead webhook never fails a
-rotation. Webhook URLs are logged by scheme and host only (Slack URLs are credentials).
+Each attempt ends by its timeout however slowly the server answers, and the answer's body
+is never read. Failures are logged (`notification.failed`) and swallowed: a dead webhook
+never fails a rotation. Webhook URLs are logged by scheme and host only (Slack URLs are
+credentials).
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 import structlog
 
 from rotator.config import Notifications, NotificationTarget
 from rotator.events import RunEvent
+
+if TYPE_CHECKING:
+    import httpx  # imported by `send`: a run that notifies nobody never loads httpx
 
 __all__ = ["Notifier", "outcome_of", "slack_payload", "webhook_payload"]
 
@@ -155,9 +159,15 @@ class Notifier:
         where = _where(target.url)
         attempts = 1 + target.retries
         timeout = target.timeout.total_seconds()
-        with httpx.Client(timeout=timeout, transport=self._transport) as client:
+        import httpx
+
+        from rotator.httpbound import DeadlineTransport, deadline
+
+        transport = self._transport if self._transport is not None else DeadlineTransport()
+        with httpx.Client(timeout=timeout, transport=transport) as client:
             for attempt in range(1, attempts + 1):
-                reason = self._post(client, target.url, payload)
+                with deadline(timeout):
+                    reason = self._post(client, target.url, payload)
                 if reason is None:
                     log.info("notification.sent", target=where, kind=target.type, run_id=run_id)
                     return True
@@ -184,8 +194,12 @@ class Notifier:
     @staticmethod
     def _post(client: httpx.Client, url: str, payload: dict[str, Any]) -> str | None:
         """None on success, else a short reason; a 4xx other than 429 starts with "4"."""
+        import httpx
+
         try:
-            response = client.post(url, json=payload)
+            # The answer's body is never read: a webhook cannot make us hold an endless one.
+            with client.stream("POST", url, json=payload) as response:
+                pass
         except httpx.HTTPError as exc:
             return f"transport: {type(exc).__name__}"
         if response.is_success:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
 from backends import TokenRecord
 from rotator import interrupt
-from rotator.checks import CheckContext, run_with_attempts
+from rotator.checks import CheckContext, run_check, run_with_attempts
 from rotator.errors import (
     BackendError,
     CheckFailed,
@@ -24,7 +25,6 @@ from rotator.errors import (
     NeedsAttention,
     OutcomeUnknown,
 )
-from rotator.motherduck import TokenInfo
 from rotator.outcome import Outcome, final_outcome, outcome_for
 from rotator.outcome import token_id as _id
 from rotator.runcontext import RunContext, StepFailed
@@ -39,7 +39,10 @@ from rotator.safety import (
 )
 from rotator.secret import Secret
 
-__all__ = ["Runner"]
+if TYPE_CHECKING:
+    from rotator.motherduck import TokenInfo
+
+__all__ = ["Runner", "left_to_secretsmanager"]
 
 log = structlog.get_logger("rotator.workflow")
 
@@ -53,6 +56,31 @@ MAX_CREATE_ATTEMPTS = 3
 MAX_REVOKE_ATTEMPTS = 5
 SETTLE_FIRST_PAUSE = 0.1  # seconds between listings while a create may still commit
 SETTLE_MAX_PAUSE = 2.0
+FORWARD = list(RunState)[: list(RunState).index(RunState.COMPLETED) + 1]
+# What a scheduled pass may still do to a run Secrets Manager drives: the revoke owed after
+# the grace, and cleanup of a failure. Everything before belongs to the four rotation steps.
+SCHEDULE_MAY_FINISH = frozenset(
+    {
+        RunState.AWAITING_REVOKE,
+        RunState.REVOKING,
+        RunState.ROLLING_BACK,
+        RunState.FAILED_NEEDS_ATTENTION,
+    }
+)
+
+
+def left_to_secretsmanager(run: Run, trigger: str) -> Outcome | None:
+    """A scheduled pass leaves a run Secrets Manager drives to its steps; None otherwise."""
+    if trigger != "schedule" or run.trigger != "secretsmanager" or run.terminal:
+        return None
+    if run.state in SCHEDULE_MAY_FINISH:
+        return None
+    return outcome_for(
+        run,
+        run.account,
+        "in_progress",
+        f"run {run.run_id} is driven by Secrets Manager (at {run.state.value}); left to its steps",
+    )
 
 
 class Runner(RunContext):
@@ -69,6 +97,9 @@ class Runner(RunContext):
                 rotate_after=self.policy.rotate_after,
                 rotate_before_expiry=self.policy.rotate_before_expiry,
                 force=force,
+                window=self.policy.window,
+                spread=self.policy.spread,
+                account=self.name,
             )
             if not due:
                 return Outcome(
@@ -78,6 +109,8 @@ class Runner(RunContext):
                 return interrupt.not_started(self.name)
             self._preflight()
             run = self._start(run_id or new_run_id(), trigger, reason)
+        elif (left := left_to_secretsmanager(run, trigger)) is not None:
+            return left
         else:
             log.info(
                 "run.resumed",
@@ -211,6 +244,8 @@ class Runner(RunContext):
             RunState.REVOKING: self._revoke,
             RunState.ROLLING_BACK: self._rollback,
         }
+        if self._reached_until(run):
+            return final_outcome(run, self.name)  # a retried step: its work is done already
         while run.state in steps:
             if interrupt.stop_requested():  # SIGINT/SIGTERM: stop at this step boundary
                 self._flush(run)
@@ -240,6 +275,12 @@ class Runner(RunContext):
         if run.state in (RunState.ROLLED_BACK, RunState.FAILED_NEEDS_ATTENTION):
             self._hook("on_failure", run)
         return final_outcome(run, self.name)
+
+    def _reached_until(self, run: Run) -> bool:
+        """True when the run is already at or past `until` on the forward path."""
+        if self.until is None or run.state not in FORWARD:
+            return False
+        return FORWARD.index(run.state) >= FORWARD.index(self.until)
 
     # -- steps -------------------------------------------------------------------------
 
@@ -352,8 +393,10 @@ class Runner(RunContext):
             self._save(run)
             log.info("backend.staged", backend=label, token_id=run.new_token.id)
         staged = all(p.state == "staged" for p in run.backends.values())
-        if len(run.backends) < len(self.backends) or not staged:
-            return None  # stage_only: the other backends are the next invocation's work
+        if self.stage_only or len(run.backends) < len(self.backends) or not staged:
+            # stage_only (createSecret) stages one backend and stops there, even when it is
+            # the only one: reaching `stored` is the next invocation's (setSecret's) work.
+            return None
         return RunState.STORED
 
     def _new_secret(self, run: Run) -> Secret | None:
@@ -561,7 +604,7 @@ class Runner(RunContext):
             if check.name == "readback":
                 continue
             try:
-                check.run(ctx)
+                run_check(check, ctx)
             except CheckFailed:
                 continue
             raise _RevokeUnconfirmed(run.old_token.id, f"still passes the {check.name} check")

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from rotator.errors import StateError
-from rotator.tables import format_time
+from rotator.schedule import decide
 
 __all__ = [
     "AccountRecord",
@@ -209,27 +209,26 @@ def rotation_due(
     rotate_after: timedelta,
     rotate_before_expiry: timedelta,
     force: bool = False,
+    window: str | None = None,
+    spread: timedelta = timedelta(0),
+    account: str = "",
 ) -> tuple[bool, str]:
-    """Is a rotation due for the current token? Returns (due, reason in words)."""
-    if force:
-        return True, "forced"
-    if current is None:
-        return True, "no managed token yet"
-    if current.expire_at:
-        expire_at = datetime.fromisoformat(current.expire_at)
-        if expire_at - now <= rotate_before_expiry:
-            return True, f"token expires at {format_time(current.expire_at)}"
-    if not current.created_ts:
-        return True, "current token's age is unknown"
-    age = now - datetime.fromisoformat(current.created_ts)
-    if age >= rotate_after:
-        return True, f"token is {_days(age)} old (rotate_after {_days(rotate_after)})"
-    due_at = datetime.fromisoformat(current.created_ts) + rotate_after
-    if current.expire_at:
-        due_at = min(due_at, datetime.fromisoformat(current.expire_at) - rotate_before_expiry)
-    return False, f"not due until {format_time(due_at)}"
+    """Should a new rotation start for the current token? Returns (due, reason in words).
 
-
-def _days(delta: timedelta) -> str:
-    days = delta.total_seconds() / 86400
-    return f"{days:.1f}d"
+    Age and expiry decide, moved later by the account's `spread` offset and held back
+    outside the weekly `window` (rules in rotator.schedule); `force` ignores all of them.
+    Only the start of a run asks this: a run under way finishes whatever the window says.
+    """
+    decision = decide(
+        account=account,
+        created_ts=current.created_ts if current else None,
+        expire_at=current.expire_at if current else None,
+        has_token=current is not None,
+        now=now,
+        rotate_after=rotate_after,
+        rotate_before_expiry=rotate_before_expiry,
+        window=window,
+        spread=spread,
+        force=force,
+    )
+    return decision.due, decision.reason

@@ -21,10 +21,12 @@ from typing import Final
 __all__ = [
     "MASK",
     "MIN_KNOWN_LENGTH",
+    "SECRET_PATTERNS",
     "TOKEN_PATTERN",
     "Secret",
     "known_secrets",
     "known_secrets_since",
+    "register",
     "registry_generation",
 ]
 
@@ -39,6 +41,13 @@ TOKEN_PATTERN: Final = rf"eyJ{_B64URL}+=*\.{_B64URL}+=*\.{_B64URL}*=*"
 
 Generous on purpose: any lengths, optional padding, an empty signature (alg none).
 """
+
+SECRET_PATTERNS: Final = (
+    r"\bhv[sbr]\.[A-Za-z0-9_-]{20,}",  # a Vault/OpenBao service, batch or recovery token
+    r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b",  # an AWS access key id
+    r"https?://hooks\.slack\.com/\S+",  # a Slack incoming-webhook URL (a credential)
+)
+"""Other credentials worth masking even when nobody registered them (see `rotator.log`)."""
 
 _registry: set[str] = set()
 _in_order: list[str] = []  # the same values, oldest first: the generation indexes it
@@ -55,6 +64,14 @@ def _register(value: str) -> None:
             _registry.add(value)
             _in_order.append(value)
             _generation += 1
+
+
+def register(value: str) -> None:
+    """Add a secret that is not a `Secret` (an env credential, a webhook URL) to the registry.
+
+    Values shorter than `MIN_KNOWN_LENGTH` are ignored; so is surrounding whitespace.
+    """
+    _register(value.strip())
 
 
 def registry_generation() -> int:

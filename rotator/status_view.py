@@ -13,12 +13,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from rotator import tables
-from rotator.drift import DriftReport, scheduled_rotation_at
 from rotator.durations import format_duration
 from rotator.runrecord import Run, RunState
+from rotator.schedule import decide
 from rotator.tables import format_time, short_id
 
 if TYPE_CHECKING:
+    from rotator.drift import DriftReport
     from rotator.workflow import Engine
 
 __all__ = [
@@ -52,7 +53,19 @@ def status_doc(engine: Engine, name: str, drift: DriftReport | None = None) -> d
     age_seconds = None
     if current and current.created_ts:
         age_seconds = (now - datetime.fromisoformat(current.created_ts)).total_seconds()
-    due_at = scheduled_rotation_at(current, policy)
+    # The next due time honours the spread offset and the window (rotator/schedule.py).
+    decision = decide(
+        account=account.username,
+        created_ts=current.created_ts if current else None,
+        expire_at=current.expire_at if current else None,
+        has_token=current is not None,
+        now=now,
+        rotate_after=policy.rotate_after,
+        rotate_before_expiry=policy.rotate_before_expiry,
+        window=policy.window,
+        spread=policy.spread,
+    )
+    due_at = decision.at
     return {
         "account": name,
         "current_token_id": current.id if current else None,
@@ -63,7 +76,10 @@ def status_doc(engine: Engine, name: str, drift: DriftReport | None = None) -> d
         "rotate_after": format_duration(policy.rotate_after),
         "rotate_after_seconds": policy.rotate_after.total_seconds(),
         "next_due_at": due_at.isoformat(timespec="seconds") if due_at else None,
-        "due": active is None and (due_at is None or due_at <= now),
+        "due": active is None and decision.due,
+        "due_reason": decision.reason,
+        "window": policy.window,
+        "spread": format_duration(policy.spread) if policy.spread else None,
         "last_run_id": record.last_run_id,
         "last_state": record.last_state,
         "last_outcome": _outcome(record.last_state, engine, record.last_run_id),

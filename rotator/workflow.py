@@ -16,6 +16,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -27,16 +28,19 @@ from rotator.containment import contain
 from rotator.durations import format_duration
 from rotator.errors import ConfigError, RotatorError
 from rotator.events import EventSink
-from rotator.motherduck import MotherDuckClient
 from rotator.outcome import Outcome
 from rotator.outcome import token_id as _id
-from rotator.runner import Runner
+from rotator.runner import Runner, left_to_secretsmanager
 from rotator.runrecord import (
     AccountRecord,
     Run,
     RunState,
     rotation_due,
 )
+
+if TYPE_CHECKING:
+    # httpx is imported when the first MotherDuck client is built (start-up, issue 16).
+    from rotator.motherduck import MotherDuckClient
 
 __all__ = ["Engine", "Outcome"]
 
@@ -100,7 +104,7 @@ class Engine:
         that); the answer is the one the leased path gives.
         """
         if not force and run_id is None:
-            idle = self._not_due_without_lease(username)
+            idle = self._not_due_without_lease(username, trigger)
             if idle is not None:
                 return idle
         with self._leased(username, until=until, stage_only=stage_only) as runner:
@@ -127,21 +131,28 @@ class Engine:
         with self._leased(username) as runner:
             return runner.adopt(token_id)
 
-    def _not_due_without_lease(self, username: str) -> Outcome | None:
+    def _not_due_without_lease(self, username: str, trigger: str = "cli") -> Outcome | None:
         """`not_due` when the record shows no run in progress and a token not yet due.
 
-        Reads only. Anything else (a run in progress, a due token, no record) returns None
-        and goes the leased way, which decides again under the lease.
+        Reads only. Also answers a scheduled pass that finds a run Secrets Manager drives
+        (`in_progress`, left to its steps). Anything else (a run in progress, a due token,
+        no record) returns None and goes the leased way, which decides again under the lease.
         """
         account = self.config.account(username)
         record = self.account_record(account.username)
-        if record.active_run_id or record.current_token is None:
+        if record.active_run_id:
+            run = self.load_run(record.active_run_id)
+            return left_to_secretsmanager(run, trigger) if run is not None else None
+        if record.current_token is None:
             return None
         due, reason = rotation_due(
             record.current_token,
             now=self.clock(),
             rotate_after=account.policy.rotate_after,
             rotate_before_expiry=account.policy.rotate_before_expiry,
+            window=account.policy.window,
+            spread=account.policy.spread,
+            account=account.username,
         )
         if due:
             return None
@@ -192,6 +203,9 @@ class Engine:
             rotate_after=account.policy.rotate_after,
             rotate_before_expiry=account.policy.rotate_before_expiry,
             force=force,
+            window=account.policy.window,
+            spread=account.policy.spread,
+            account=account.username,
         )
         old = _id(record.current_token)
         if not due:
@@ -245,6 +259,10 @@ class Engine:
             )
             for cfg in account.backends
         ]
+        for backend in built:  # fingerprints keyed with the store's secret key, not the run id
+            keyed = getattr(backend, "use_fingerprint_key", None)
+            if keyed is not None:
+                keyed(self.store.fingerprint_key)
         labels = [b.label for b in built]
         if len(set(labels)) != len(labels):
             raise ConfigError(

@@ -70,11 +70,13 @@ def main() -> int:
             "rotator.simulator",
             "--port",
             "0",
-            "--admin-token",
-            admin,
+            # The token through the environment: anything on argv is visible in `ps`.
+            "--admin-token-env",
+            "ROTATOR_SIM_ADMIN_TOKEN",
             "--ready-file",
             str(ready),
         ],
+        env={**os.environ, "ROTATOR_SIM_ADMIN_TOKEN": admin},
         stdout=subprocess.DEVNULL,
         stderr=open(WORK / "simulator.log", "wb"),  # noqa: SIM115 - lives as long as the process
     )

@@ -55,22 +55,58 @@ mkdir -p -- "$package/config" "$build/wheels"
 wheels=("$build/wheels"/rotator-*.whl)
 wheel="${wheels[0]}"
 
-# 2. It and its dependencies for Lambda's Python 3.12 on Linux: binary wheels only, so
-#    pydantic-core and friends are the manylinux builds, never this machine's. Only the
-#    `aws` extra (boto3): no vault, duckdb or postgres code in the function.
-"$python" -m pip install \
-  --target "$package" \
-  --platform "$platform" \
-  --implementation cp \
-  --python-version 3.12 \
-  --only-binary=:all: \
-  --no-compile \
-  "${wheel}[aws]"
+# 2. What the handler needs, and nothing else: rotator's own requirements plus the `aws`
+#    extra (boto3), read from the wheel's metadata, minus what only the command line uses
+#    (rich for tables, prometheus-client for textfile metrics). No vault, duckdb or
+#    postgres code in the function.
+mapfile -t deps < <("$python" - "$wheel" <<'PY'
+import re, sys, zipfile
+from email.parser import Parser
 
-# 3. The config, where ROTATOR_CONFIG points.
+CLI_ONLY = {"rich", "prometheus-client", "prometheus_client"}
+with zipfile.ZipFile(sys.argv[1]) as whl:
+    [meta] = [n for n in whl.namelist() if n.endswith(".dist-info/METADATA")]
+    message = Parser().parsestr(whl.read(meta).decode())
+for req in message.get_all("Requires-Dist") or []:
+    spec, _, marker = req.partition(";")
+    name = re.match(r"[A-Za-z0-9._-]+", spec.strip()).group(0)
+    if name.lower() in CLI_ONLY:
+        continue
+    if not marker.strip() or re.fullmatch(r"""\s*extra\s*==\s*["']aws["']\s*""", marker):
+        print(spec.strip())
+PY
+)
+
+# 3. Installed for Lambda's Python 3.12 on Linux: binary wheels only, so pydantic-core
+#    and friends are the manylinux builds, never this machine's.
+pip_target=(--target "$package" --platform "$platform" --implementation cp
+  --python-version 3.12 --only-binary=:all: --no-compile)
+"$python" -m pip install "${pip_target[@]}" --no-deps "$wheel"
+"$python" -m pip install "${pip_target[@]}" "${deps[@]}"
+# The MotherDuck simulator is a test tool, and bin/ holds the CLI's launcher.
+rm -rf -- "$package/rotator/simulator" "$package/bin"
+
+# 4. The config, where ROTATOR_CONFIG points.
 install -m 0644 -- "$config" "$package/config/lambda.toml"
 
-# 4. Zip the package root (Lambda wants rotator/ and backends/ at the top of the zip).
+# 5. Check the contents (nothing the handler does not need) and, with an interpreter
+#    like Lambda's (python3.12 on this architecture), that the handler imports from the
+#    package alone. LAMBDA_PYTHON=... picks another; LAMBDA_PYTHON=none skips the import.
+lambda_python="${LAMBDA_PYTHON:-}"
+if [[ -z "$lambda_python" && "$(uname -m)" == "${arch/arm64/aarch64}" ]]; then
+  lambda_python="$(command -v python3.12 || true)"
+fi
+check=("$python" "$here/check_package.py" "$package")
+if [[ -n "$lambda_python" && "$lambda_python" != none ]]; then
+  check+=(--python "$lambda_python")
+else
+  echo "build.sh: no python3.12 for $arch here; checking contents only (set LAMBDA_PYTHON)" >&2
+fi
+"${check[@]}"
+
+# 6. Zip the package root (Lambda wants rotator/ and backends/ at the top of the zip).
 rm -f -- "$zipfile"
 (cd -- "$package" && zip -q -r -9 -X "$zipfile" .)
-echo "built $zipfile ($(du -h -- "$zipfile" | cut -f1)) for $arch with $(basename -- "$config")"
+zip_bytes="$(wc -c < "$zipfile")"
+echo "built $zipfile ($(( zip_bytes / 1024 )) KiB zipped, $(du -sk -- "$package" | cut -f1) KiB" \
+  "unpacked; Lambda allows 50 MiB zipped, 250 MiB unpacked) for $arch with $(basename -- "$config")"

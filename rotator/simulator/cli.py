@@ -47,7 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     add("--allow-non-loopback", action="store_true", help="permit a non-loopback --host")
     add("--port", type=int, default=8765, help="port to bind; 0 picks a free one (default 8765)")
-    add("--admin-token", metavar="SECRET", help="the admin user's token (default: generated)")
+    add(
+        "--admin-token",
+        metavar="SECRET",
+        help="the admin user's token (default: generated); visible in `ps`, prefer the next two",
+    )
+    add("--admin-token-env", metavar="NAME", help="read the admin token from this env variable")
+    add("--admin-token-in", metavar="PATH", type=Path, help="read the admin token from this file")
     add("--admin-token-file", metavar="PATH", type=Path, help="write the admin token here (0600)")
     add(
         "--service-account",
@@ -92,17 +98,39 @@ def _build_model(args: argparse.Namespace, clock: OffsetClock) -> tuple[Model, S
 def _seed_admin(model: Model, args: argparse.Namespace) -> str:
     """Ensure the admin user and its token; return the token's secret."""
     model.ensure_user(ADMIN_USERNAME, admin=True)
+    given = _given_admin_token(args)
     try:
-        token = model.issue_token(ADMIN_USERNAME, ADMIN_TOKEN_NAME, secret=args.admin_token)
+        token = model.issue_token(ADMIN_USERNAME, ADMIN_TOKEN_NAME, secret=given)
     except ValueError as exc:
         raise UsageError(f"--admin-token: {exc}") from None
     if args.admin_token_file:
         atomic_write_bytes(args.admin_token_file, token.secret.encode(), mode=0o600)
-    elif args.admin_token is None:
+    elif given is None:
         # Asked for nothing: a person is running it by hand and needs the token.
         sys.stderr.write(f"rotator simulator: admin token for user {ADMIN_USERNAME!r}: ")
         sys.stderr.write(token.secret + "\n")
     return token.secret
+
+
+def _given_admin_token(args: argparse.Namespace) -> str | None:
+    """The admin token from --admin-token, --admin-token-env or --admin-token-in, if any."""
+    given = [x for x in (args.admin_token, args.admin_token_env, args.admin_token_in) if x]
+    if len(given) > 1:
+        raise UsageError("give at most one of --admin-token, --admin-token-env, --admin-token-in")
+    if args.admin_token_env:
+        value = os.environ.get(str(args.admin_token_env), "").strip()
+        if not value:
+            raise UsageError(f"--admin-token-env: {args.admin_token_env} is not set")
+        return value
+    if args.admin_token_in:
+        try:
+            value = str(args.admin_token_in.read_text()).strip()
+        except OSError as exc:
+            raise UsageError(f"--admin-token-in: cannot read it ({exc.strerror})") from None
+        if not value:
+            raise UsageError(f"--admin-token-in: {args.admin_token_in} is empty")
+        return value
+    return str(args.admin_token) if args.admin_token else None
 
 
 def _build_faults(args: argparse.Namespace) -> Faults:

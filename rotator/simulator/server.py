@@ -5,12 +5,15 @@ A `ThreadingHTTPServer` speaking HTTP/1.1 with keep-alive. Each `/v1/...` reques
 any `delay` rules, possibly failed by a fault rule, answered by the `Model`, persisted
 (when a state file is set), recorded (never bodies or headers) and logged to stderr
 (never secrets). `/_sim/*` control routes (see `control.py`) skip faults and recording.
+Every route refuses what a browser could send on another site's behalf: a foreign Host
+(DNS rebinding), a foreign Origin, a body that is not JSON (see `_foreign`).
 Unknown routes, and known paths with the wrong method, answer a plain-text 404.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import socket
 import socketserver
@@ -215,6 +218,12 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         started = time.monotonic()
         path = urlsplit(self.path).path
+        refused = self._foreign()
+        if refused is not None:
+            self.close_connection = True  # the body (if any) is not read
+            self._send_json(refused[0], ApiError(refused[0], [refused[1]]).body())
+            self._log(method, path, "refused", refused[0], started)
+            return
         raw = self._read_body()
         if raw is None:
             self._send_json(400, ApiError(400, ["body: too large or unreadable"]).body())
@@ -282,6 +291,41 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         status, body = answer
         self._send_json(status, body)
         return status
+
+    def _foreign(self) -> tuple[int, str] | None:
+        """Why a request that a browser could have sent for another site is refused, if it is.
+
+        The control routes hand out every secret, so a page must not reach them: a Host
+        that is not this server (DNS rebinding), an Origin that is not this server (a
+        cross-origin request) or a body that is not JSON (a form or text/plain "simple"
+        request, sent without a CORS preflight) is refused on every route.
+        """
+        host = self.headers.get("Host")
+        if host is not None and not self._is_self(urlsplit(f"//{host}").hostname):
+            return 403, "Host: not this server (the simulator answers loopback names only)"
+        origin = self.headers.get("Origin")
+        if origin is not None:
+            parts = urlsplit(origin)
+            ours = parts.scheme == "http" and self._is_self(parts.hostname)
+            if not ours or (parts.port or 80) != self.server.server_port:
+                return 403, "Origin: cross-origin requests are refused"
+        ctype = self.headers.get("Content-Type")
+        if ctype is not None and ctype.split(";")[0].strip().lower() != "application/json":
+            return 415, "Content-Type: send JSON (application/json)"
+        return None
+
+    def _is_self(self, hostname: str | None) -> bool:
+        if not hostname:
+            return False
+        name = hostname.lower().rstrip(".")
+        if name == str(self.server.server_name).lower():
+            return True
+        if name == "localhost" or name.endswith(".localhost"):
+            return True
+        try:
+            return ipaddress.ip_address(name).is_loopback
+        except ValueError:
+            return False
 
     def _bearer(self) -> str | None:
         header = self.headers.get("Authorization", "")

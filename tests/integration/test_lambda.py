@@ -265,14 +265,14 @@ def test_scheduled_rotates_due_and_finishes_pending_revoke(
         assert new_id != s.old_id
         assert simulator.live_token_ids(s.user) == {s.old_id, new_id}
         at("2030-01-01T00:30:00+00:00")
-        again = aws_lambda.handler({"source": "aws.events"}, Context())
+        again = aws_lambda.handler({"source": "rotator.schedule"}, Context())
         assert [r["result"] for r in again["results"]] == ["awaiting_revoke"]
         at("2030-01-01T01:00:01+00:00")
         done = aws_lambda.handler({"accounts": [s.user]}, Context())
         assert [r["result"] for r in done["results"]] == ["completed"]
         assert simulator.live_token_ids(s.user) == {new_id}
         at("2030-01-02T00:00:00+00:00")
-        after = aws_lambda.handler({"source": "aws.events"}, Context())
+        after = aws_lambda.handler({"source": "rotator.schedule"}, Context())
         assert [r["result"] for r in after["results"]] == ["not_due"]
     finally:
         httpx.post(f"{simulator.url}/_sim/clock", json={"offset_seconds": 0}).raise_for_status()

@@ -127,13 +127,26 @@ def test_config_validates_with_the_cli(path: Path, tmp_path: Path) -> None:
 
 def test_kubernetes_configmap_config_validates(tmp_path: Path) -> None:
     """The rotator.toml embedded in the Kubernetes ConfigMap passes load_config and the CLI."""
-    docs = [d for p in K8S for d in yaml.safe_load_all(p.read_text()) if d]
-    [config_map] = [d for d in docs if d["kind"] == "ConfigMap"]
     path = tmp_path / "rotator.toml"
-    path.write_text(config_map["data"]["rotator.toml"])
+    path.write_text(_k8s_config_text())
     assert load_config(path).accounts
     done = _validate_cli(path, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _k8s_docs() -> list[dict[str, Any]]:
+    return [d for p in K8S for d in yaml.safe_load_all(p.read_text()) if d]
+
+
+def _k8s_config_text() -> str:
+    [config_map] = [
+        d
+        for d in _k8s_docs()
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "rotator-config"
+    ]
+    text = config_map["data"]["rotator.toml"]
+    assert isinstance(text, str)
+    return text
 
 
 def test_sam_template_function_shape() -> None:
@@ -312,3 +325,90 @@ def test_cron_wrapper_is_strict_and_logs_to_syslog() -> None:
     [line] = [ln for ln in cron.splitlines() if ln and not ln.startswith("#") and "=" not in ln]
     fields = line.split()
     assert len(fields) >= 7 and fields[5] == "root" and fields[6].endswith("rotator-cron.sh")
+
+
+def test_dockerignore_is_an_allow_list() -> None:
+    """The build context is an allow-list: no .venv, .git, demo-run/ or state can be sent."""
+    lines = [
+        ln.strip()
+        for ln in (ROOT / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
+    assert lines[0] == "*", "ignore everything first, then allow"
+    allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
+    assert allowed == {"pyproject.toml", "README.md", "rotator", "backends"}
+    for leaky in (".venv", ".git", "demo-run", ".rotator-state", "tests"):
+        assert leaky not in allowed
+
+
+def test_dockerfile_leaves_no_sources_venv_or_secret_in_a_layer() -> None:
+    """Two stages: sources only in the build stage; the final one installs via a bind mount."""
+    text = (EXAMPLES / "kubernetes" / "Dockerfile").read_text()
+    steps = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    stages = [i for i, ln in enumerate(steps) if ln.startswith("FROM ")]
+    assert len(stages) == 2, "a build stage and a final stage"
+    final = steps[stages[1] :]
+    assert not any(ln.startswith(("COPY", "ADD")) for ln in final), final
+    assert any("--mount=type=bind,from=build" in ln for ln in final)
+    copies = [ln for ln in steps if ln.startswith(("COPY", "ADD"))]
+    assert copies and not any(" . " in f"{ln} " or ".venv" in ln for ln in copies), copies
+    for ln in steps:
+        if ln.startswith(("ENV", "ARG")):
+            assert not re.search(r"TOKEN|SECRET|PASSWORD|KEY", ln, re.IGNORECASE), ln
+    assert "venv" not in " ".join(steps).lower()
+
+
+def test_kubernetes_manifest_objects_all_exist() -> None:
+    """Every ConfigMap, PVC and ServiceAccount the CronJob uses is in the manifest; the only
+    Secret is the admin token, created by hand as the header says (never in a file)."""
+    docs = _k8s_docs()
+    have = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    [cronjob] = [d for d in docs if d["kind"] == "CronJob"]
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert ("ServiceAccount", pod["serviceAccountName"]) in have
+    for volume in pod["volumes"]:
+        if "configMap" in volume:
+            assert ("ConfigMap", volume["configMap"]["name"]) in have, volume
+        if "persistentVolumeClaim" in volume:
+            claim = volume["persistentVolumeClaim"]["claimName"]
+            assert ("PersistentVolumeClaim", claim) in have, volume
+        assert "secret" not in volume, "mount no Secret the manifest does not create"
+    header = (EXAMPLES / "kubernetes" / "rotator.yaml").read_text()
+    for container in pod["containers"]:
+        for env in container.get("env", []):
+            ref = env.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                assert f"create secret generic {ref['name']}" in header, ref
+
+
+def _job_backoff(retries: int) -> float:
+    """Kubernetes' pod-failure backoff before each retry: 10s doubling, capped at 6 minutes."""
+    return sum(min(10.0 * 2**i, 360.0) for i in range(retries))
+
+
+def test_kubernetes_retry_policy_outlasts_the_lease(tmp_path: Path) -> None:
+    """A killed pod's lease expires before the Job's last retry, inside activeDeadlineSeconds."""
+    path = tmp_path / "rotator.toml"
+    path.write_text(_k8s_config_text())
+    lease = load_config(path).defaults.lease_ttl.total_seconds()
+    [cronjob] = [d for d in _k8s_docs() if d["kind"] == "CronJob"]
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    backoff = _job_backoff(job["backoffLimit"])
+    assert backoff > lease, f"all {job['backoffLimit']} retries happen inside the {lease}s lease"
+    assert job["activeDeadlineSeconds"] > backoff + lease
+    assert job["activeDeadlineSeconds"] <= cronjob["spec"]["startingDeadlineSeconds"] + 86400
+    rules = job["podFailurePolicy"]["rules"]
+    no_retry = {v for r in rules if r["action"] == "FailJob" for v in r["onExitCodes"]["values"]}
+    assert 3 not in no_retry and {1, 2, 4} <= no_retry
+
+
+def test_systemd_unit_allows_what_the_file_backend_needs() -> None:
+    """~@privileged would kill a chown: @chown is allowed again after it, and the unit is in
+    the consumers' group so a rotated file can be given its group back."""
+    lines = (EXAMPLES / "systemd" / "rotator.service").read_text().splitlines()
+    filters = [ln.split("=", 1)[1] for ln in lines if ln.startswith("SystemCallFilter=")]
+    assert "~@privileged" in filters and "@chown" in filters
+    assert filters.index("@chown") > filters.index("~@privileged")
+    service = _unit(EXAMPLES / "systemd" / "rotator.service")["Service"]
+    assert service["SupplementaryGroups"]
+    assert service["CapabilityBoundingSet"] == ""
