@@ -127,13 +127,19 @@ def lease_held(account: str, holder: Lease) -> LeaseHeld:
 def next_lease(
     previous: Lease | None, *, account: str, owner: str, host: str, now: datetime, ttl: timedelta
 ) -> Lease:
-    """A lease for us, fenced one above whatever lease came before."""
+    """A lease for us, fenced one above whatever lease came before.
+
+    The first lease a store ever records for an account starts at the acquisition time in
+    milliseconds, not at 1: backends keep the highest fencing number they were written
+    under, and a run from a fresh (or lost and recreated) state store must not look older
+    to them than the runs before it.
+    """
     return Lease(
         account=account,
         owner=owner,
         pid=os.getpid(),
         host=host,
-        fence=(previous.fence if previous else 0) + 1,
+        fence=previous.fence + 1 if previous else int(now.timestamp() * 1000),
         acquired_at=now,
         expires_at=now + ttl,
     )

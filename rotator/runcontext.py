@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 from datetime import datetime
@@ -13,9 +14,11 @@ from typing import TYPE_CHECKING
 import structlog
 
 from backends import StoredToken
+from backends._lease import LeaseGuard
+from rotator import pausepoints
 from rotator.checkpoint import Lease
 from rotator.config import AccountConfig
-from rotator.errors import BackendError, HookFailed
+from rotator.errors import BackendError, HookFailed, LeaseLost, MotherDuckError
 from rotator.events import RunEvent
 from rotator.hooks import HookPoint, run_hook
 from rotator.outcome import token_id as _id
@@ -23,6 +26,7 @@ from rotator.runrecord import Run, RunState, TokenRef, token_name_for
 from rotator.secret import Secret
 
 if TYPE_CHECKING:
+    from rotator.motherduck import TokenInfo
     from rotator.workflow import Engine
 
 __all__ = ["RunContext", "StepFailed"]
@@ -64,6 +68,45 @@ class RunContext:
         self.record = engine.account_record(self.name)
         self._account_saved = self._account_facts()
         self._unsaved = False  # a transition made with save=False is not in the store yet
+        guard = LeaseGuard(lease.fence, self._fence)
+        for backend in self.backends.values():
+            bind = getattr(backend, "bind_lease", None)
+            if callable(bind):
+                bind(guard)
+
+    def _fence(self, effect: str) -> None:
+        """I4: check (and renew) the lease immediately before an external side effect.
+
+        Re-reads the lease from the state store under our fencing number and extends it;
+        raises LeaseLost when another run has taken the account over, so a stalled run
+        stops before the effect instead of after its next checkpoint. `effect` names the
+        effect (and is the `fence:<effect>` stall point of the test harness).
+        """
+        self.lease = self.e.store.save(self.lease)
+        pausepoints.reached(f"fence:{effect}")
+
+    def _fence_created(self, info: TokenInfo) -> None:
+        """A create answered after our lease was lost: revoke what we minted, then stop (I2).
+
+        Nothing can serve that token: a successor that found it by name had no secret for
+        it and revoked it itself, so the revoke here is safe without the lease.
+        """
+        try:
+            self._fence("motherduck.created")
+        except LeaseLost:
+            log.warning("token.stale_create_revoked", token_id=info.id)
+            with contextlib.suppress(MotherDuckError):
+                self.e.client.revoke_token(self.name, info.id)
+            raise
+
+    def _served_token_ids(self) -> set[str]:
+        """The token ids the backends serve now (read again; ids a backend cannot tell skipped)."""
+        served = set()
+        for backend in self.backends.values():
+            stored = backend.read_current()
+            if stored is not None and stored.token_id:
+                served.add(stored.token_id)
+        return served
 
     def _hook(self, point: HookPoint, run: Run) -> None:
         """Run a configured hook once per run; after_store/after_promote may demand rollback."""
@@ -79,6 +122,7 @@ class RunContext:
             "new_token_id": _id(run.new_token),
             "failure": run.failure,
         }
+        self._fence(f"hook:{point}")
         try:
             run_hook(point, spec, facts=facts, token=token, cwd=self.e.config.base_dir)
         except HookFailed as exc:
@@ -174,6 +218,7 @@ class RunContext:
             self._save(run, account=account)
         else:
             self._unsaved = True
+        pausepoints.reached(f"state:{state.value}")
         if self.e.on_event is not None:
             self.e.on_event(self._event(run, previous, detail))
 

@@ -27,7 +27,15 @@ from rotator.motherduck import TokenInfo
 from rotator.outcome import Outcome, final_outcome, outcome_for
 from rotator.outcome import token_id as _id
 from rotator.runcontext import RunContext, StepFailed
-from rotator.runrecord import BackendProgress, Run, RunState, TokenRef, new_run_id, rotation_due
+from rotator.runrecord import (
+    BackendProgress,
+    Run,
+    RunState,
+    TokenRef,
+    new_run_id,
+    rotation_due,
+    token_name_for,
+)
 from rotator.secret import Secret
 
 __all__ = ["Runner"]
@@ -176,6 +184,7 @@ class Runner(RunContext):
             run.create_attempts += 1
             run.create_sent_at = time.time()
             self._save(run)
+            self._fence("motherduck.create")
             try:
                 created = self.e.client.create_token(
                     self.name,
@@ -203,6 +212,7 @@ class Runner(RunContext):
                     raise
                 run.create_sent_at = None
                 raise StepFailed(f"MotherDuck refused to create the replacement: {exc}") from exc
+        self._fence_created(created.info)
         run.create_sent_at = None  # answered: no create of this run is in flight any more
         self.secret = created.token
         run.new_token = _ref(created.info, fingerprint=created.token.fingerprint(self.key))
@@ -223,6 +233,7 @@ class Runner(RunContext):
         else:
             found = self.e.client.find_tokens_by_name(self.name, run.token_name)
         for token in found:
+            self._fence("motherduck.revoke")
             self.e.client.revoke_token(self.name, token.id)
             run.lost_token_ids.append(token.id)
             log.warning("token.lost_revoked", token_id=token.id, token_name=run.token_name)
@@ -267,6 +278,7 @@ class Runner(RunContext):
                 continue
             run.backends[label] = BackendProgress("staging")
             self._save(run)
+            self._fence(f"stage:{_kind(label)}")
             try:
                 receipt = backend.stage(record, run_id=run.run_id)
             except BackendError as exc:
@@ -300,6 +312,7 @@ class Runner(RunContext):
                     self.secret = stored.token
                     return self.secret
         log.warning("token.secret_lost", token_id=run.new_token.id)
+        self._fence("motherduck.revoke")
         self.e.client.revoke_token(self.name, run.new_token.id)
         run.lost_token_ids.append(run.new_token.id)
         run.new_token = None
@@ -336,6 +349,7 @@ class Runner(RunContext):
                 continue
             progress.state = "promoting"
             self._save(run)
+            self._fence(f"promote:{_kind(label)}")
             try:
                 backend.promote(progress.receipt or {}, run_id=run.run_id)
             except BackendError as exc:
@@ -355,8 +369,7 @@ class Runner(RunContext):
     def _after_promote(self, run: Run) -> RunState:
         self._hook("after_promote", run)
         if run.old_token is None:
-            if run.create_attempts > 1:
-                self._revoke_strays(run, self.e.client.list_tokens(self.name))
+            self._revoke_strays(run, self.e.client.list_tokens(self.name))
             return RunState.COMPLETED
         run.revoke_not_before = (self.e.clock() + self.policy.revoke_grace).isoformat()
         return RunState.AWAITING_REVOKE
@@ -370,9 +383,11 @@ class Runner(RunContext):
 
     def _revoke(self, run: Run) -> RunState:
         assert run.old_token is not None and run.new_token is not None
-        self._require_backends_on(run.new_token, before=f"revoking {run.old_token.id}")
         run.revoke_attempts += 1
         self._save(run)
+        # Fence, then re-read every backend, then revoke: as late as each can be.
+        self._fence("motherduck.revoke_old")
+        self._require_backends_on(run.new_token, before=f"revoking {run.old_token.id}")
         try:
             self.e.client.revoke_token(self.name, run.old_token.id)
             listed = self.e.client.list_tokens(self.name)
@@ -398,14 +413,27 @@ class Runner(RunContext):
         return RunState.COMPLETED
 
     def _revoke_strays(self, run: Run, listed: list[TokenInfo]) -> None:
-        """Revoke live tokens named like this run's replacement that are not it (I2).
+        """Revoke live rotator-made tokens that nothing uses, before the run completes (I2).
 
         A create whose answer was lost (timeout) can still commit on the server after the
-        run listed by name and minted again; that late token shows up here, before the end.
+        run listed by name and minted again; a run that stalled past its lease can mint
+        after its successor took over (the one effect MotherDuck cannot fence). Both show
+        up here, named `rotator-<account>-...`: every such token that is not the new one,
+        not the record's current one and not served by any backend (re-read now) is revoked.
         """
         assert run.new_token is not None
-        strays = [t for t in listed if t.name == run.token_name and t.id != run.new_token.id]
+        keep = {run.new_token.id, _id(self.record.current_token), _id(run.old_token)}
+        if run.state is RunState.REVOKING:
+            keep.discard(_id(run.old_token))  # revoked just now
+        prefix = token_name_for(self.name, "")
+        candidates = [
+            t for t in listed if (t.name or "").startswith(prefix) and t.id not in keep
+        ]
+        if candidates:
+            keep |= self._served_token_ids()
+        strays = [t for t in candidates if t.id not in keep]
         for token in strays:
+            self._fence("motherduck.revoke")
             self.e.client.revoke_token(self.name, token.id)
             run.lost_token_ids.append(token.id)
             log.warning("token.stray_revoked", token_id=token.id, token_name=run.token_name)
@@ -454,6 +482,7 @@ class Runner(RunContext):
                 continue
             progress.state = "rolling_back"
             self._save(run)
+            self._fence(f"rollback:{_kind(label)}")
             try:
                 self.backends[label].rollback(progress.receipt, run_id=run.run_id)
             except BackendError as exc:
@@ -472,6 +501,7 @@ class Runner(RunContext):
             return RunState.FAILED_NEEDS_ATTENTION
         try:
             if run.new_token is not None:
+                self._fence("motherduck.revoke")
                 self.e.client.revoke_token(self.name, run.new_token.id)
                 run.undone.append(f"revoked new token {run.new_token.id}")
             if run.create_attempts:
@@ -493,6 +523,11 @@ class Runner(RunContext):
 class _RevokeUnconfirmed(MotherDuckError):
     def __init__(self, token_id: str, why: str = "still listed") -> None:
         super().__init__(f"token {token_id} {why} after revoke")
+
+
+def _kind(label: str) -> str:
+    """A backend label's type (`vault:secret/x` -> `vault`): the name of its stall points."""
+    return label.split(":", 1)[0]
 
 
 def _ref(info: TokenInfo, *, fingerprint: str | None = None) -> TokenRef:
