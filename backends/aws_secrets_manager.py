@@ -161,6 +161,23 @@ class SecretsManagerBackend:
         """Fence every later write with the run's lease (see the module docstring)."""
         self._lease = guard
 
+    def _undo_if_fenced_out(self, version: str, before: str | None) -> None:
+        """After moving AWSCURRENT: if a newer lease wrote the secret meanwhile, move it back.
+
+        Label moves have no condition AWS could check against our fence, so a move that was
+        in flight while a successor (or `rotator abort`) took over is found by reading the
+        fence tag again right after it, and undone before this run stops.
+        """
+        if self._lease is None:
+            return
+        snap = self._existing()
+        if fence_of(snap.tags.get(FENCE_TAG)) <= self._lease.fence:
+            return
+        if before is not None and CURRENT in snap.labels(version):
+            self._move(CURRENT, to=before, away_from=version)
+            log.warning("backend.stale_move_undone", backend=self.label, version_id=version)
+        self._fence_target(snap)  # raises LeaseLost
+
     def _fence_target(self, snap: _Snapshot) -> None:
         """Refuse when the secret carries a newer lease fence than ours; else record ours."""
         if self._lease is None:
@@ -266,7 +283,10 @@ class SecretsManagerBackend:
         if CURRENT not in labels:
             if PENDING not in labels:
                 raise self._error("not_staged", version=version, run_id=run_id)
+            if self._lease is not None:
+                self._lease("aws.move_current")
             self._move(CURRENT, to=version, away_from=snap.holder(CURRENT))
+            self._undo_if_fenced_out(version, snap.holder(CURRENT))
         if PENDING in labels:
             self._move(PENDING, to=None, away_from=version)
         self._tag_promoted(snap, version, previous, run_id)

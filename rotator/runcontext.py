@@ -18,7 +18,7 @@ from backends._lease import LeaseGuard
 from rotator import pausepoints
 from rotator.checkpoint import Lease
 from rotator.config import AccountConfig
-from rotator.errors import BackendError, HookFailed, LeaseLost, MotherDuckError
+from rotator.errors import BackendError, ConfigError, HookFailed, LeaseLost, MotherDuckError
 from rotator.events import RunEvent
 from rotator.hooks import HookPoint, run_hook
 from rotator.outcome import token_id as _id
@@ -36,6 +36,27 @@ log = structlog.get_logger("rotator.workflow")
 
 class StepFailed(Exception):
     """A step failed in a way that calls for rollback; carries the reason in words."""
+
+
+def _unknown_tokens(account: str, unknown: dict[str, str], store: str) -> ConfigError:
+    """Refuse to mint over live tokens the state store does not know (a lost or other store).
+
+    Rotating would overwrite the backends and leave that token live and tracked by nothing
+    (I2). A person decides: adopt it (the next rotation then revokes it), or fix the backend.
+    """
+    where = ", ".join(f"{label} serves {tid}" for label, tid in sorted(unknown.items()))
+    ids = sorted(set(unknown.values()))
+    if len(ids) == 1:
+        todo = f"if it is this account's token, run `rotator adopt {account} --token-id {ids[0]}`"
+    else:
+        todo = (
+            "the backends disagree; make them serve one token (see `rotator drift "
+            f"{account}`), then `rotator adopt {account} --token-id ID` with that token's id"
+        )
+    return ConfigError(
+        f"account {account!r}: {where}, a live token the state store ({store}) does not "
+        f"know (lost or different state store?); not minting over it: {todo}, then rotate again"
+    )
 
 
 class RunContext:
@@ -152,11 +173,16 @@ class RunContext:
         """Read all a rotation needs before anything is minted; raise on the first problem."""
         live = {t.id for t in self.e.client.list_tokens(self.name)}
         current = self.record.current_token
+        unknown: dict[str, str] = {}
         for label, backend in self.backends.items():
             stored = backend.read_current()
             if stored is not None and current is not None and stored.token_id == current.id:
                 self.old_secret = stored.token  # memory only: for confirm_revoked
+            elif stored is not None and stored.token_id in live:
+                unknown[label] = stored.token_id  # live, served, and not ours to replace
             log.debug("backend.preflight_ok", backend=label)
+        if unknown:
+            raise _unknown_tokens(self.name, unknown, self.e.store.describe())
         if current is not None and current.id not in live:
             log.warning("token.current_not_live", token_id=current.id)
 

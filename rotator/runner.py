@@ -108,7 +108,13 @@ class Runner(RunContext):
         self._transition(run, RunState.ROLLING_BACK, "aborted by a person")
         return self._drive(run, revoke_now=False)
 
-    def adopt(self, token_id: str) -> Outcome:
+    def adopt(self, token_id: str, *, force: bool = False) -> Outcome:
+        """Record a live token of the account as its current one, if the backends serve it.
+
+        A backend that serves another (known) token id means adopting this one would make
+        the next rotation revoke a token nothing serves while the served one lives on;
+        refused unless `force`, which says so loudly in the log and the outcome.
+        """
         if self._active_run() is not None:
             raise ConfigError(
                 f"{self.name!r} has an unfinished run; finish or abort it before adopting"
@@ -119,15 +125,25 @@ class Runner(RunContext):
                 f"token id {token_id} is not a live token of {self.name!r} "
                 f"(see `rotator tokens {self.name}`)"
             )
+        others = {
+            label: stored.token_id
+            for label, stored in ((b.label, b.read_current()) for b in self.backends.values())
+            if stored is not None and stored.token_id and stored.token_id != token_id
+        }
+        message = f"recorded {token_id} as the current token; the next rotation revokes it"
+        if others:
+            where = ", ".join(f"{label} serves {tid}" for label, tid in sorted(others.items()))
+            if not force:
+                raise ConfigError(
+                    f"token id {token_id} is not what the backends serve ({where}); "
+                    f"adopt the served token instead, or pass --force to adopt {token_id} anyway"
+                )
+            log.warning("token.adopted_forced", token_id=token_id, backends=sorted(others))
+            message += f" (FORCED: {where}; those tokens are not tracked)"
         self.record.current_token = _ref(token)
         self._save(account=True)
         log.info("token.adopted", token_id=token_id)
-        return Outcome(
-            self.name,
-            "adopted",
-            f"recorded {token_id} as the current token; the next rotation revokes it",
-            old_token_id=token_id,
-        )
+        return Outcome(self.name, "adopted", message, old_token_id=token_id)
 
     # -- the loop ----------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ FORWARD_POINTS = [
     "state:verified",
     "state:promoting",
     *(f"fence:promote:{k}" for k in KINDS),
+    "fence:aws.move_current",
     "state:promoted",
     "fence:hook:after_promote",
     "state:awaiting_revoke",
@@ -82,30 +83,31 @@ class Case:
     store: str = "file"
     rollback: bool = False  # the checks fail, so A's run rolls back
     abort: bool = False  # B is `rotator abort` instead of `rotator rotate`
+    first: str = "file"  # the backend staged first (the one nothing else holds yet)
 
     @property
     def name(self) -> str:
         mode = "abort" if self.abort else "rollback" if self.rollback else "rotate"
-        return f"{self.store}:{mode}:{self.point}"
+        return f"{self.store}:{self.first}-first:{mode}:{self.point}"
 
 
+# A stale stage matters most in the backend staged first: when B takes over, that backend
+# is the only one A could have written, so B finds the token nowhere, revokes it and mints
+# its own — and A's late write would put a revoked token where consumers read.
 FAST_CASES = [
     Case("fence:motherduck.create"),
-    Case("fence:stage:vault"),
-    Case("fence:vault.write_data"),
-    Case("fence:stage:aws-secrets-manager"),
-    Case("fence:promote:aws-secrets-manager", abort=True),
-    Case("fence:motherduck.revoke_old"),
+    Case("fence:vault.write_data", first="vault"),
+    Case("fence:stage:aws-secrets-manager", first="aws-secrets-manager"),
+    Case("fence:aws.move_current", abort=True),
     Case("fence:stage:file", store="dynamodb"),
+    Case("fence:motherduck.revoke_old", store="dynamodb"),
 ]
+_ABORTABLE = ("fence:stage", "fence:promote", "fence:vault", "fence:aws", "state:sto", "state:ver")
 FULL_CASES = [
     *(Case(p, store=s) for s in ("file", "dynamodb") for p in FORWARD_POINTS),
     *(Case(p, store=s, rollback=True) for s in ("file", "dynamodb") for p in ROLLBACK_POINTS),
-    *(
-        Case(p, abort=True)
-        for p in FORWARD_POINTS
-        if p.startswith(("fence:stage", "fence:promote", "fence:vault", "state:sto", "state:ver"))
-    ),
+    *(Case(p, first=k) for k in KINDS[1:] for p in FORWARD_POINTS[: FORWARD_POINTS.index("state:stored")]),
+    *(Case(p, abort=True) for p in FORWARD_POINTS if p.startswith(_ABORTABLE)),
 ]
 
 
@@ -203,8 +205,11 @@ def use_dynamodb(rig: Rig, table: str) -> None:
 
 
 def new_rig(sim: Any, bao: Any, aws: Any, root: Path, kv_path: str, *, store: str,
-            policy: str) -> StoreRig:  # fmt: skip
+            policy: str, first: str) -> StoreRig:  # fmt: skip
     rig = make_rig(sim, root, bao=bao, kv_path=kv_path, aws=aws, policy=policy, adopt=False)
+    tables = rig.cli.backend_tables[rig.user]
+    tables.sort(key=lambda t: not t.startswith(f'type = "{first}"'))
+    rig.cli.write()
     rig.__class__ = StoreRig
     assert isinstance(rig, StoreRig)
     table = None
@@ -296,14 +301,14 @@ def sweep(cases: list[Case], sim: Any, bao: Any, aws: Any, root: Path, kv_path: 
           tally: Tally) -> None:  # fmt: skip
     """Run cases on as few rigs as possible: one per (store, policy), reused while clean."""
     sim.set_latency(LATENCY)
-    rigs: dict[tuple[str, bool], StoreRig] = {}
+    rigs: dict[tuple[str, bool, str], StoreRig] = {}
     for n, case in enumerate(cases):
-        key = (case.store, case.rollback)
+        key = (case.store, case.rollback, case.first)
         if key not in rigs:
             policy = FAILING if case.rollback else FORWARD
             rigs[key] = new_rig(
                 sim, bao, aws, root / f"rig{n}", f"{kv_path}-{n}", store=case.store,
-                policy=policy,
+                policy=policy, first=case.first,
             )
         before = len(tally.violations)
         run_case(rigs[key], case, tally)
