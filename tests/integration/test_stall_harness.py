@@ -96,7 +96,7 @@ class Case:
 # its own — and A's late write would put a revoked token where consumers read.
 FAST_CASES = [
     Case("fence:motherduck.create"),
-    Case("fence:vault.write_data", first="vault"),
+    Case("fence:stage:vault", first="vault"),
     Case("fence:stage:aws-secrets-manager", first="aws-secrets-manager"),
     Case("fence:aws.move_current", abort=True),
     Case("fence:stage:file", store="dynamodb"),
