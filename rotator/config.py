@@ -94,6 +94,9 @@ class StateSettings(_Strict):
     table: str | None = None
     region: str | None = None
     endpoint_url: str | None = None
+    # DynamoDB: how far hosts' clocks may disagree; a lease is taken over only once it
+    # expired by more than this on the taker's clock.
+    clock_skew: Duration = timedelta(seconds=5)
 
 
 class AuditSettings(_Strict):
