@@ -212,6 +212,7 @@ class FileBackend:
         )
         with self._errors("staging"):
             sidecar = self._load_sidecar()
+            self._check_fence()
             if sidecar.run is not None and sidecar.run.run_id == run_id:
                 if owner == sidecar.run and any(
                     owner.owns(self._read_token(p)) for p in (self.pending, self.path)
@@ -240,6 +241,7 @@ class FileBackend:
         """
         with self._errors("promoting"):
             sidecar = self._load_sidecar()
+            self._check_fence()
             run = sidecar.run
             if run is None or run.run_id != run_id:
                 current = sidecar.current
@@ -286,6 +288,7 @@ class FileBackend:
         """
         with self._errors("rolling back"):
             sidecar = self._load_sidecar()
+            self._check_fence()
             run = sidecar.run
             if run is None or run.run_id != run_id:
                 current = sidecar.current

@@ -201,6 +201,31 @@ def next_lease(
     )
 
 
+RENEW_FRACTION = 3  # during a long wait the lease is renewed every lease_ttl / 3
+CALLS_PER_SETTLE = 3  # the create itself, a listing and a revoke, each up to `timeout`
+
+
+def lease_timing_problem(
+    lease_ttl: timedelta, create_settle: timedelta, timeout: timedelta
+) -> str | None:
+    """Why `lease_ttl` is too short to be safe, or None.
+
+    A run renews its lease at every fenced effect and every lease_ttl / 3 while it waits;
+    the longest stretch with no chance to renew is one create's settle window plus the
+    calls around it. The lease must outlast that, or a healthy run could be taken over
+    mid-wait and the successor would race it.
+    """
+    floor = create_settle + CALLS_PER_SETTLE * timeout
+    if lease_ttl > floor:
+        return None
+    return (
+        f"must be longer than [motherduck] create_settle + {CALLS_PER_SETTLE} x timeout "
+        f"({int(create_settle.total_seconds())}s + {CALLS_PER_SETTLE} x "
+        f"{int(timeout.total_seconds())}s = {int(floor.total_seconds())}s), so a run can wait "
+        f"out a create and still renew its lease; got {int(lease_ttl.total_seconds())}s"
+    )
+
+
 class StateStore(Protocol):
     """What the workflow needs from a checkpoint store."""
 

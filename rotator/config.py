@@ -293,6 +293,7 @@ def parse_config(text: str, *, base_dir: Path, source: str = "<config>") -> Conf
     defaults = _validate(Policy, raw.defaults, "defaults", problems)
     if defaults is not None:
         _check_checks(defaults, "defaults", raw.motherduck.api_url, problems)
+        _check_lease_timing(defaults, "defaults", raw.motherduck, problems)
     accounts: list[AccountConfig] = []
     seen: set[str] = set()
     for i, raw_account in enumerate(raw.accounts):
@@ -301,6 +302,8 @@ def parse_config(text: str, *, base_dir: Path, source: str = "<config>") -> Conf
             continue
         if "checks" in raw_account:
             _check_checks(account.policy, f"accounts[{i}]", raw.motherduck.api_url, problems)
+        if "lease_ttl" in raw_account:
+            _check_lease_timing(account.policy, f"accounts[{i}]", raw.motherduck, problems)
         if account.username.lower() in seen:
             problems.append(f"accounts[{i}].username: {account.username!r} is configured twice")
         seen.add(account.username.lower())
@@ -342,6 +345,16 @@ def _account(
     if policy is None or unknown or len(backends) != len(raw.backends):
         return None
     return AccountConfig(username=raw.username, backends=tuple(backends), policy=policy)
+
+
+def _check_lease_timing(
+    policy: Policy, where: str, md: MotherDuckSettings, problems: list[str]
+) -> None:
+    from rotator.checkpoint import lease_timing_problem
+
+    problem = lease_timing_problem(policy.lease_ttl, md.create_settle, md.timeout)
+    if problem:
+        problems.append(f"{where}.lease_ttl: {problem}")
 
 
 def _check_checks(policy: Policy, where: str, api_url: str, problems: list[str]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ import structlog
 from backends import StoredToken
 from backends._lease import LeaseGuard
 from rotator import pausepoints
-from rotator.checkpoint import Lease
+from rotator.checkpoint import RENEW_FRACTION, Lease
 from rotator.config import AccountConfig
 from rotator.errors import BackendError, ConfigError, HookFailed, LeaseLost, MotherDuckError
 from rotator.events import RunEvent
@@ -89,6 +90,8 @@ class RunContext:
         self.record = engine.account_record(self.name)
         self._account_saved = self._account_facts()
         self._unsaved = False  # a transition made with save=False is not in the store yet
+        self._renew_every = self.policy.lease_ttl.total_seconds() / RENEW_FRACTION
+        self._renewed_at = time.monotonic()
         guard = LeaseGuard(lease.fence, self._fence)
         for backend in self.backends.values():
             bind = getattr(backend, "bind_lease", None)
@@ -104,7 +107,21 @@ class RunContext:
         effect (and is the `fence:<effect>` stall point of the test harness).
         """
         self.lease = self.e.store.save(self.lease)
+        self._renewed_at = time.monotonic()
         pausepoints.reached(f"fence:{effect}")
+
+    def _keep_lease(self) -> None:
+        """During a long wait: check and renew the lease once per renewal interval."""
+        if time.monotonic() - self._renewed_at >= self._renew_every:
+            self.lease = self.e.store.save(self.lease)
+            self._renewed_at = time.monotonic()
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep `seconds` (a check's retry interval) without letting the lease lapse."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            self._keep_lease()
+            time.sleep(min(left, self._renew_every))
 
     def _fence_created(self, info: TokenInfo) -> None:
         """A create answered after our lease was lost: revoke what we minted, then stop (I2).

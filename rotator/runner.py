@@ -270,6 +270,7 @@ class Runner(RunContext):
             if not announced:
                 log.info("token.create_settling", token_name=run.token_name, seconds=round(left))
                 announced = True
+            self._keep_lease()
             time.sleep(min(pause, max(left, 0.0)))
             pause = min(pause * 2, SETTLE_MAX_PAUSE)
         return None
@@ -351,7 +352,9 @@ class Runner(RunContext):
             ctx = CheckContext(self.name, label, stored.token, stored.token_id or run.new_token.id)
             for check, attempts, interval in checks:
                 try:
-                    run_with_attempts(check, ctx, attempts=attempts, interval=interval)
+                    run_with_attempts(
+                        check, ctx, attempts=attempts, interval=interval, sleep=self._wait
+                    )
                 except CheckFailed as exc:
                     raise StepFailed(str(exc)) from exc
             log.info("backend.verified", backend=label, checks=[c.name for c, _, _ in checks])
