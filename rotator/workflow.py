@@ -126,10 +126,10 @@ class Engine:
         with self._leased(username) as runner:
             return revoke_one(runner, token_id, force=force)
 
-    def adopt(self, username: str, token_id: str) -> Outcome:
+    def adopt(self, username: str, token_id: str, *, force: bool = False) -> Outcome:
         """Record an existing token id as the account's current token (revoked next rotation)."""
         with self._leased(username) as runner:
-            return runner.adopt(token_id)
+            return runner.adopt(token_id, force=force)
 
     def _not_due_without_lease(self, username: str, trigger: str = "cli") -> Outcome | None:
         """`not_due` when the record shows no run in progress and a token not yet due.
