@@ -15,6 +15,7 @@ class Outcome:
 
     account: str
     result: str  # completed adopted not_due awaiting_revoke rolled_back needs_attention incomplete
+    # in_progress (a scheduled pass left a run Secrets Manager drives to its steps)
     message: str
     run_id: str | None = None
     state: str | None = None
