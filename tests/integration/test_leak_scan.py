@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.harness import record_counts, report_dir
 from tests.support.rotator_cli import CliSetup, json_lines, seed_file
 from tests.support.simulator_fixtures import SimulatorHandle, unique_username
 
@@ -204,3 +205,11 @@ def test_no_secret_leaks_through_children_notifications_or_state(
         assert not backend_creds & set(env.values()), f"{name} got a credential"
         assert ("MOTHERDUCK_TOKEN" in env) == name.startswith(("after_store", "check")), name
     assert all(env.get("HOOK_NOTE") for n, env in envs.items() if n.startswith("after_store"))
+    counts = {
+        "kind": "leak_scan",
+        "secrets": len(known),
+        "blobs": len(blobs),
+        "children": len(envs),
+        "leaks": 0,
+    }
+    assert record_counts(report_dir(tmp_path / "reliability"), "leak-scan", counts).exists()
