@@ -9,6 +9,7 @@ import pytest
 
 from rotator.childproc import MESSAGE_CHARS, ChildTimedOut, child_env, run_child
 from rotator.secret import Secret
+from tests.support.procs import wait_until
 
 PY = sys.executable
 
@@ -73,9 +74,12 @@ class TestRunChild:
         )
         with pytest.raises(ChildTimedOut):
             run_child([PY, "-c", code], env={"PATH": "/bin"}, cwd=None, timeout=2)
-        pid = int(pid_file.read_text())
-        status = Path(f"/proc/{pid}/status")
-        assert not status.exists() or "zombie" in status.read_text()
+        status = Path(f"/proc/{int(pid_file.read_text())}/status")
+
+        def gone() -> bool:  # SIGKILL was sent; dying takes a moment, sleeping 60 s would not
+            return not status.exists() or "zombie" in status.read_text()
+
+        wait_until(gone, timeout=10, what="the grandchild to die")
 
     def test_a_background_grandchild_does_not_hold_the_run(self) -> None:
         """A child that exits while its background grandchild keeps the pipe open is done."""
