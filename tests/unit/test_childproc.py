@@ -61,7 +61,7 @@ class TestRunChild:
             code = f"import sys; sys.stdout.write({secret.reveal()!r} + '.' * {500 - keep}); sys.exit(2)"
             done = run_child([PY, "-c", code], env={"PATH": "/bin"}, cwd=None, timeout=30)
             assert done.returncode == 2
-            assert len(done.output) <= MESSAGE_CHARS + 1
+            assert len(done.output) <= MESSAGE_CHARS + 3
             assert "zzzzzzzz" not in done.output and "straddling" not in done.output
 
     def test_timeout_kills_the_process_group(self, tmp_path: Path) -> None:
@@ -95,6 +95,6 @@ class TestRunChild:
         """A child printing 50 MB leaves a message of at most MESSAGE_CHARS characters."""
         code = "import sys\nfor _ in range(800): sys.stdout.write('y' * 65536)\nsys.exit(1)"
         done = run_child([PY, "-c", code], env={"PATH": "/bin"}, cwd=None, timeout=60)
-        assert done.returncode == 1 and set(done.output) <= {"y", "…"}
-        assert len(done.output) <= MESSAGE_CHARS + 1
+        assert done.returncode == 1 and set(done.output) <= {"y", "."}
+        assert len(done.output) <= MESSAGE_CHARS + 3
         assert done.output.endswith("y")
