@@ -8,8 +8,8 @@ slowloris (one byte every half second, against `timeout = "2s"`), an HTML page w
 or JSON missing the fields that matter. For a token-creating POST the simulator really
 mints the token first, so the run must find it by name and revoke it.
 
-`rotator` runs as a subprocess; the bound is the subprocess timeout, the memory bound the
-child's peak RSS (`wait4`), "one line" means one `rotator: error:` line and no traceback
+`rotator` runs as a subprocess; the bound is a deadline on waiting for it, the memory
+bound the child's own peak RSS (`wait4`), "one line" means one `rotator: error:` line and no traceback
 (or, for a rotation, a result whose message is one line), and "nothing lost" means the
 simulator lists only the account's current token and the file still holds it.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import resource
+import os
 import subprocess
 import threading
 import time
@@ -160,24 +160,36 @@ def setup(simulator: SimulatorHandle, proxy: HostileProxy, tmp: Path, policy: st
 
 
 def run(cli: CliSetup, *args: str) -> tuple[int, str, str, int]:
-    """(exit status, stdout, stderr, peak RSS in KB) of one rotator command, bounded."""
+    """(exit status, stdout, stderr, peak RSS in KB) of one rotator command, bounded.
+
+    The child is reaped with `wait4`, so the peak RSS is this process's own, not that of
+    some other child of the test process.
+    """
     proc = subprocess.Popen(
-        cli.argv(*args),
-        env=cli.env(),
-        cwd=cli.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        cli.argv(*args), env=cli.env(), cwd=cli.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    out, err = b"", b""
-    try:
-        out, err = proc.communicate(timeout=BOUND_SECONDS)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        pytest.fail(f"`rotator {' '.join(args)}` did not end within {BOUND_SECONDS}s")
-    # communicate() reaped it: RUSAGE_CHILDREN's peak covers it (and every earlier child).
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return proc.returncode, out.decode(), err.decode(), peak
+    streams: dict[str, bytes] = {}
+    readers = [
+        threading.Thread(target=lambda n=n, f=f: streams.__setitem__(n, f.read()), daemon=True)
+        for n, f in (("out", proc.stdout), ("err", proc.stderr))
+    ]
+    for reader in readers:
+        reader.start()
+    deadline = time.monotonic() + BOUND_SECONDS
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            proc.returncode = -9
+            pytest.fail(f"`rotator {' '.join(args)}` did not end within {BOUND_SECONDS}s")
+        time.sleep(0.05)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    for reader in readers:
+        reader.join(timeout=30)
+    return proc.returncode, streams["out"].decode(), streams["err"].decode(), usage.ru_maxrss
 
 
 def error_lines(stderr: str) -> list[str]:
