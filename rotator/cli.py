@@ -380,7 +380,7 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
         return outcome
 
     outcomes = run_fleet(names, tracked, concurrency=args.concurrency, log_format=args.log_format)
-    if not args.dry_run:
+    if not args.dry_run and not interrupt.stop_requested():  # a stopped pass starts nothing
         prune_after_pass(engine, outcomes)
     _print_outcomes(outcomes, out, as_json=args.json)
     if args.metrics_file:
@@ -406,11 +406,19 @@ def _write_metrics(
     live: bool,
     drift: dict[str, Any] | None = None,
 ) -> None:
+    """Write the textfile; a failure is logged and never changes the command's result."""
     from pathlib import Path
 
     from rotator.metrics import write_metrics_file
 
-    write_metrics_file(engine, names, Path(path), live=live, drift=drift)
+    try:
+        write_metrics_file(engine, names, Path(path), live=live, drift=drift)
+    except (OSError, RotatorError) as exc:
+        import structlog
+
+        structlog.get_logger("rotator.cli").warning(
+            "metrics.write_failed", path=path, error=str(exc)
+        )
 
 
 def _print_outcomes(outcomes: Sequence[Outcome], out: TextIO, *, as_json: bool) -> None:
@@ -460,7 +468,10 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
         for doc in docs:
             out.write(json.dumps(doc) + "\n")
     else:
-        render_table(out, STATUS_HEADER, status_rows(docs), title="rotator status")
+        header, rows = list(STATUS_HEADER), status_rows(docs)
+        if not args.drift:  # the DRIFT column is blank without --drift: leave it out
+            header, rows = header[:-1], [row[:-1] for row in rows]
+        render_table(out, header, rows, title="rotator status")
         out.writelines(f"{line}\n" for line in attention_lines([d["attention"] for d in docs]))
     if args.metrics_file:
         _write_metrics(engine, names, args.metrics_file, live=False, drift=reports)
@@ -503,19 +514,16 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
         for doc in docs:
             out.write(json.dumps(doc) + "\n")
         return EXIT_OK
-    rows = [
-        [
-            d["run_id"],
-            d["state"],
-            format_time(d["started_at"]),
-            short_id((d["old_token"] or {}).get("id")),
-            short_id((d["new_token"] or {}).get("id")),
-            d["failure"] or "",
-        ]
-        for d in docs
-    ]
-    header = ["RUN", "STATE", "STARTED", "OLD", "NEW", "FAILURE"]
-    plain_table(out, header, rows, keep=(0,))
+    rows, notes = [], []
+    for d in docs:
+        state = {"failed_needs_attention": "needs_attention"}.get(d["state"], d["state"])
+        rows.append([d["run_id"], format_time(d["started_at"]), state])
+        tokens = (
+            f"tokens {short_id((d['old_token'] or {}).get('id'))} -> "
+            f"{short_id((d['new_token'] or {}).get('id'))}"
+        )
+        notes.append(f"{tokens}; failure: {d['failure']}" if d["failure"] else tokens)
+    plain_table(out, ["RUN", "STARTED", "STATE"], rows, keep=(0,), notes=notes)
     out.writelines(f"{line}\n" for line in attention_lines([attention_of(r, name) for r in runs]))
     return EXIT_OK
 
@@ -560,17 +568,9 @@ def cmd_tokens(args: argparse.Namespace, out: TextIO) -> int:
                 doc[key] = doc[key].isoformat() if doc[key] else None
             out.write(json.dumps(doc) + "\n")
         return EXIT_OK
-    rows = [
-        [
-            t.id,
-            t.name or "-",
-            format_time(t.created_ts),
-            format_time(t.expire_at, "never"),
-            t.token_type,
-        ]
-        for t in tokens
-    ]
-    plain_table(out, ["ID", "NAME", "CREATED", "EXPIRES", "TYPE"], rows, keep=(0,))
+    rows = [[t.id, format_time(t.created_ts), format_time(t.expire_at, "never")] for t in tokens]
+    notes = [f"name {t.name or '-'}, {t.token_type}" for t in tokens]
+    plain_table(out, ["ID", "CREATED", "EXPIRES"], rows, keep=(0,), notes=notes)
     return EXIT_OK
 
 

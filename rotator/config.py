@@ -396,7 +396,8 @@ def _account(
     for key in unknown:
         known = [*_POLICY_FIELDS, *_RawAccount.model_fields]
         problems.append(f"{where}.{key}: unknown field{_did_you_mean(key, known)}")
-    policy = _validate(Policy, {**defaults, **overrides}, where, problems)
+    known_overrides = {k: v for k, v in overrides.items() if k in _POLICY_FIELDS}
+    policy = _validate(Policy, {**defaults, **known_overrides}, where, problems)
     backends: list[BackendConfig] = []
     for j, table in enumerate(raw.backends):
         path = f"{where}.backends[{j}]"

@@ -39,6 +39,7 @@ from rotator.config import AccountConfig, Policy
 from rotator.errors import BackendError, RateLimited, ServerError, TransportError
 from rotator.motherduck import TokenInfo
 from rotator.runrecord import BEFORE_PROMOTE, AccountRecord, Run, RunState, TokenRef
+from rotator.tables import format_time
 
 if TYPE_CHECKING:
     from rotator.workflow import Engine
@@ -308,9 +309,9 @@ def _expiring(held: set[str], live: dict[str, TokenInfo], policy: Policy) -> lis
                 Finding(
                     "warning",
                     "expires_before_due",
-                    f"token {token_id} expires at {token.expire_at.isoformat()}, before its "
-                    f"scheduled rotation at {due.isoformat()} (rotate_after); only a run "
-                    f"between {early.isoformat()} and its expiry keeps consumers working",
+                    f"token {token_id} expires at {format_time(token.expire_at)}, before its "
+                    f"scheduled rotation at {format_time(due)} (rotate_after); only a run "
+                    f"between {format_time(early)} and its expiry keeps consumers working",
                     token_id=token_id,
                 )
             )
@@ -352,7 +353,8 @@ def check_account(engine: Engine, account: AccountConfig) -> DriftReport:
     expected = []
     if active is not None and active.state is RunState.AWAITING_REVOKE and active.old_token:
         expected.append(
-            f"old token {active.old_token.id} stays live until {active.revoke_not_before} "
+            f"old token {active.old_token.id} stays live until "
+            f"{format_time(active.revoke_not_before)} "
             "(revoke grace)"
         )
     return DriftReport(

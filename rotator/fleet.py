@@ -24,11 +24,12 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import structlog
 
 from rotator.errors import RotatorError
+from rotator.safeio import SafeStream
 from rotator.schedule import in_shard
 
 if TYPE_CHECKING:
@@ -116,7 +117,8 @@ def run_fleet(
     if len(names) <= 1:
         return [one(name) for name in names]
     progress = FleetProgress(total=len(names))
-    err = sys.stderr if stream is None else stream
+    # A terminal that went away (or a closed pipe) must not stop the pass.
+    err = cast(TextIO, SafeStream(sys.stderr if stream is None else stream))
     live = _isatty(err) and log_format != "json"
 
     def tracked(name: str) -> Outcome:

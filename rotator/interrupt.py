@@ -79,9 +79,11 @@ def clear() -> None:
 
 
 def _say(text: str) -> None:
-    with contextlib.suppress(OSError, ValueError):
-        sys.stderr.write(text + "\n")
-        sys.stderr.flush()
+    from rotator.safeio import SafeStream
+
+    stream = SafeStream(sys.stderr)  # a closed stderr must not turn a stop into a crash
+    stream.write(text + "\n")
+    stream.flush()
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:

@@ -5,8 +5,9 @@ writers only format it. Two outputs:
 
 * `write_textfile(path, snapshots)`: the Prometheus text format through a dedicated
   `CollectorRegistry` and `write_to_textfile` (atomic rename), for node_exporter's
-  textfile collector. `rotation_outcome_total` is counted over the runs the state store
-  remembers (the last 50 per account), so it only grows while history does.
+  textfile collector. Names carry the `rotator_` prefix; no `_created` series.
+  `rotator_rotation_outcome_total` is counted over the runs the state store remembers
+  (the last 50 per account), so it only grows while history does.
 * `emf_records(snapshots, now)`: CloudWatch Embedded Metric Format objects, one per
   account, for Lambda's stdout; outcomes there are this invocation's finished runs (EMF
   sums them), not history.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -207,39 +208,61 @@ def write_metrics_file(
     write_textfile(path, snapshots)
 
 
+PROM_PREFIX = "rotator_"
+
+
 def write_textfile(path: Path, snapshots: Iterable[AccountMetrics]) -> None:
-    """Write the Prometheus text format to `path` atomically (node_exporter textfile)."""
-    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
-    from prometheus_client import Counter as PromCounter
+    """Write the Prometheus text format to `path` atomically (node_exporter textfile).
+
+    Every name carries the `rotator_` prefix. The families come from one collector built
+    from the snapshots, so each write holds exactly the samples it computed: no
+    `*_created` series (prometheus_client's Counter stamps a new one on every write,
+    which readers take for a counter reset).
+    """
+    from prometheus_client import CollectorRegistry, write_to_textfile
 
     registry = CollectorRegistry()
-    gauges = {
-        name: Gauge(name, doc, ["account"], registry=registry)
-        for name, (doc, _unit) in GAUGES.items()
-    }
-    outcome = PromCounter(
-        "rotation_outcome",
-        "Finished runs by outcome and the step where they ended or failed.",
-        ["outcome", "step"],
-        registry=registry,
-    )
-    drift = Gauge(
-        "drift_findings",
-        "Drift findings by severity (only when drift was checked).",
-        ["account", "severity"],
-        registry=registry,
-    )
-    totals: Counter[tuple[str, str]] = Counter()
-    for snap in snapshots:
-        for name, value in snap.gauges().items():
-            gauges[name].labels(account=snap.account).set(value)
-        totals.update(snap.outcomes)
-        for severity, count in (snap.drift_findings or {}).items():
-            drift.labels(account=snap.account, severity=severity).set(count)
-    for (result, step), count in sorted(totals.items()):
-        outcome.labels(outcome=result, step=step).inc(count)
+    registry.register(_SnapshotCollector(list(snapshots)))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)
+
+
+class _SnapshotCollector:
+    """A prometheus_client collector over fixed snapshots (imported lazily, like the client)."""
+
+    def __init__(self, snapshots: Sequence[AccountMetrics]) -> None:
+        self._snapshots = snapshots
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        for name, (doc, _unit) in GAUGES.items():
+            family = GaugeMetricFamily(PROM_PREFIX + name, doc, labels=["account"])
+            for snap in self._snapshots:
+                value = snap.gauges().get(name)
+                if value is not None:
+                    family.add_metric([snap.account], value)
+            yield family
+        totals: Counter[tuple[str, str]] = Counter()
+        for snap in self._snapshots:
+            totals.update(snap.outcomes)
+        outcome = CounterMetricFamily(
+            PROM_PREFIX + "rotation_outcome",
+            "Finished runs by outcome and the step where they ended or failed.",
+            labels=["outcome", "step"],
+        )
+        for (result, step), count in sorted(totals.items()):
+            outcome.add_metric([result, step], count)
+        yield outcome
+        drift = GaugeMetricFamily(
+            PROM_PREFIX + "drift_findings",
+            "Drift findings by severity (only when drift was checked).",
+            labels=["account", "severity"],
+        )
+        for snap in self._snapshots:
+            for severity, count in sorted((snap.drift_findings or {}).items()):
+                drift.add_metric([snap.account, severity], count)
+        yield drift
 
 
 def emf_records(

@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from rotator.tables import format_time
+
 __all__ = [
     "Due",
     "Window",
@@ -237,7 +239,7 @@ def _base_due(
         return Due(True, "no managed token yet")
     expiry_due = datetime.fromisoformat(expire_at) - rotate_before_expiry if expire_at else None
     if expiry_due is not None and expiry_due <= now:
-        return Due(True, f"token expires at {expire_at}", expiry_due)
+        return Due(True, f"token expires at {format_time(expire_at)}", expiry_due)
     if not created_ts:
         return Due(True, "current token's age is unknown")
     created = datetime.fromisoformat(created_ts)
@@ -253,7 +255,7 @@ def _base_due(
 
 
 def _iso(when: datetime) -> str:
-    return when.isoformat(timespec="seconds")
+    return format_time(when)  # the one time format every output uses
 
 
 def _in_days(delta: timedelta) -> str:

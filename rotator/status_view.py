@@ -141,9 +141,10 @@ def status_rows(docs: Sequence[dict[str, Any]]) -> list[list[str]]:
         due = format_time(d["next_due_at"]) if d["next_due_at"] else "-"
         if d["current_token_id"] is None or (d["due"] and d["next_due_at"]):
             due = "due now"
-        last = d["last_outcome"] or "-"
+        done = [d["last_outcome"]] if d["last_outcome"] else []
         if d["active_run"]:
-            last = f"{last}; running {d['active_state']}"
+            done.append(f"running {d['active_state']}")
+        last = "; ".join(done) or "-"
         if d["pending_revoke_at"]:
             last += f"; revoke at {format_time(d['pending_revoke_at'])}"
         rows.append(

@@ -50,21 +50,26 @@ def fit_widths(
 ) -> list[int]:
     """Column widths that fit `width` if they can: the widest wrappable column gives first."""
     natural = [len(h) for h in header]
+    longest_word = [max([_MIN, *(len(p) for p in h.split())]) for h in header]
     for row in rows:
         natural = [max(w, len(str(c))) for w, c in zip(natural, row, strict=True)]
-    floor = [
-        w if i in keep else min(w, max(_MIN, *(len(part) for part in h.split())))
-        for i, (w, h) in enumerate(zip(natural, header, strict=True))
-    ]
+        longest_word = [
+            max([w, *(len(p) for p in str(c).split())])
+            for w, c in zip(longest_word, row, strict=True)
+        ]
+    # First wrap between words only (a time or an id stays whole); break words only if
+    # that is not enough.
     widths = list(natural)
     excess = sum(widths) + _GAP * (len(widths) - 1) - width
-    while excess > 0:
-        shrinkable = [i for i, w in enumerate(widths) if w > floor[i]]
-        if not shrinkable:
-            break
-        i = max(shrinkable, key=lambda j: (widths[j], j))
-        widths[i] -= 1
-        excess -= 1
+    for floor in (longest_word, [_MIN] * len(header)):
+        floors = [natural[i] if i in keep else min(natural[i], f) for i, f in enumerate(floor)]
+        while excess > 0:
+            shrinkable = [i for i, w in enumerate(widths) if w > floors[i]]
+            if not shrinkable:
+                break
+            i = max(shrinkable, key=lambda j: (widths[j], j))
+            widths[i] -= 1
+            excess -= 1
     return widths
 
 
@@ -75,10 +80,15 @@ def plain_table(
     *,
     width: int = WIDTH,
     keep: Collection[int] = (),
+    notes: Sequence[str | None] = (),
 ) -> None:
-    """Columns aligned with spaces, wrapped to fit `width`; stable for scripts and diffs."""
+    """Columns aligned with spaces, wrapped to fit `width`; stable for scripts and diffs.
+
+    `notes[i]`, when given, is printed under row i, indented and wrapped (details that
+    would not fit as a column).
+    """
     widths = fit_widths(header, rows, width=width, keep=keep)
-    for row in [header, *rows]:
+    for i, row in enumerate([header, *rows]):
         cells = [_wrap(str(c), w) for c, w in zip(row, widths, strict=True)]
         for n in range(max(len(c) for c in cells)):
             parts = [
@@ -86,6 +96,10 @@ def plain_table(
                 for c, w in zip(cells, widths, strict=True)
             ]
             out.write((" " * _GAP).join(parts).rstrip() + "\n")
+        note = notes[i - 1] if 0 < i <= len(notes) else None
+        if note:
+            for line in _wrap(note, width - _GAP):
+                out.write(" " * _GAP + line + "\n")
 
 
 def _wrap(text: str, width: int) -> list[str]:

@@ -56,11 +56,14 @@ if [[ -f "$env_file" ]]; then
 fi
 
 # JSON log lines (secrets redacted) and the per-account results (--json) both go to
-# syslog; journald keeps them under SYSLOG_IDENTIFIER=rotator. With pipefail, the
-# pipeline's status is rotator's (unless logger itself failed).
-status=0
+# syslog; journald keeps them under SYSLOG_IDENTIFIER=rotator. A logger that dies does
+# not stop rotator (output it cannot write is dropped, the run goes on), and the status
+# kept is rotator's own (PIPESTATUS), not logger's.
+set +e
 "$rotator_bin" --config "$config" --log-format json rotate --all --json 2>&1 \
-  | logger -t "$tag" -p user.info || status=$?
+  | logger -t "$tag" -p user.info
+status=${PIPESTATUS[0]}
+set -e
 
 case "$status" in
   0) ;;

@@ -117,19 +117,19 @@ class TestMetrics:
         done = cli.run("rotate", user, "--force", "--json", "--metrics-file", str(prom))
         assert done.returncode == 0, done.stderr
         samples = parse(prom)
-        assert samples[("live_tokens_on_account", user)] == len(simulator.live_token_ids(user)) == 1
-        assert samples[("rotation_outcome_total", "completed", "completed")] == 1
-        assert samples[("overlap_seconds", user)] >= 0
-        assert samples[("rotation_duration_seconds", user)] >= 0
+        assert samples[("rotator_live_tokens_on_account", user)] == len(simulator.live_token_ids(user)) == 1
+        assert samples[("rotator_rotation_outcome_total", "completed", "completed")] == 1
+        assert samples[("rotator_overlap_seconds", user)] >= 0
+        assert samples[("rotator_rotation_duration_seconds", user)] >= 0
         # Two days later (pinned clock): the age is exact, read from the state store alone.
         created = datetime.fromisoformat(cli.account_doc(user)["current_token"]["created_ts"])
         later = (created + timedelta(days=2)).isoformat()
         status = cli.run("status", "--metrics-file", str(prom), env=cli.env(ROTATOR_NOW=later))
         assert status.returncode == 0, status.stderr
         samples = parse(prom)
-        assert samples[("token_age_seconds", user)] == pytest.approx(2 * 86400)
-        assert samples[("time_since_last_success_seconds", user)] >= 2 * 86400 - 60
-        assert ("live_tokens_on_account", user) not in samples  # status alone does not ask
+        assert samples[("rotator_token_age_seconds", user)] == pytest.approx(2 * 86400)
+        assert samples[("rotator_time_since_last_success_seconds", user)] >= 2 * 86400 - 60
+        assert ("rotator_live_tokens_on_account", user) not in samples  # status alone does not ask
 
     def test_failed_run_counted_by_step(self, simulator: Any, tmp_path: Path) -> None:
         """A run rolled back by a failing check counts as rolled_back at `verifying`."""
@@ -137,7 +137,7 @@ class TestMetrics:
         cli, user, _ = account(simulator, tmp_path, policy)
         prom = tmp_path / "rotator.prom"
         assert cli.run("rotate", user, "--force", "--metrics-file", str(prom)).returncode == 1
-        assert parse(prom)[("rotation_outcome_total", "rolled_back", "verifying")] == 1
+        assert parse(prom)[("rotator_rotation_outcome_total", "rolled_back", "verifying")] == 1
 
 
 def parse(path: Path) -> dict[tuple[str, ...], float]:

@@ -136,12 +136,23 @@ def test_textfile_reads_back(tmp_path: Path) -> None:
         for family in text_string_to_metric_families(path.read_text())
         for s in family.samples
     }
-    assert samples[("token_age_seconds", (("account", "svc_a"),))] == 86400.0
-    assert samples[("live_tokens_on_account", (("account", "svc_a"),))] == 1.0
-    assert samples[("rotation_outcome_total", (("outcome", "completed"), ("step", "completed")))] == 3.0
-    assert samples[("rotation_outcome_total", (("outcome", "rolled_back"), ("step", "verifying")))] == 1.0
-    assert samples[("drift_findings", (("account", "svc_a"), ("severity", "critical")))] == 1.0
-    assert ("token_age_seconds", (("account", "svc_b"),)) not in samples  # unknown: left out
+    assert samples[("rotator_token_age_seconds", (("account", "svc_a"),))] == 86400.0
+    assert samples[("rotator_live_tokens_on_account", (("account", "svc_a"),))] == 1.0
+    assert samples[("rotator_rotation_outcome_total", (("outcome", "completed"), ("step", "completed")))] == 3.0
+    assert samples[("rotator_rotation_outcome_total", (("outcome", "rolled_back"), ("step", "verifying")))] == 1.0
+    assert samples[("rotator_drift_findings", (("account", "svc_a"), ("severity", "critical")))] == 1.0
+    assert ("rotator_token_age_seconds", (("account", "svc_b"),)) not in samples  # unknown: left out
+    assert all(name.startswith("rotator_") for name, _ in samples)
+    assert "_created" not in path.read_text()  # nothing that changes on every write
+
+
+def test_textfile_is_the_same_for_the_same_state(tmp_path: Path) -> None:
+    """Two writes of the same snapshots give byte-identical files: no series is regenerated."""
+    snap = AccountMetrics("svc_a", token_age_seconds=5.0, outcomes={("completed", "completed"): 1})
+    first, second = tmp_path / "a.prom", tmp_path / "b.prom"
+    write_textfile(first, [snap])
+    write_textfile(second, [snap])
+    assert first.read_text() == second.read_text()
 
 
 def test_emf_records_follow_the_format() -> None:
