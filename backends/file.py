@@ -173,13 +173,14 @@ class FileBackend:
         self.follow_symlinks = follow_symlinks
         self._at(path)
         self._key_source: KeySource | None = None
+        # Set once, not in _at: every verb re-resolves the path, and must keep its fence.
+        self._lease: LeaseGuard | None = None
 
     def _at(self, path: Path) -> None:
         self.path = path
         self.pending = path.with_name(path.name + ".pending")
         self.backup = path.with_name(path.name + ".rotator-backup")
         self.sidecar = path.with_name(path.name + ".rotator.json")
-        self._lease: LeaseGuard | None = None
 
     def _resolve(self) -> None:
         """Apply the symlink policy: refuse a link at `path`, or follow it when configured.
