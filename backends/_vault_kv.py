@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from backends._lease import LeaseGuard, fence_of
 from backends._vault_auth import LoginProblem, VaultConfig, login
 from rotator.errors import BackendConflict, BackendCredentials, BackendError
 from rotator.netpolicy import insecure_reason
@@ -25,6 +26,7 @@ __all__ = ["KvStore"]
 log = structlog.get_logger("backends.vault")
 
 _CAS_MISMATCH = "check-and-set parameter did not match"
+FENCE_KEY = "rotator_fence"
 
 
 class KvStore:
@@ -94,6 +96,58 @@ class KvStore:
 
         url = utils.format_url("/v1/{0}/metadata/{1}", self.mount, self.path)
         self.client().adapter.post(url, json={"custom_metadata": custom})
+
+    def update_custom(
+        self, base: dict[str, str], new: dict[str, str], *, guard: LeaseGuard | None = None
+    ) -> dict[str, str]:
+        """Change custom_metadata from `base` to `new` without erasing anyone else's keys.
+
+        KV v2 metadata has no check-and-set, so this is read-merge-verify: re-read the
+        metadata now; refuse (LeaseLost) if it carries a newer lease fence than `guard`'s;
+        refuse (BackendConflict) if another writer changed a `rotator_` key this write
+        changes since `base` was read; write the fresh metadata with only our changes
+        applied (plus our fence); read it back and refuse if our changes are not there.
+        Two writers racing inside one read-write window can still interleave, but neither
+        erases a marker it did not read: the loser sees its own changes missing and stops.
+        Returns what was written.
+        """
+        _, fresh = self.meta()
+        seen = fence_of(fresh.get(FENCE_KEY))
+        if guard is not None:
+            guard.refuse_newer(seen, self.where())
+        changed = {k: v for k, v in new.items() if base.get(k) != v and k != FENCE_KEY}
+        removed = {k for k in base if k not in new and k != FENCE_KEY}
+        moved = [
+            k
+            for k in sorted(set(changed) | removed)
+            if k.startswith("rotator_") and fresh.get(k) not in (base.get(k), new.get(k))
+        ]
+        if moved:
+            raise BackendConflict(
+                f"{self.where()}: another writer changed {', '.join(moved)} in custom_metadata "
+                "since this run read it; not overwriting it — run again",
+                backend=self.label,
+            )
+        merged = {k: v for k, v in fresh.items() if k not in removed}
+        merged.update(changed)
+        fence = max(seen, guard.fence if guard is not None else 0)
+        if fence:
+            merged[FENCE_KEY] = str(fence)
+        self.write_custom(merged)
+        _, back = self.meta()
+        if any(back.get(k) != v for k, v in changed.items()) or removed & set(back):
+            raise BackendConflict(
+                f"{self.where()}: another writer replaced custom_metadata while this run "
+                "wrote it; its markers did not stick — run again",
+                backend=self.label,
+            )
+        return merged
+
+    def check_fence(self, guard: LeaseGuard | None) -> None:
+        """Before a data write: LeaseLost if the secret carries a newer lease fence than ours."""
+        if guard is not None:
+            guard("vault.write_data")
+            guard.refuse_newer(fence_of(self.meta()[1].get(FENCE_KEY)), self.where())
 
     def _kv(self) -> Any:
         return self.client().secrets.kv.v2

@@ -14,6 +14,14 @@ the whole new value: each label move is one API call. Values are always read wit
 explicit VersionStage/VersionId (moto's default read lags a label move). Tags are per
 secret, so the token id they carry (needed for raw values) is trusted only for the
 version named beside it. boto3 is imported when the first call is made.
+
+Fencing (I4): the tag `rotator:fence` holds the highest lease fencing number any run
+wrote the secret under. Each verb reads it (with the labels, in the same DescribeSecret)
+right before its writes, refuses (LeaseLost) when it is newer than the run's own lease,
+and raises it to ours otherwise; the version id is the run's ClientRequestToken, so a
+stale put can only ever address its own run's version. A run that stalled past its lease
+therefore cannot re-attach AWSPENDING or move AWSCURRENT once its successor (or an
+`rotator abort`) has touched the secret.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import structlog
 from pydantic import Field, field_validator, model_validator
 
 from backends import _aws_errors as aws_errors
+from backends._lease import LeaseGuard, fence_of
 from backends.base import BackendConfig, Receipt, StoredToken, TokenRecord, decode_value
 from backends.base import encode_value as _encode
 from rotator.errors import BackendConflict, BackendCredentials, BackendError, ConfigError
@@ -51,6 +60,7 @@ _TAG_UNSAFE = re.compile(r"[^\w .:/=+\-@]")
 _FIELDS = ("version_id", "token_id", "token_name", "run_id")
 _GROUPS = ("", "pending_", "previous_")  # promoted, staged, promoted before that
 _GONE = ("ResourceNotFoundException",)  # no such secret, version or value: answer None
+FENCE_TAG = "rotator:fence"
 
 
 def version_id_for(run_id: str) -> str:
@@ -148,6 +158,37 @@ class SecretsManagerBackend:
         self._secret_id = config.secret_id
         self._region = config.resolved_region
         self._client_obj: Any = client
+        self._lease: LeaseGuard | None = None
+
+    def bind_lease(self, guard: LeaseGuard | None) -> None:
+        """Fence every later write with the run's lease (see the module docstring)."""
+        self._lease = guard
+
+    def _undo_if_fenced_out(self, version: str, before: str | None) -> None:
+        """After moving AWSCURRENT: if a newer lease wrote the secret meanwhile, move it back.
+
+        Label moves have no condition AWS could check against our fence, so a move that was
+        in flight while a successor (or `rotator abort`) took over is found by reading the
+        fence tag again right after it, and undone before this run stops.
+        """
+        if self._lease is None:
+            return
+        snap = self._existing()
+        if fence_of(snap.tags.get(FENCE_TAG)) <= self._lease.fence:
+            return
+        if before is not None and CURRENT in snap.labels(version):
+            self._move(CURRENT, to=before, away_from=version)
+            log.warning("backend.stale_move_undone", backend=self.label, version_id=version)
+        self._fence_target(snap)  # raises LeaseLost
+
+    def _fence_target(self, snap: _Snapshot) -> None:
+        """Refuse when the secret carries a newer lease fence than ours; else record ours."""
+        if self._lease is None:
+            return
+        seen = fence_of(snap.tags.get(FENCE_TAG))
+        self._lease.refuse_newer(seen, f"secret {self._secret_id}")
+        if seen < self._lease.fence:
+            self._tag({FENCE_TAG: str(self._lease.fence)})
 
     @classmethod
     def from_config(cls, config: Any, *, account: str, base_dir: Path) -> SecretsManagerBackend:
@@ -200,6 +241,7 @@ class SecretsManagerBackend:
         """
         version = version_id_for(run_id)
         snap = self._snapshot() or self._create()
+        self._fence_target(snap)
         labels, existing = snap.labels(version), None
         if version in snap.stages:  # a replay, or a Lambda rotation's empty AWSPENDING version
             existing = self._try(
@@ -238,12 +280,16 @@ class SecretsManagerBackend:
         """
         version = self._version_of(receipt, run_id)
         snap = self._existing()
+        self._fence_target(snap)
         labels = snap.labels(version)
         previous = snap.holder(PREVIOUS) if CURRENT in labels else snap.holder(CURRENT)
         if CURRENT not in labels:
             if PENDING not in labels:
                 raise self._error("not_staged", version=version, run_id=run_id)
+            if self._lease is not None:
+                self._lease("aws.move_current")
             self._move(CURRENT, to=version, away_from=snap.holder(CURRENT))
+            self._undo_if_fenced_out(version, snap.holder(CURRENT))
         if PENDING in labels:
             self._move(PENDING, to=None, away_from=version)
         self._tag_promoted(snap, version, previous, run_id)
@@ -259,7 +305,10 @@ class SecretsManagerBackend:
         version = version_id_for(run_id)
         snap = self._snapshot()
         labels = snap.labels(version) if snap is not None else ()
-        if snap is None or not labels:
+        if snap is None:
+            return
+        self._fence_target(snap)  # even as a no-op: a stale stage must not land afterwards
+        if not labels:
             return
         if CURRENT in labels:
             if receipt and "previous_version_id" in receipt:

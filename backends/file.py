@@ -25,6 +25,11 @@ consumer reading `<path>` at any instant sees the complete old or the complete n
 are recognised by an HMAC fingerprint (keyed with the state store's secret key and the
 run id, see `backends.base.value_fingerprint`), so a run killed between any
 two steps is found again by `read_staged`/`promote`/`rollback` on resume.
+
+Fencing (I4): the sidecar carries `fence`, the highest lease fencing number any run wrote
+it under. Every sidecar write and every value write (pending, rename, restore) first
+re-reads it and refuses (LeaseLost) when it is newer than the run's own lease: a run that
+stalled past its lease cannot touch the file once its successor has written here.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from backends._lease import LeaseGuard, fence_of
 from backends.base import (
     BackendConfig,
     KeySource,
@@ -118,9 +124,10 @@ class _Sidecar:
     had_previous: bool = False
     previous: _Owner | None = None
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, fence: int = 0) -> bytes:
         doc: dict[str, Any] = {
             "version": _SIDECAR_VERSION,
+            **({"fence": fence} if fence else {}),
             "current": self.current.to_doc() if self.current else None,
             "run": None,
         }
@@ -166,6 +173,8 @@ class FileBackend:
         self.follow_symlinks = follow_symlinks
         self._at(path)
         self._key_source: KeySource | None = None
+        # Set once, not in _at: every verb re-resolves the path, and must keep its fence.
+        self._lease: LeaseGuard | None = None
 
     def _at(self, path: Path) -> None:
         self.path = path
@@ -266,6 +275,7 @@ class FileBackend:
         )
         with self._errors("staging"):
             sidecar = self._load_sidecar()
+            self._check_fence()
             if sidecar.run is not None and sidecar.run.run_id == run_id:
                 if owner == sidecar.run and any(
                     owner.owns(self._read_token(p), self._key()) for p in (self.pending, self.path)
@@ -284,6 +294,7 @@ class FileBackend:
             )
             self._reached("marker_written")
             data = encode_value(record, self.fmt)
+            self._check_fence()
             atomic_write_bytes(self.pending, (data + "\n" if self.fmt == "json" else data).encode())
             # Owner and group now, so a rotator that cannot keep them refuses before anything
             # is live; the mode (consumers' access) only at promote.
@@ -298,6 +309,7 @@ class FileBackend:
         """
         with self._errors("promoting"):
             sidecar = self._load_sidecar()
+            self._check_fence()
             run = sidecar.run
             if run is None or run.run_id != run_id:
                 current = sidecar.current
@@ -318,6 +330,7 @@ class FileBackend:
                 self._take_backup(sidecar, run)
                 self._reached("backup_written")
                 self._match_target(self.pending)  # consumers keep the access they had
+                self._check_fence()
                 os.replace(self.pending, self.path)
                 fsync_dir(self.path.parent)
                 self._reached("renamed")
@@ -341,6 +354,7 @@ class FileBackend:
         """
         with self._errors("rolling back"):
             sidecar = self._load_sidecar()
+            self._check_fence()
             run = sidecar.run
             if run is None or run.run_id != run_id:
                 current = sidecar.current
@@ -354,11 +368,14 @@ class FileBackend:
                         f"replaced its backup; restore {self.path} by hand",
                         backend=self.label,
                     )
+                if self._lease is not None and self.sidecar.exists():
+                    self._write_sidecar(sidecar)  # a no-op still raises the fence
                 return
             current = sidecar.current
             if current is not None and current.run_id == run_id:
                 current = sidecar.previous
             if run.owns(self._read_token(self.path), self._key()):
+                self._check_fence()
                 if sidecar.state not in ("promoting", "promoted"):
                     raise BackendConflict(
                         f"{self.label}: {self.path} holds run {run_id}'s value but no backup "
@@ -460,7 +477,24 @@ class FileBackend:
             ) from exc
 
     def _write_sidecar(self, sidecar: _Sidecar) -> None:
-        atomic_write_bytes(self.sidecar, sidecar.to_bytes())
+        seen = self._check_fence()
+        mine = self._lease.fence if self._lease is not None else 0
+        atomic_write_bytes(self.sidecar, sidecar.to_bytes(max(seen, mine)))
+
+    def bind_lease(self, guard: LeaseGuard | None) -> None:
+        """Fence every later write with the run's lease (see the module docstring)."""
+        self._lease = guard
+
+    def _check_fence(self) -> int:
+        """The sidecar's fencing number, read now; LeaseLost if newer than our lease's."""
+        data = self._read_bytes(self.sidecar)
+        try:
+            seen = fence_of(json.loads(data).get("fence")) if data else 0
+        except (ValueError, AttributeError):
+            seen = 0
+        if self._lease is not None:
+            self._lease.refuse_newer(seen, f"{self.label} ({self.sidecar.name})")
+        return seen
 
     def _match_target(self, path: Path, *, mode: bool = True) -> None:
         """Give `path` the owner, group (and mode) of `self.path`; refuse if we cannot.

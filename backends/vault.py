@@ -17,6 +17,14 @@ secret key and the run id, `backends.base.value_fingerprint`):
     rotator_rollback_run_id / _base                              before rollback's data write
     rotator_rolled_back_run_id                                  after it
 
+Fencing (I4) and concurrent writers: every custom_metadata change goes through
+`KvStore.update_custom` (read, merge only our changes, write, read back: KV v2 metadata has
+no check-and-set), which also records `rotator_fence`, the highest lease fencing number the
+secret was written under, and refuses a write from an older lease. Every data write is
+preceded by a fresh check of that key and made with check-and-set on the version read, so
+a run that stalled past its lease is refused either by the fence (its successor wrote
+since) or by the CAS (someone wrote data since its read).
+
 The HTTP calls and the error mapping live in `backends._vault_kv.KvStore`.
 """
 
@@ -29,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from backends._lease import LeaseGuard
 from backends._vault_auth import VaultConfig
 from backends._vault_kv import KvStore
 from backends.base import (
@@ -84,6 +93,7 @@ class VaultBackend:
         self.path = config.path
         self._clock = clock
         self._key_source: KeySource | None = None
+        self._lease: LeaseGuard | None = None
 
     def use_fingerprint_key(self, source: KeySource) -> None:
         """Key the metadata fingerprints with the state store secret key (the engine calls it)."""
@@ -91,6 +101,17 @@ class VaultBackend:
 
     def _fp(self, token: Secret, run_id: str) -> str:
         return fingerprint(token, run_id, self._key_source() if self._key_source else None)
+
+    def bind_lease(self, guard: LeaseGuard | None) -> None:
+        """Fence every later write with the run's lease (see the module docstring)."""
+        self._lease = guard
+
+    def _update(self, base: dict[str, str], new: dict[str, str]) -> dict[str, str]:
+        return self.kv.update_custom(base, new, guard=self._lease)
+
+    def _write_data(self, data: dict[str, Any], *, cas: int) -> int:
+        self.kv.check_fence(self._lease)
+        return self.kv.write_data(data, cas=cas)
 
     @classmethod
     def from_config(cls, config: Any, *, account: str, base_dir: Path) -> VaultBackend:
@@ -159,18 +180,18 @@ class VaultBackend:
                 marker[P + "previous_version"] = str(current)
                 marker[P + "previous"] = _snapshot(custom)
             marker.update(zip(PENDING, (run_id, record.token_id, fp, str(current)), strict=True))
-            self.kv.write_custom(marker)
+            written = self._update(custom, marker)
             self._reached("marker_written")
             data = self._merge(self.kv.data(current) if current else {}, record)
             try:
                 with self.kv.errors("staging"):
-                    version = self.kv.write_data(data, cas=current)
+                    version = self._write_data(data, cas=current)
             except BackendConflict:
                 with contextlib.suppress(BackendError):
-                    self.kv.write_custom(custom)
+                    self._update(written, custom)  # take back only our marker, if still ours
                 raise
             self._reached("data_written")
-            return self._finish_stage(marker, record, run_id, version)
+            return self._finish_stage(written, record, run_id, version)
 
     def promote(self, receipt: Receipt, *, run_id: str) -> None:
         """Nothing to do: the staged version is already what consumers read."""
@@ -196,15 +217,17 @@ class VaultBackend:
                         and self._value_fp(self.kv.data(base + 1), run_id) == (custom[PENDING[2]])
                     ):
                         raise self._overwritten(run_id, base + 1, current)
-                    self.kv.write_custom(_without(custom, PENDING, "previous_version", "previous"))
+                    self._update(custom, _without(custom, PENDING, "previous_version", "previous"))
                     return
             elif custom.get(P + "run_id") == run_id:
                 if mine is None:
                     raise self._overwritten(run_id, int(custom[P + "version"]), current)
             else:
+                if self._lease is not None and current:
+                    self._update(custom, custom)  # a no-op still raises the fence (stale stages)
                 return
             marker = {**custom, ROLLBACK[0]: run_id, ROLLBACK[1]: str(current)}
-            self.kv.write_custom(marker)
+            marker = self._update(custom, marker)
             self._reached("rollback_marker_written")
             self._finish_rollback(marker, current, run_id)
 
@@ -220,7 +243,7 @@ class VaultBackend:
             values = (run_id, record.token_id, record.token_name, self._clock(), str(version))
             final.update({P + k: v for k, v in zip(FINAL, values, strict=False)})
             final[P + "fingerprint"] = self._fp(record.token, run_id)
-            self.kv.write_custom(final)
+            self._update(custom, final)
         return {
             "mount": self.mount,
             "path": self.path,
@@ -240,7 +263,7 @@ class VaultBackend:
                 backend=self.label,
             )
         if current == base:
-            version = self.kv.write_data(old, cas=base)
+            version = self._write_data(old, cas=base)
             self._reached("restored")
         elif current == base + 1 and self.kv.data(current) == old:
             version = current
@@ -251,7 +274,7 @@ class VaultBackend:
         if snapshot.get(P + "version") == str(previous):
             restored.update({**snapshot, P + "version": str(version)})
         restored[P + "rolled_back_run_id"] = run_id
-        self.kv.write_custom(restored)
+        self._update(custom, restored)
 
     def _reached(self, step: str) -> None:
         """Called after each write; tests replace it to simulate a crash there."""

@@ -121,8 +121,10 @@ class Simulator:
         self.proc = subprocess.Popen(
             [
                 PYTHON, "-m", "rotator.simulator", "--port", "0", "--ready-file", str(ready),
-                "--admin-token", self.admin_token, "--latency", str(latency), "--quiet",
+                "--admin-token-env", "BENCH_SIM_ADMIN_TOKEN",  # never on argv (`ps`)
+                "--latency", str(latency), "--quiet",
             ],
+            env={**os.environ, "BENCH_SIM_ADMIN_TOKEN": self.admin_token},
             stdout=subprocess.DEVNULL,
             stderr=self._log,
             cwd=ROOT,

@@ -67,6 +67,7 @@ def make_store(config: Config, clock: Callable[[], datetime] = utcnow) -> StateS
         region=config.state.region,
         endpoint_url=config.state.endpoint_url,
         clock=clock,
+        clock_skew=config.state.clock_skew,
     )
 
 

@@ -357,11 +357,18 @@ def account_for_secret(engine: Engine, meta: Mapping[str, Any]) -> tuple[Account
     """
     arn, name = str(meta.get("ARN", "")), str(meta.get("Name", ""))
     names = {arn, name, _ARN_SUFFIX.sub("", arn)} - {""}
+    parts = arn.split(":")
+    region = parts[3] if len(parts) > 6 else None
     owners: list[tuple[AccountConfig, str]] = []
     for account in engine.config.accounts:
         for cfg, backend in zip(account.backends, engine.backends(account), strict=True):
-            if cfg.type == "aws-secrets-manager" and getattr(cfg, "secret_id", None) in names:
-                owners.append((account, backend.label))
+            secret_id = getattr(cfg, "secret_id", None)
+            if cfg.type != "aws-secrets-manager" or secret_id not in names:
+                continue
+            # A bare name is only this secret in the backend's own region.
+            if region and getattr(cfg, "resolved_region", region) != region:
+                continue
+            owners.append((account, backend.label))
     if not owners:
         raise ConfigError(
             f"secret {name or arn} belongs to no configured account: list it as the "

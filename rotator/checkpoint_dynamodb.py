@@ -2,16 +2,27 @@
 
 One item per document, keyed by `pk`:
 
-    lease#<account>     owner, pid, host, fence, acquired_at, expires_at, released
+    lease#<account>     owner, pid, host, boot_id, pid_ns, fence, version, acquired_at,
+                        expires_at, released
     account#<account>   doc (JSON), version
     run#<run_id>        doc (JSON), version, account, ttl (epoch seconds, finished runs only)
     key#fingerprint     the HMAC key for token fingerprints (hex)
 
 Conditions carry the rules (named below) instead of locks:
 
-    acquire    put lease  IF  no lease yet  OR  fence = the fence we judged free
-    save       one transaction:  update lease (renew)  IF  fence = ours AND not released
+    acquire    put lease  IF  no lease yet  OR  exactly the record we judged free:
+                          fence, version and expires_at all as read
+    save       one transaction:  update lease (renew, version + 1)
+                                   IF  fence = ours AND not released
                                  put run/account        IF  absent OR version = ours - 1
+
+    holder     read ........ renew (version v -> v+1) ....
+    taker               read (v, expired) ............ put IF version = v  -> refused
+    (or the other way round: the takeover lands first, the renewal's fence check fails)
+
+A renewal and a takeover can therefore never both succeed: each changes what the other's
+condition pins. Expiry is judged with a clock-skew margin (`[state] clock_skew`): a lease
+is free only once `expires_at + clock_skew` has passed on the taker's clock.
 A lost condition is a lost race: LeaseHeld on acquire, LeaseLost on save.
 boto3 is imported when the store is built, not when rotator is imported.
 """
@@ -31,6 +42,7 @@ from rotator.checkpoint import (
     SCHEMA_VERSION,
     Doc,
     Lease,
+    _pid_alive,
     lease_held,
     lease_is_free,
     next_lease,
@@ -93,8 +105,10 @@ class DynamoDBStore:
         clock: Callable[[], datetime] = utcnow,
         host: str | None = None,
         pid_alive: Callable[[int], bool] | None = None,
+        clock_skew: timedelta = timedelta(seconds=5),
     ) -> None:
         self.table = table
+        self._skew = clock_skew
         self._ddb = client or _client(region, endpoint_url)
         self._clock = clock
         self._host = host or socket.gethostname()
@@ -127,18 +141,26 @@ class DynamoDBStore:
     def acquire_lease(self, account: str, *, owner: str, ttl: timedelta) -> Lease:
         existing = self.read_lease(account)
         now = self._clock()
-        kwargs = {"pid_alive": self._pid_alive} if self._pid_alive else {}
-        if not lease_is_free(existing, now=now, host=self._host, **kwargs):
+        alive = self._pid_alive or _pid_alive
+        if not lease_is_free(existing, now=now, host=self._host, pid_alive=alive, skew=self._skew):
             assert existing is not None
             raise lease_held(account, existing)
         lease = next_lease(
             existing, account=account, owner=owner, host=self._host, now=now, ttl=ttl
         )
-        # Named conditions: the lease is new, or still carries the fence we judged free.
+        # Named conditions: the lease is new, or is still exactly the record we judged free
+        # (a renewal since our read bumped its version; a release or takeover its fence).
         condition, values = "attribute_not_exists(pk)", {}
         if existing is not None:
-            condition = "fence = :seen"
-            values = {":seen": {"N": str(existing.fence)}}
+            same_version = "version = :v" if existing.version else (
+                "(attribute_not_exists(version) OR version = :v)"  # written before versions
+            )
+            condition = f"fence = :seen AND expires_at = :exp AND {same_version}"
+            values = {
+                ":seen": {"N": str(existing.fence)},
+                ":exp": {"S": existing.expires_at.isoformat()},
+                ":v": {"N": str(existing.version)},
+            }
         with _errors(self.table, "take the lease in"):
             try:
                 self._ddb.put_item(
@@ -160,9 +182,14 @@ class DynamoDBStore:
             self._ddb.update_item(
                 TableName=self.table,
                 Key={"pk": {"S": f"lease#{lease.account.lower()}"}},
-                UpdateExpression="SET released = :t",
+                UpdateExpression="SET released = :t, version = if_not_exists(version, :z) + :one",
                 ConditionExpression="fence = :f",
-                ExpressionAttributeValues={":t": {"BOOL": True}, ":f": {"N": str(lease.fence)}},
+                ExpressionAttributeValues={
+                    ":t": {"BOOL": True},
+                    ":f": {"N": str(lease.fence)},
+                    ":z": {"N": "0"},
+                    ":one": {"N": "1"},
+                },
             )
 
     def read_lease(self, account: str) -> Lease | None:
@@ -182,13 +209,16 @@ class DynamoDBStore:
     def save(self, lease: Lease, *, run: Doc | None = None, account: Doc | None = None) -> Lease:
         now = self._clock()
         ttl = lease.expires_at - lease.acquired_at
-        renewed = replace(lease, acquired_at=now, expires_at=now + ttl)
+        renewed = replace(lease, acquired_at=now, expires_at=now + ttl, version=lease.version + 1)
         items: list[dict[str, Any]] = [
             {
                 "Update": {
                     "TableName": self.table,
                     "Key": {"pk": {"S": f"lease#{lease.account.lower()}"}},
-                    "UpdateExpression": "SET acquired_at = :a, expires_at = :e",
+                    "UpdateExpression": (
+                        "SET acquired_at = :a, expires_at = :e, "
+                        "version = if_not_exists(version, :zero) + :one"
+                    ),
                     # Fencing: only the current, unreleased holder may write.
                     "ConditionExpression": "fence = :f AND released = :no",
                     "ExpressionAttributeValues": {
@@ -196,6 +226,8 @@ class DynamoDBStore:
                         ":e": {"S": renewed.expires_at.isoformat()},
                         ":f": {"N": str(lease.fence)},
                         ":no": {"BOOL": False},
+                        ":zero": {"N": "0"},
+                        ":one": {"N": "1"},
                     },
                 }
             }
@@ -287,7 +319,10 @@ class DynamoDBStore:
 
 
 def _lease_item(lease: Lease) -> dict[str, Any]:
+    where = {k: {"S": v} for k, v in (("boot_id", lease.boot_id), ("pid_ns", lease.pid_ns)) if v}
     return {
+        **where,
+        "version": {"N": str(lease.version)},
         "pk": {"S": f"lease#{lease.account.lower()}"},
         "account": {"S": lease.account},
         "owner": {"S": lease.owner},

@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     adopt = sub.add_parser("adopt", help="record an existing token id as the current token")
     adopt.add_argument("username", metavar="USERNAME")
     adopt.add_argument("--token-id", required=True)
+    adopt.add_argument(
+        "--force", action="store_true", help="adopt even if the backends serve another token"
+    )
     adopt.add_argument("--json", action="store_true")
 
     tokens = sub.add_parser("tokens", help="list an account's live tokens (metadata only)")
@@ -549,7 +552,7 @@ def cmd_adopt(args: argparse.Namespace, out: TextIO) -> int:
     config = _config(args)
     engine = make_engine(config)
     probe_admin_token(engine)
-    outcome = engine.adopt(args.username, args.token_id)
+    outcome = engine.adopt(args.username, args.token_id, force=args.force)
     _print_outcomes([outcome], out, as_json=args.json)
     return EXIT_OK
 

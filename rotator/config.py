@@ -129,6 +129,10 @@ class StateSettings(_Strict):
 
     _region = field_validator("region")(check_aws_region)
 
+    # DynamoDB: how far hosts' clocks may disagree; a lease is taken over only once it
+    # expired by more than this on the taker's clock.
+    clock_skew: Duration = timedelta(seconds=5)
+
 
 class AuditSettings(_Strict):
     """Where the append-only audit trail goes: `<state path>/audit.jsonl` unless `path` is set.
@@ -348,6 +352,7 @@ def parse_config(text: str, *, base_dir: Path, source: str = "<config>") -> Conf
     if defaults is not None:
         _check_checks(defaults, "defaults", raw.motherduck.api_url, problems)
         _check_policy(defaults, "defaults", problems)
+        _check_lease_timing(defaults, "defaults", raw.motherduck, problems)
     # A mistake in [defaults] is reported once, there: accounts inherit only the good keys.
     inherited = {k: v for k, v in raw.defaults.items() if k not in bad_keys}
     accounts: list[AccountConfig] = []
@@ -360,6 +365,8 @@ def parse_config(text: str, *, base_dir: Path, source: str = "<config>") -> Conf
             _check_checks(account.policy, f"accounts[{i}]", raw.motherduck.api_url, problems)
         if {"ttl", "rotate_before_expiry"} & set(raw_account):
             _check_policy(account.policy, f"accounts[{i}]", problems)
+        if "lease_ttl" in raw_account:
+            _check_lease_timing(account.policy, f"accounts[{i}]", raw.motherduck, problems)
         if account.username.lower() in seen:
             problems.append(f"accounts[{i}].username: {account.username!r} is configured twice")
         seen.add(account.username.lower())
@@ -403,6 +410,16 @@ def _account(
     if policy is None or unknown or len(backends) != len(raw.backends):
         return None
     return AccountConfig(username=raw.username, backends=tuple(backends), policy=policy)
+
+
+def _check_lease_timing(
+    policy: Policy, where: str, md: MotherDuckSettings, problems: list[str]
+) -> None:
+    from rotator.checkpoint import lease_timing_problem
+
+    problem = lease_timing_problem(policy.lease_ttl, md.create_settle, md.timeout)
+    if problem:
+        problems.append(f"{where}.lease_ttl: {problem}")
 
 
 def _check_checks(policy: Policy, where: str, api_url: str, problems: list[str]) -> None:

@@ -9,19 +9,21 @@ the account, the run and the cause, secrets scrubbed.
 
 from __future__ import annotations
 
+import contextlib
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
-from rotator.errors import NeedsAttention
+from rotator.errors import NeedsAttention, RotatorError
 from rotator.runrecord import RunState
 
 if TYPE_CHECKING:
     from rotator.runcontext import RunContext
 
-__all__ = ["contain"]
+__all__ = ["contain", "contained", "describe"]
 
 log = structlog.get_logger("rotator.workflow")
 MAX_CAUSE = 300
@@ -52,6 +54,17 @@ def contain(runner: RunContext | None, account: str, exc: Exception) -> NeedsAtt
         + (f"; recorded in the run (`rotator history {account}`)" if run is not None else ""),
         remaining=remaining,
     )
+
+
+@contextlib.contextmanager
+def contained(account: str) -> Iterator[None]:
+    """For an account's work outside its lease (reads only): the same one line, no record."""
+    try:
+        yield
+    except RotatorError:
+        raise
+    except Exception as exc:
+        raise contain(None, account, exc) from None
 
 
 def describe(exc: BaseException) -> str:

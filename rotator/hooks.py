@@ -75,10 +75,10 @@ def run_hook(
             f"{point} hook {spec.command[0]!r} timed out after {spec.timeout.total_seconds():g}s",
             hook=point,
         ) from None
-    except OSError as exc:
-        raise HookFailed(
-            f"{point} hook cannot run {spec.command[0]!r}: {exc.strerror}", hook=point
-        ) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the command
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        message = f"{point} hook cannot run {spec.command[0]!r}: {why}"
+        raise HookFailed(message, hook=point) from None
     if done.returncode != 0:
         raise HookFailed(
             f"{point} hook {spec.command[0]!r} exited {done.returncode}: {done.output}",

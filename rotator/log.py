@@ -235,7 +235,7 @@ def scrub(text: str, limit: int = 500, *, keep: Literal["head", "tail"] = "tail"
     text = redact(text)
     if len(text) <= limit:
         return text
-    return "…" + text[-limit:] if keep == "tail" else text[:limit] + "…"
+    return "..." + text[-limit:] if keep == "tail" else text[:limit] + "..."
 
 
 def register_known_secrets(

@@ -17,6 +17,8 @@ class Outcome:
     account: str
     # completed adopted not_due awaiting_revoke rolled_back needs_attention incomplete
     # interrupted not_started (a SIGINT/SIGTERM stopped the run or came before it)
+    # in_progress (a scheduled pass left a run Secrets Manager drives to its steps)
+    # aborted revoked (operator commands that did what was asked)
     result: str
     message: str
     run_id: str | None = None

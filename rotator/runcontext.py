@@ -5,17 +5,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import structlog
 
 from backends import StoredToken
-from rotator.checkpoint import Lease
+from backends._lease import LeaseGuard
+from rotator import pausepoints
+from rotator.checkpoint import RENEW_FRACTION, Lease
 from rotator.config import AccountConfig
-from rotator.errors import BackendError, HookFailed
+from rotator.errors import BackendError, ConfigError, HookFailed, LeaseLost, MotherDuckError
 from rotator.events import RunEvent
 from rotator.hooks import HookPoint, run_hook
 from rotator.outcome import token_id as _id
@@ -23,6 +27,7 @@ from rotator.runrecord import Run, RunState, TokenRef, token_name_for
 from rotator.secret import Secret
 
 if TYPE_CHECKING:
+    from rotator.motherduck import TokenInfo
     from rotator.workflow import Engine
 
 __all__ = ["RunContext", "StepFailed"]
@@ -32,6 +37,27 @@ log = structlog.get_logger("rotator.workflow")
 
 class StepFailed(Exception):
     """A step failed in a way that calls for rollback; carries the reason in words."""
+
+
+def _unknown_tokens(account: str, unknown: dict[str, str], store: str) -> ConfigError:
+    """Refuse to mint over live tokens the state store does not know (a lost or other store).
+
+    Rotating would overwrite the backends and leave that token live and tracked by nothing
+    (I2). A person decides: adopt it (the next rotation then revokes it), or fix the backend.
+    """
+    where = ", ".join(f"{label} serves {tid}" for label, tid in sorted(unknown.items()))
+    ids = sorted(set(unknown.values()))
+    if len(ids) == 1:
+        todo = f"if it is this account's token, run `rotator adopt {account} --token-id {ids[0]}`"
+    else:
+        todo = (
+            "the backends disagree; make them serve one token (see `rotator drift "
+            f"{account}`), then `rotator adopt {account} --token-id ID` with that token's id"
+        )
+    return ConfigError(
+        f"account {account!r}: {where}, a live token the state store ({store}) does not "
+        f"know (lost or different state store?); not minting over it: {todo}, then rotate again"
+    )
 
 
 class RunContext:
@@ -64,6 +90,61 @@ class RunContext:
         self.record = engine.account_record(self.name)
         self._account_saved = self._account_facts()
         self._unsaved = False  # a transition made with save=False is not in the store yet
+        self._renew_every = self.policy.lease_ttl.total_seconds() / RENEW_FRACTION
+        self._renewed_at = time.monotonic()
+        guard = LeaseGuard(lease.fence, self._fence)
+        for backend in self.backends.values():
+            bind = getattr(backend, "bind_lease", None)
+            if callable(bind):
+                bind(guard)
+
+    def _fence(self, effect: str) -> None:
+        """I4: check (and renew) the lease immediately before an external side effect.
+
+        Re-reads the lease from the state store under our fencing number and extends it;
+        raises LeaseLost when another run has taken the account over, so a stalled run
+        stops before the effect instead of after its next checkpoint. `effect` names the
+        effect (and is the `fence:<effect>` stall point of the test harness).
+        """
+        self.lease = self.e.store.save(self.lease)
+        self._renewed_at = time.monotonic()
+        pausepoints.reached(f"fence:{effect}")
+
+    def _keep_lease(self) -> None:
+        """During a long wait: check and renew the lease once per renewal interval."""
+        if time.monotonic() - self._renewed_at >= self._renew_every:
+            self.lease = self.e.store.save(self.lease)
+            self._renewed_at = time.monotonic()
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep `seconds` (a check's retry interval) without letting the lease lapse."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            self._keep_lease()
+            time.sleep(min(left, self._renew_every))
+
+    def _fence_created(self, info: TokenInfo) -> None:
+        """A create answered after our lease was lost: revoke what we minted, then stop (I2).
+
+        Nothing can serve that token: a successor that found it by name had no secret for
+        it and revoked it itself, so the revoke here is safe without the lease.
+        """
+        try:
+            self._fence("motherduck.created")
+        except LeaseLost:
+            log.warning("token.stale_create_revoked", token_id=info.id)
+            with contextlib.suppress(MotherDuckError):
+                self.e.client.revoke_token(self.name, info.id)
+            raise
+
+    def _served_token_ids(self) -> set[str]:
+        """The token ids the backends serve now (read again; ids a backend cannot tell skipped)."""
+        served = set()
+        for backend in self.backends.values():
+            stored = backend.read_current()
+            if stored is not None and stored.token_id:
+                served.add(stored.token_id)
+        return served
 
     def _hook(self, point: HookPoint, run: Run) -> None:
         """Run a configured hook once per run; after_store/after_promote may demand rollback."""
@@ -79,6 +160,7 @@ class RunContext:
             "new_token_id": _id(run.new_token),
             "failure": run.failure,
         }
+        self._fence(f"hook:{point}")
         try:
             run_hook(point, spec, facts=facts, token=token, cwd=self.e.config.base_dir)
         except HookFailed as exc:
@@ -108,11 +190,16 @@ class RunContext:
         """Read all a rotation needs before anything is minted; raise on the first problem."""
         live = {t.id for t in self.e.client.list_tokens(self.name)}
         current = self.record.current_token
+        unknown: dict[str, str] = {}
         for label, backend in self.backends.items():
             stored = backend.read_current()
             if stored is not None and current is not None and stored.token_id == current.id:
                 self.old_secret = stored.token  # memory only: for confirm_revoked
+            elif stored is not None and stored.token_id in live:
+                unknown[label] = stored.token_id  # live, served, and not ours to replace
             log.debug("backend.preflight_ok", backend=label)
+        if unknown:
+            raise _unknown_tokens(self.name, unknown, self.e.store.describe())
         if current is not None and current.id not in live:
             log.warning("token.current_not_live", token_id=current.id)
 
@@ -174,6 +261,7 @@ class RunContext:
             self._save(run, account=account)
         else:
             self._unsaved = True
+        pausepoints.reached(f"state:{state.value}")
         if self.e.on_event is not None:
             self.e.on_event(self._event(run, previous, detail))
 

@@ -28,7 +28,15 @@ from rotator.errors import (
 from rotator.outcome import Outcome, final_outcome, outcome_for
 from rotator.outcome import token_id as _id
 from rotator.runcontext import RunContext, StepFailed
-from rotator.runrecord import BackendProgress, Run, RunState, TokenRef, new_run_id, rotation_due
+from rotator.runrecord import (
+    BackendProgress,
+    Run,
+    RunState,
+    TokenRef,
+    new_run_id,
+    rotation_due,
+    token_name_for,
+)
 from rotator.safety import (
     SETTLED,
     abort_refusal,
@@ -206,7 +214,13 @@ class Runner(RunContext):
         new = f"; new token {run.new_token.id} revoked" if run.new_token else ""
         return outcome_for(run, self.name, "aborted", f"aborted: backends {old}{new}")
 
-    def adopt(self, token_id: str) -> Outcome:
+    def adopt(self, token_id: str, *, force: bool = False) -> Outcome:
+        """Record a live token of the account as its current one, if the backends serve it.
+
+        A backend that serves another (known) token id means adopting this one would make
+        the next rotation revoke a token nothing serves while the served one lives on;
+        refused unless `force`, which says so loudly in the log and the outcome.
+        """
         if self._active_run() is not None:
             raise ConfigError(
                 f"{self.name!r} has an unfinished run; finish or abort it before adopting"
@@ -217,15 +231,25 @@ class Runner(RunContext):
                 f"token id {token_id} is not a live token of {self.name!r} "
                 f"(see `rotator tokens {self.name}`)"
             )
+        others = {
+            label: stored.token_id
+            for label, stored in ((b.label, b.read_current()) for b in self.backends.values())
+            if stored is not None and stored.token_id and stored.token_id != token_id
+        }
+        message = f"recorded {token_id} as the current token; the next rotation revokes it"
+        if others:
+            where = ", ".join(f"{label} serves {tid}" for label, tid in sorted(others.items()))
+            if not force:
+                raise ConfigError(
+                    f"token id {token_id} is not what the backends serve ({where}); "
+                    f"adopt the served token instead, or pass --force to adopt {token_id} anyway"
+                )
+            log.warning("token.adopted_forced", token_id=token_id, backends=sorted(others))
+            message += f" (FORCED: {where}; those tokens are not tracked)"
         self.record.current_token = _ref(token)
         self._save(account=True)
         log.info("token.adopted", token_id=token_id)
-        return Outcome(
-            self.name,
-            "adopted",
-            f"recorded {token_id} as the current token; the next rotation revokes it",
-            old_token_id=token_id,
-        )
+        return Outcome(self.name, "adopted", message, old_token_id=token_id)
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -293,6 +317,7 @@ class Runner(RunContext):
             run.create_attempts += 1
             run.create_sent_at = time.time()
             self._save(run)
+            self._fence("motherduck.create")
             try:
                 created = self.e.client.create_token(
                     self.name,
@@ -320,6 +345,7 @@ class Runner(RunContext):
                     raise
                 run.create_sent_at = None
                 raise StepFailed(f"MotherDuck refused to create the replacement: {exc}") from exc
+        self._fence_created(created.info)
         run.create_sent_at = None  # answered: no create of this run is in flight any more
         self.secret = created.token
         run.new_token = _ref(created.info, fingerprint=created.token.fingerprint(self.key))
@@ -340,6 +366,7 @@ class Runner(RunContext):
         else:
             found = self.e.client.find_tokens_by_name(self.name, run.token_name)
         for token in found:
+            self._fence("motherduck.revoke")
             self.e.client.revoke_token(self.name, token.id)
             run.lost_token_ids.append(token.id)
             log.warning("token.lost_revoked", token_id=token.id, token_name=run.token_name)
@@ -360,6 +387,7 @@ class Runner(RunContext):
             if not announced:
                 log.info("token.create_settling", token_name=run.token_name, seconds=round(left))
                 announced = True
+            self._keep_lease()
             time.sleep(min(pause, max(left, 0.0)))
             pause = min(pause * 2, SETTLE_MAX_PAUSE)
         return None
@@ -384,6 +412,7 @@ class Runner(RunContext):
                 continue
             run.backends[label] = BackendProgress("staging")
             self._save(run)
+            self._fence(f"stage:{_kind(label)}")
             try:
                 receipt = backend.stage(record, run_id=run.run_id)
             except BackendError as exc:
@@ -419,6 +448,7 @@ class Runner(RunContext):
                     self.secret = stored.token
                     return self.secret
         log.warning("token.secret_lost", token_id=run.new_token.id)
+        self._fence("motherduck.revoke")
         self.e.client.revoke_token(self.name, run.new_token.id)
         run.lost_token_ids.append(run.new_token.id)
         run.new_token = None
@@ -441,7 +471,9 @@ class Runner(RunContext):
             ctx = CheckContext(self.name, label, stored.token, stored.token_id or run.new_token.id)
             for check, attempts, interval in checks:
                 try:
-                    run_with_attempts(check, ctx, attempts=attempts, interval=interval)
+                    run_with_attempts(
+                        check, ctx, attempts=attempts, interval=interval, sleep=self._wait
+                    )
                 except CheckFailed as exc:
                     raise StepFailed(str(exc)) from exc
             log.info("backend.verified", backend=label, checks=[c.name for c, _, _ in checks])
@@ -455,6 +487,7 @@ class Runner(RunContext):
                 continue
             progress.state = "promoting"
             self._save(run)
+            self._fence(f"promote:{_kind(label)}")
             try:
                 backend.promote(progress.receipt or {}, run_id=run.run_id)
             except BackendError as exc:
@@ -474,8 +507,7 @@ class Runner(RunContext):
     def _after_promote(self, run: Run) -> RunState:
         self._hook("after_promote", run)
         if run.old_token is None:
-            if run.create_attempts > 1:
-                self._revoke_strays(run, self.e.client.list_tokens(self.name))
+            self._revoke_strays(run, self.e.client.list_tokens(self.name))
             return RunState.COMPLETED
         run.revoke_not_before = (self.e.clock() + self.policy.revoke_grace).isoformat()
         return RunState.AWAITING_REVOKE
@@ -489,12 +521,15 @@ class Runner(RunContext):
 
     def _revoke(self, run: Run) -> RunState:
         assert run.old_token is not None and run.new_token is not None
+        # Fence, then re-read MotherDuck and every backend, then revoke: as late as each can
+        # be, and before the intent is saved (a blocked revoke was never sent).
+        self._fence("motherduck.revoke_old")
         blocked = self._revoke_blocked(run)
         if blocked is not None:
             return blocked
         run.revoke_attempts += 1
         run.revoke_sent_at = run.revoke_sent_at or self.e.clock().isoformat()
-        self._save(run)
+        self._save(run)  # fenced by the store: a run that lost its lease stops here
         try:
             self.e.client.revoke_token(self.name, run.old_token.id)
             listed = self.e.client.list_tokens(self.name)
@@ -575,14 +610,27 @@ class Runner(RunContext):
         return RunState.FAILED_NEEDS_ATTENTION
 
     def _revoke_strays(self, run: Run, listed: list[TokenInfo]) -> None:
-        """Revoke live tokens named like this run's replacement that are not it (I2).
+        """Revoke live rotator-made tokens that nothing uses, before the run completes (I2).
 
         A create whose answer was lost (timeout) can still commit on the server after the
-        run listed by name and minted again; that late token shows up here, before the end.
+        run listed by name and minted again; a run that stalled past its lease can mint
+        after its successor took over (the one effect MotherDuck cannot fence). Both show
+        up here, named `rotator-<account>-...`: every such token that is not the new one,
+        not the record's current one and not served by any backend (re-read now) is revoked.
         """
         assert run.new_token is not None
-        strays = [t for t in listed if t.name == run.token_name and t.id != run.new_token.id]
+        keep = {run.new_token.id, _id(self.record.current_token), _id(run.old_token)}
+        if run.state is RunState.REVOKING:
+            keep.discard(_id(run.old_token))  # revoked just now
+        prefix = token_name_for(self.name, "")
+        candidates = [
+            t for t in listed if (t.name or "").startswith(prefix) and t.id not in keep
+        ]
+        if candidates:
+            keep |= self._served_token_ids()
+        strays = [t for t in candidates if t.id not in keep]
         for token in strays:
+            self._fence("motherduck.revoke")
             self.e.client.revoke_token(self.name, token.id)
             run.lost_token_ids.append(token.id)
             log.warning("token.stray_revoked", token_id=token.id, token_name=run.token_name)
@@ -623,6 +671,7 @@ class Runner(RunContext):
                 continue
             progress.state = "rolling_back"
             self._save(run)
+            self._fence(f"rollback:{_kind(label)}")
             try:
                 backend.rollback(progress.receipt, run_id=run.run_id)
             except BackendError as exc:
@@ -642,6 +691,7 @@ class Runner(RunContext):
             return RunState.FAILED_NEEDS_ATTENTION
         try:
             if run.new_token is not None:
+                self._fence("motherduck.revoke")
                 self.e.client.revoke_token(self.name, run.new_token.id)
                 run.undone.append(f"revoked new token {run.new_token.id}")
             if run.create_attempts:
@@ -663,6 +713,11 @@ class Runner(RunContext):
 class _RevokeUnconfirmed(MotherDuckError):
     def __init__(self, token_id: str, why: str = "still listed") -> None:
         super().__init__(f"token {token_id} {why} after revoke")
+
+
+def _kind(label: str) -> str:
+    """A backend label's type (`vault:secret/x` -> `vault`): the name of its stall points."""
+    return label.split(":", 1)[0]
 
 
 def _ref(info: TokenInfo, *, fingerprint: str | None = None) -> TokenRef:

@@ -53,10 +53,11 @@ def abort_refusal(run: Run, account: str, live: Collection[str]) -> str | None:
         )
     if past_promote(run) and run.new_token is not None and run.new_token.id in live:
         when = f" after the grace ({run.revoke_not_before})" if run.revoke_not_before else ""
+        first = f"; it is held back by: {run.remaining[0]}" if run.remaining else ""
         return (
             f"run {rid} already promoted the new token {run.new_token.id}: consumers may hold "
             f"it, and an abort would revoke it; finish the rotation with `rotator rotate "
-            f"{account}`{when}, or now with `rotator rotate {account} --revoke-now`"
+            f"{account}`{when}, or now with `rotator rotate {account} --revoke-now`{first}"
         )
     if run.old_token is not None and run.old_token.id not in live:
         return (

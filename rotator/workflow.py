@@ -24,7 +24,7 @@ from backends import Backend, load_factory
 from rotator.checkpoint import StateStore, utcnow
 from rotator.checks import Check, build_check
 from rotator.config import AccountConfig, Config
-from rotator.containment import contain
+from rotator.containment import contain, contained
 from rotator.durations import format_duration
 from rotator.errors import ConfigError, RotatorError
 from rotator.events import EventSink
@@ -104,7 +104,8 @@ class Engine:
         that); the answer is the one the leased path gives.
         """
         if not force and run_id is None:
-            idle = self._not_due_without_lease(username, trigger)
+            with contained(username):
+                idle = self._not_due_without_lease(username, trigger)
             if idle is not None:
                 return idle
         with self._leased(username, until=until, stage_only=stage_only) as runner:
@@ -126,10 +127,10 @@ class Engine:
         with self._leased(username) as runner:
             return revoke_one(runner, token_id, force=force)
 
-    def adopt(self, username: str, token_id: str) -> Outcome:
+    def adopt(self, username: str, token_id: str, *, force: bool = False) -> Outcome:
         """Record an existing token id as the account's current token (revoked next rotation)."""
         with self._leased(username) as runner:
-            return runner.adopt(token_id)
+            return runner.adopt(token_id, force=force)
 
     def _not_due_without_lease(self, username: str, trigger: str = "cli") -> Outcome | None:
         """`not_due` when the record shows no run in progress and a token not yet due.
@@ -183,6 +184,10 @@ class Engine:
 
     def plan(self, username: str, *, force: bool = False) -> Outcome:
         """What `rotate` would do, from reads only: no lease, no writes, no mutating calls."""
+        with contained(username):
+            return self._plan(username, force=force)
+
+    def _plan(self, username: str, *, force: bool) -> Outcome:
         account = self.config.account(username)
         record = self.account_record(account.username)
         if record.active_run_id:

@@ -59,7 +59,8 @@ wheel="${wheels[0]}"
 #    extra (boto3), read from the wheel's metadata, minus what only the command line uses
 #    (rich for tables, prometheus-client for textfile metrics). No vault, duckdb or
 #    postgres code in the function.
-mapfile -t deps < <("$python" - "$wheel" <<'PY'
+deps=()  # (no mapfile: macOS ships bash 3.2)
+while IFS= read -r dep; do deps+=("$dep"); done < <("$python" - "$wheel" <<'PY'
 import re, sys, zipfile
 from email.parser import Parser
 

@@ -221,7 +221,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         refused = self._foreign()
         if refused is not None:
             self.close_connection = True  # the body (if any) is not read
-            self._send_json(refused[0], ApiError(refused[0], [refused[1]]).body())
+            error = ApiError(refused[0], [refused[1]], message="Request refused")
+            self._send_json(refused[0], error.body())
             self._log(method, path, "refused", refused[0], started)
             return
         raw = self._read_body()

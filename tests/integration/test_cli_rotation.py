@@ -74,8 +74,13 @@ class TestRotate:
         assert sorted(p.name for p in cli.state_dir.rglob("*")) == state_before
 
     def test_bootstrap_adopts(self, simulator: Any, tmp_path: Path) -> None:
-        """An account with no known token gets its first managed one; the old stays live."""
-        cli, user, _, old_id = setup_account(simulator, tmp_path, adopt=False)
+        """An account with no known token gets its first managed one; the old stays live.
+
+        The backend holds a bare token (no id): one carrying a live token id the state
+        store does not know is refused instead (tests/integration/test_state_loss.py).
+        """
+        cli, user, old_secret, old_id = setup_account(simulator, tmp_path, adopt=False)
+        cli.secret_file(user).write_text(old_secret)
         done = cli.run("rotate", user, "--json")
         assert done.returncode == 0, done.stderr
         [result] = json_lines(done.stdout)

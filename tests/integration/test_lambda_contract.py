@@ -24,6 +24,7 @@ import pytest
 
 from rotator import aws_lambda
 from rotator.checkpoint_dynamodb import create_table
+from tests.support.procs import wait_until
 from tests.support.simulator_fixtures import unique_username
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
@@ -92,6 +93,7 @@ class World:
         monkeypatch: pytest.MonkeyPatch,
         kinds: tuple[str, ...],
         policy: str = "",
+        motherduck: str = "",
     ) -> None:
         self.aws, self.sim, self.bao, self.tmp, self.kinds = aws, sim, bao, tmp, kinds
         self.user = unique_username()
@@ -124,6 +126,7 @@ class World:
 [motherduck]
 api_url = "{sim.url}"
 admin_token_env = "TEST_MD_ADMIN"
+{motherduck}
 [state]
 store = "dynamodb"
 table = "{self.table}"
@@ -253,8 +256,17 @@ def world(
 ) -> Any:
     made: list[World] = []
 
-    def make(backends: int, policy: str = 'revoke_grace = "0s"') -> World:
-        w = World(aws, simulator, openbao_server, tmp_path, monkeypatch, LAYOUTS[backends], policy)
+    def make(backends: int, policy: str = 'revoke_grace = "0s"', motherduck: str = "") -> World:
+        w = World(
+            aws,
+            simulator,
+            openbao_server,
+            tmp_path,
+            monkeypatch,
+            LAYOUTS[backends],
+            policy,
+            motherduck,
+        )
         made.append(w)
         return w
 
@@ -483,3 +495,42 @@ def test_step_out_of_order_raises_without_effect(world: Any) -> None:
     assert "finishSecret before testSecret finished" in results[1]["message"]
     assert _leases_removed(w.snapshot().items) == _leases_removed(before.items)
     assert w.snapshot().stages == before.stages and w.snapshot().vault == before.vault
+
+
+def test_create_killed_mid_flight_then_retried(world: Any) -> None:
+    """A cold start killed while its create is in flight: the retry leaves one new token."""
+    w: World = world(2, motherduck='create_settle = "3s"')
+    token = w.start_rotation()
+    before = w.snapshot()
+    w.sim.clear_requests()
+    w.sim.add_fault(route="create_token", action="delay", seconds=1.5, times=1)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INVOKE, json.dumps([w.event(token, "createSecret")])],
+        env=w.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:  # kill while the POST sits in the simulator's delay (before it commits)
+        wait_until(
+            lambda: any(f["fired"] for f in w.sim.faults()),
+            timeout=60,
+            what="the create to reach the simulator",
+        )
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert _doc(w.run(token))["create_attempts"] == 1
+    # The killed process never put a value; Secrets Manager retries createSecret.
+    assert w.snapshot().values[token] is None
+    created = _deliver_twice(w, token, "createSecret")
+    new_id = created.values[token]
+    assert new_id is not None and created.stages == before.stages
+    # The first create committed after its process died: found by name and revoked (I2).
+    named = [t for t in w.sim.tokens(w.user, live_only=False) if t["name"].startswith("rotator-")]
+    assert len(named) == 2 and {t["id"] for t in named if t["live"]} == {new_id}
+    assert created.live == {w.old_id, new_id}
+    assert sorted(w.mutations()) == ["create_token", "create_token", "revoke_token"]
+    for step in STEPS[1:]:
+        w.ok(w.event(token, step))
+    done = w.snapshot()
+    assert done.stages[token] == ["AWSCURRENT"] and done.live == {new_id}

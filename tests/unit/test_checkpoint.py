@@ -83,12 +83,10 @@ class TestLeases:
         s = store(tmp_path, clock)
         lease = s.acquire_lease("svc_a", owner="one", ttl=timedelta(minutes=5))
         s.release_lease(lease)
-        assert (
-            store(tmp_path, clock, host="host-b")
-            .acquire_lease("svc_a", owner="two", ttl=timedelta(minutes=5))
-            .fence
-            == 2
+        again = store(tmp_path, clock, host="host-b").acquire_lease(
+            "svc_a", owner="two", ttl=timedelta(minutes=5)
         )
+        assert again.fence == lease.fence + 1
 
     def test_save_renews_a_half_spent_lease(self, tmp_path: Path, clock: Clock) -> None:
         """Saving after half the ttl extends the lease, so long runs keep it."""
@@ -101,14 +99,36 @@ class TestLeases:
 
     def test_lease_is_free_rules(self) -> None:
         """Released, expired, or dead-on-this-host leases are free; live ones are not."""
-        lease = Lease("a", "o", 1, "h", 1, T0, T0 + timedelta(minutes=1))
-        assert not lease_is_free(lease, now=T0, host="h", pid_alive=lambda p: True)
+        me = ("boot-1", "pid:[4026531836]")
+        lease = Lease("a", "o", 1, "h", 1, T0, T0 + timedelta(minutes=1), False, *me)
+        assert not lease_is_free(lease, now=T0, host="h", pid_alive=lambda p: True, identity=me)
         assert lease_is_free(
-            lease, now=T0 + timedelta(minutes=2), host="h", pid_alive=lambda p: True
+            lease, now=T0 + timedelta(minutes=2), host="h", pid_alive=lambda p: True, identity=me
         )
-        assert lease_is_free(lease, now=T0, host="h", pid_alive=lambda p: False)
-        assert not lease_is_free(lease, now=T0, host="other", pid_alive=lambda p: False)
+        assert lease_is_free(lease, now=T0, host="h", pid_alive=lambda p: False, identity=me)
+        assert not lease_is_free(
+            lease, now=T0, host="other", pid_alive=lambda p: False, identity=me
+        )
         assert lease_is_free(None, now=T0, host="h")
+
+    def test_dead_pid_counts_only_in_our_boot_and_pid_namespace(self) -> None:
+        """Same host name but another PID namespace, boot, or none recorded: wait for expiry."""
+        me = ("boot-1", "pid:[4026531836]")
+        dead = {"now": T0, "host": "h", "pid_alive": lambda p: False, "identity": me}
+        for boot, ns in [("boot-1", "pid:[4026532999]"), ("boot-2", me[1]), (None, None)]:
+            lease = Lease("a", "o", 1, "h", 1, T0, T0 + timedelta(minutes=1), False, boot, ns)
+            assert not lease_is_free(lease, **dead)  # type: ignore[arg-type]
+        unknown = (None, None)  # a platform without /proc cannot judge pids at all
+        lease = Lease("a", "o", 1, "h", 1, T0, T0 + timedelta(minutes=1), False, *me)
+        assert not lease_is_free(lease, **{**dead, "identity": unknown})  # type: ignore[arg-type]
+
+    def test_expiry_allows_for_clock_skew(self) -> None:
+        """With a skew margin a lease is taken over only once it expired by more than it."""
+        lease = Lease("a", "o", 1, "elsewhere", 1, T0, T0 + timedelta(minutes=1))
+        later = T0 + timedelta(minutes=1, seconds=3)
+        assert lease_is_free(lease, now=later, host="h")
+        assert not lease_is_free(lease, now=later, host="h", skew=timedelta(seconds=5))
+        assert lease_is_free(lease, now=later + timedelta(seconds=5), host="h", skew=timedelta(seconds=5))
 
 
 class TestDocuments:

@@ -173,6 +173,7 @@ class TestNotDueWithoutLease:
     def test_account_without_a_managed_token_goes_the_leased_way(self, tmp_path: Path) -> None:
         """No current token recorded: due ('no managed token yet'), so it is rotated."""
         w = World(tmp_path)
+        w.backend.current = StoredToken(Secret(w.old.secret))  # a bare value: bootstrap
         outcome = w.engine().rotate(USER)
         assert outcome.result == "adopted" and w.store.leases_taken == 1
 

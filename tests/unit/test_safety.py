@@ -3,6 +3,8 @@ containment: plain functions over run records, tested without servers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from backends.base import StoredToken
 from rotator.containment import describe
 from rotator.drift import identify
@@ -118,3 +120,24 @@ class TestDescribe:
         assert text.startswith("unexpected KeyError: ")
         assert "\n" not in text and secret not in text
         assert "test_safety.py:" in text
+
+
+class TestRollbackWithABackendGone:
+    def test_rollback_names_the_missing_backend_and_abort_can_skip_it(self, tmp_path: Any) -> None:
+        """A needs-attention rollback retried after a backend left the config: no KeyError;
+        the run names the backend and the flag; `abort --skip-backend` finishes the rest."""
+        from tests.unit.test_workflow import USER, World
+
+        w = World(tmp_path, policy='checks = ["readback", {type = "command", command = ["false"]}]',
+                  backends=2)
+        w.adopt()
+        w.backends[1].fail.add("rollback")
+        first = w.engine().rotate(USER, force=True)
+        assert first.result == "needs_attention" and first.run_id is not None
+        gone = w.backends.pop(1)
+        again = w.engine().rotate(USER)
+        assert again.result == "needs_attention"
+        assert f"--skip-backend {gone.label}" in again.message
+        aborted = w.engine().abort(USER, first.run_id, skip_backends=[gone.label])
+        assert aborted.result == "aborted" and aborted.exit_code == 0
+        assert w.md.live_ids(USER) == {w.old.info.id} == w.served_ids()

@@ -143,12 +143,26 @@ class TestHappyPaths:
         world.assert_every_backend_works()
 
     def test_bootstrap_adopts_without_revoking(self, tmp_path: Path) -> None:
-        """With no known current token, the first managed token is made and nothing revoked."""
+        """With no known current token, the first managed token is made and nothing revoked.
+
+        The backend holds a bare value (no token id); one naming a live token the store does
+        not know is refused instead (test_bootstrap_refuses_a_live_unknown_token_id).
+        """
         w = World(tmp_path)
+        w.backends[0].current = StoredToken(Secret(w.old.secret))
         outcome = w.engine().rotate(USER)
         assert outcome.result == "adopted"
         assert w.md.live_ids(USER) == {w.old.info.id, outcome.new_token_id}
         assert w.served_ids() == {outcome.new_token_id}
+
+    def test_bootstrap_refuses_a_live_unknown_token_id(self, tmp_path: Path) -> None:
+        """A backend names a live token the (empty) store does not know: refuse, mint nothing."""
+        w = World(tmp_path)
+        with pytest.raises(ConfigError, match=f"rotator adopt {USER} --token-id {w.old.info.id}"):
+            w.engine().rotate(USER, force=True)
+        assert w.md.live_ids(USER) == {w.old.info.id}
+        w.adopt()
+        assert w.engine().rotate(USER, force=True).result == "completed"
 
     def test_not_due_touches_nothing(self, world: World) -> None:
         """A young token is left alone: no MotherDuck calls at all."""

@@ -1,0 +1,110 @@
+"""Bad input found by trying as an attacker or a careless operator would (issue 15): each is
+one line on stderr naming the field, exit 2, no secret echoed and no change anywhere.
+
+Same rig and checks as test_bad_input.py (the simulator's token list, the backend file,
+the state files, no mutating request), for the cases added with the hardening work.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_bad_input import FILE_TABLE, assert_one_line_error, broken_config
+from tests.support.harness import Rig, make_rig, record_counts, report_dir, sim_mutations
+from tests.support.procs import free_port
+
+CASES: list[tuple[str, list[tuple[str, str]], str]] = [
+    ("username-trailing-newline", [('username = "{user}"', 'username = "{user}\\n"')], "accounts[0].username"),
+    ("state-region", [("[state]\n", '[state]\nregion = "eu-west-1x"\n')], "state.region"),
+    ("aws-region", [(FILE_TABLE, 'type = "aws-secrets-manager"\nsecret_id = "md/x"\nregion = "eu-west-1x"')], "accounts[0].backends[0].region"),
+    ("aws-arn-region", [(FILE_TABLE, 'type = "aws-secrets-manager"\nsecret_id = "arn:aws:secretsmanager:eu-west-1x:123456789012:secret:md-x-AbCdEf"')], "eu-west-1x"),
+    ("api_url-plain-http", [('api_url = "{api}"', 'api_url = "http://api.motherduck.example"')], "motherduck.api_url: plain http"),
+    ("vault-plain-http", [(FILE_TABLE, 'type = "vault"\nurl = "http://vault.example:8200"\npath = "md/x"')], "url: plain http"),
+    ("vault-verify-false", [(FILE_TABLE, 'type = "vault"\nurl = "https://vault.example:8200"\npath = "md/x"\nverify = false')], "verify = false"),
+]
+
+
+@pytest.fixture(scope="module")
+def counts(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    tally: dict[str, Any] = {"kind": "bad_input_hardening", "cases": 0, "passed": []}
+    yield tally
+    directory = report_dir(tmp_path_factory.getbasetemp() / "reliability")
+    record_counts(directory, "bad-input-hardening", tally)
+
+
+@pytest.fixture
+def rig(simulator: Any, tmp_path: Path) -> Rig:
+    return make_rig(simulator, tmp_path)
+
+
+def unchanged(rig: Rig, before: dict[str, Any]) -> None:
+    assert rig.snapshot() == before
+    assert sim_mutations(rig.sim) == []
+    assert rig.i5_violations() == []
+
+
+@pytest.mark.parametrize(("replacements", "expect"), [pytest.param(r, e, id=i) for i, r, e in CASES])
+def test_bad_config(
+    rig: Rig, counts: dict[str, Any], request: pytest.FixtureRequest,
+    replacements: list[tuple[str, str]], expect: str,
+) -> None:
+    """Each newly refused config value: one line naming it, exit 2, no change."""
+    counts["cases"] += 1
+    broken_config(rig, replacements, free_port())
+    before = rig.snapshot()
+    rig.sim.clear_requests()
+    done = rig.run("rotate", rig.user, "--force")
+    assert_one_line_error(done, expect, 2)
+    unchanged(rig, before)
+    counts["passed"].append(request.node.callspec.id)
+
+
+def test_insecure_true_allows_plain_http_and_warns(rig: Rig, counts: dict[str, Any]) -> None:
+    """`insecure = true` accepts a non-loopback http api_url; every run warns about it."""
+    counts["cases"] += 1
+    broken_config(rig, [("[motherduck]\n", '[motherduck]\ninsecure = true\n'),
+                        ('api_url = "{api}"', 'api_url = "http://127.0.0.2:{dead}"')], free_port())
+    done = rig.run("tokens", rig.user)
+    assert "motherduck.insecure_url" not in done.stderr  # 127.0.0.2 is loopback: no warning
+    # This machine's own name: not a loopback name, yet nothing leaves the host.
+    text = rig.cli.config_path.read_text().replace("127.0.0.2", socket.gethostname())
+    rig.cli.config_path.write_text(text)
+    done = rig.run("config", "validate")
+    assert done.code == 0, done.stderr
+    done = rig.run("tokens", rig.user, timeout=60)
+    assert "motherduck.insecure_url" in done.stderr
+    counts["passed"].append("insecure-true")
+
+
+@pytest.mark.parametrize("content", ["", "not hex at all", "abcd"])
+def test_bad_fingerprint_key_file(rig: Rig, counts: dict[str, Any], content: str) -> None:
+    """An empty, non-hex or short state `key` file: a one-line StateError, exit 2, no change."""
+    counts["cases"] += 1
+    key = rig.cli.state_dir / "key"
+    if not key.exists():
+        assert rig.run("state", "init").code == 0
+    key.write_text(content)
+    before = rig.snapshot()
+    rig.sim.clear_requests()
+    done = rig.run("rotate", rig.user, "--force")
+    assert_one_line_error(done, "fingerprint key is empty or not hex", 2)
+    unchanged(rig, before)
+    counts["passed"].append(f"key-file-{content[:8] or 'empty'}")
+
+
+def test_admin_token_with_a_line_break_is_not_echoed(rig: Rig, counts: dict[str, Any]) -> None:
+    """An admin token with CR/LF inside: refused without echoing it, exit 2, no change."""
+    counts["cases"] += 1
+    token = rig.sim.admin_token + "\r\nsecond-line-" + "q" * 30
+    before = rig.snapshot()
+    rig.sim.clear_requests()
+    done = rig.run("rotate", rig.user, "--force", TEST_MD_ADMIN=token)
+    assert_one_line_error(done, "admin token contains whitespace or a control character", 2)
+    assert "second-line" not in done.stderr + done.stdout
+    assert rig.sim.admin_token not in done.stderr + done.stdout
+    unchanged(rig, before)
+    counts["passed"].append("admin-token-crlf")
