@@ -37,9 +37,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from backends._lease import LeaseGuard
+import structlog
+
+from backends._lease import LeaseGuard, fence_of
 from backends._vault_auth import VaultConfig
-from backends._vault_kv import KvStore
+from backends._vault_kv import FENCE_KEY, KvStore
 from backends.base import (
     BackendConfig,
     KeySource,
@@ -50,6 +52,8 @@ from backends.base import (
 )
 from rotator.errors import BackendConflict, BackendError
 from rotator.secret import Secret
+
+log = structlog.get_logger("rotator.backends.vault")
 
 __all__ = ["VaultBackend", "VaultConfig"]
 
@@ -223,13 +227,29 @@ class VaultBackend:
                 if mine is None:
                     raise self._overwritten(run_id, int(custom[P + "version"]), current)
             else:
-                if self._lease is not None and current:
-                    self._update(custom, custom)  # a no-op still raises the fence (stale stages)
+                self._raise_fence(custom, current)
                 return
             marker = {**custom, ROLLBACK[0]: run_id, ROLLBACK[1]: str(current)}
             marker = self._update(custom, marker)
             self._reached("rollback_marker_written")
             self._finish_rollback(marker, current, run_id)
+
+    def _raise_fence(self, custom: dict[str, str], current: int) -> None:
+        """A rollback with nothing to undo still raises the fence, so a stale stage stops.
+
+        Best effort: nothing of this run is in the secret, so consumers are safe whatever
+        happens here; a token that may not write metadata (403) is logged, not fatal, and
+        the stale run is still stopped by the lease check right before its stage.
+        """
+        if self._lease is None or not current:
+            return
+        if fence_of(custom.get(FENCE_KEY)) >= self._lease.fence:
+            return
+        try:
+            with self.kv.errors("raising the lease fence on"):
+                self._update(custom, custom)
+        except BackendError as exc:
+            log.warning("backend.fence_not_raised", backend=self.label, error=str(exc))
 
     # -- steps ---------------------------------------------------------------------------
 

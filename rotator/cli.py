@@ -255,7 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return simulator_main(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
-    from rotator.startup import import_structlog
+    from rotator.startup import import_structlog, skip_httpx_cli
+
+    skip_httpx_cli()
 
     console = args.log_format == "console" or (args.log_format == "auto" and _tty(sys.stderr))
     import_structlog(want_rich=console)

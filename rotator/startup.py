@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-__all__ = ["import_structlog"]
+__all__ = ["import_structlog", "skip_httpx_cli"]
 
 
 def import_structlog(*, want_rich: bool) -> None:
@@ -26,3 +26,13 @@ def import_structlog(*, want_rich: bool) -> None:
     finally:
         if sys.modules.get("rich", 0) is None:
             del sys.modules["rich"]
+
+
+def skip_httpx_cli() -> None:
+    """Keep httpx from importing its own command line tool (and with it rich and click).
+
+    `import httpx` tries `httpx._main` and falls back quietly when it cannot be imported;
+    rotator never uses that tool, and with rich installed it costs every run that makes a
+    request (the admin-token probe of a no-op pass) rich's import time.
+    """
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]

@@ -124,7 +124,7 @@ MD_CELLS: list[Cell] = [
     Cell("whoami (simulator check)", "404 (JSON)", (1,), RB, "rolled back"),
     # A wrong api_url (plain-text 404 on every route).
     Cell("list_tokens (preflight)", "wrong-route 404", (2,), UN, "config error naming api_url; nothing touched"),
-    Cell("revoke_token (old)", "wrong-route 404", (3, 0), C, "api_url broken between runs (after a grace stop): incomplete; fixed, the rerun revokes"),
+    Cell("revoke_token (old)", "wrong-route 404", (2, 0), C, "api_url broken between runs (after a grace stop): the admin-token probe fails first, config error, nothing touched; fixed, the rerun revokes"),
 ]
 
 # -- backends ----------------------------------------------------------------------------
