@@ -1,0 +1,93 @@
+"""Where the merged branches meet: real `rotator` processes against the simulator over HTTP.
+
+Each test reproduces one bug found in the quality pass after issues 12-16 were merged:
+two features that each worked alone and misbehaved together (signals and lease fencing,
+operator commands and fencing, redaction and the 80-column tables, ...). They assert the
+outside world: exit statuses, stdout, the simulator's live tokens, what a backend serves.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tests.support.procs import wait_until
+from tests.support.rotator_cli import CliSetup, json_lines, read_secret, seed_file
+from tests.support.simulator_fixtures import unique_username
+
+
+def adopted(
+    sim: Any, tmp_path: Path, n: int = 1, policy: str = ""
+) -> tuple[CliSetup, list[str], dict[str, tuple[str, str]]]:
+    """`n` adopted accounts, each with a file backend holding its first token."""
+    users = [unique_username() for _ in range(n)]
+    old = {u: sim.seed(u, token_name="initial") for u in users}
+    cli = CliSetup(tmp_path, sim.url, sim.admin_token, users, policy=policy).write()
+    for user, (secret, token_id) in old.items():
+        seed_file(cli.secret_file(user), secret, token_id)
+        done = cli.run("adopt", user, "--token-id", token_id)
+        assert done.returncode == 0, done.stderr
+    return cli, users, old
+
+
+def stopped(pid: int) -> bool:
+    """The process stopped itself (SIGSTOP at a ROTATOR_PAUSE_AT point)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t")
+
+
+def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err
+
+
+def later() -> str:
+    """A clock pinned past any lease a stalled process holds (`ROTATOR_NOW`)."""
+    return (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+
+
+class TestSignalsAfterATakeover:
+    def test_stop_signal_to_a_run_that_lost_its_lease_does_not_claim_it_resumes(
+        self, simulator: Any, tmp_path: Path
+    ) -> None:
+        """SIGINT to a stalled run that `abort` took over: lease lost (exit 3), not "resumes".
+
+        The run stalls right after checkpointing `verifying`; a person aborts it once the
+        lease has expired (the run is rolled back and its new token revoked). The stalled
+        process then gets SIGINT and continues: it must not report the run as interrupted
+        and resumable from `verifying`, which is no longer true.
+        """
+        cli, [user], old = adopted(simulator, tmp_path)
+        old_secret, old_id = old[user]
+        a = cli.start("rotate", user, "--force", "--json", env=cli.env(
+            ROTATOR_PAUSE_AT="state:verifying"
+        ))
+        try:
+            wait_until(lambda: stopped(a.pid), timeout=60, what="run A to stall")
+            [run] = [r for r in cli.runs() if r["account"] == user]
+            b = cli.run("abort", run["run_id"], "--json", env=cli.env(ROTATOR_NOW=later()))
+            assert b.returncode == 0, b.stderr
+            assert json_lines(b.stdout)[0]["result"] == "aborted"
+            a.send_signal(signal.SIGINT)
+        finally:
+            a.send_signal(signal.SIGCONT)
+        code, out, err = finish(a)
+        assert code == 3, (out, err)
+        assert "resumes from there" not in out + err, out
+        assert "interrupted" not in [d["result"] for d in json_lines(out)]
+        assert "taken over" in err and "Traceback" not in err, err
+        # The outside world is what the abort left: the old token, live and served.
+        assert simulator.live_token_ids(user) == {old_id}
+        assert read_secret(cli.secret_file(user))["token_id"] == old_id
+        assert simulator.whoami(old_secret) == user
