@@ -78,3 +78,33 @@ class TestRevokeCommandUnderFencing:
             engine.revoke(USER, orphan.info.id)
         assert md.live_ids(USER) == {current.info.id, orphan.info.id}
         assert ("revoke", orphan.info.id) not in md.calls
+
+
+class TestRedactionOfWrappedTables:
+    def test_a_secret_in_a_long_cell_does_not_reach_stdout_in_pieces(self) -> None:
+        """The 80-column tables wrap long cells; stdout's RedactingStream redacts per line.
+
+        A known secret (a Slack webhook URL, a Vault token) in a message cell was cut onto
+        two lines first, and each piece passed the redactor: 60 characters of it on stdout.
+        """
+        import io
+
+        from rotator import log as rlog
+        from rotator.secret import register
+        from rotator.tables import plain_table
+
+        vault_token = "hvs.CAESIJ" + "q7" * 40
+        webhook = "https://hooks.slack.com/services/T0QA/B0QA/" + "Zk3" * 20
+        register(vault_token)
+        register(webhook)
+        buf = io.StringIO()
+        out = rlog.RedactingStream(buf)
+        message = f"vault said: token {vault_token} refused; then posting to {webhook} failed"
+        plain_table(out, ["ACCOUNT", "RESULT", "MESSAGE"], [["svc_a", "error", message]],
+                    notes=[f"failure: {message}"])
+        text = buf.getvalue()
+        assert all(len(line) <= 80 for line in text.splitlines()), text
+        for secret in (vault_token, webhook):
+            pieces = {secret[i : i + 24] for i in range(len(secret) - 23)}
+            assert not [p for p in pieces if p in text.replace("\n", "")], text
+        assert "***" in text
