@@ -8,6 +8,7 @@ outside world: exit statuses, stdout, the simulator's live tokens, what a backen
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -91,3 +92,41 @@ class TestSignalsAfterATakeover:
         assert simulator.live_token_ids(user) == {old_id}
         assert read_secret(cli.secret_file(user))["token_id"] == old_id
         assert simulator.whoami(old_secret) == user
+
+
+ONE_TIME_FORMAT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+OTHER_TIME_FORMAT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d")
+
+
+class TestOneTimeFormatInOperatorMessages:
+    def test_abort_refused_during_the_grace_names_the_time_in_the_one_format(
+        self, simulator: Any, tmp_path: Path
+    ) -> None:
+        """README: every time rotator prints is `2026-11-29T23:43:16Z`, messages included."""
+        cli, [user], old = adopted(simulator, tmp_path, policy='revoke_grace = "1h"')
+        done = cli.run("rotate", user, "--force", "--json")
+        assert done.returncode == 0, done.stderr
+        [doc] = json_lines(done.stdout)
+        assert doc["result"] == "awaiting_revoke"
+        refused = cli.run("abort", doc["run_id"])
+        assert refused.returncode == 2, refused.stderr
+        line = refused.stderr.strip().splitlines()[-1]
+        assert "after the grace (" in line and ONE_TIME_FORMAT.search(line), line
+        assert not OTHER_TIME_FORMAT.search(line), line
+        assert simulator.live_token_ids(user) == {old[user][1], doc["new_token_id"]}
+
+    def test_lease_held_names_the_expiry_in_the_one_format(
+        self, simulator: Any, tmp_path: Path
+    ) -> None:
+        cli, [user], _ = adopted(simulator, tmp_path)
+        a = cli.start("rotate", user, "--force", env=cli.env(ROTATOR_PAUSE_AT="state:creating"))
+        try:
+            wait_until(lambda: stopped(a.pid), timeout=60, what="run A to stall")
+            b = cli.run("rotate", user, "--force")
+        finally:
+            a.send_signal(signal.SIGCONT)
+            finish(a)
+        assert b.returncode == 3, b.stderr
+        line = b.stderr.strip().splitlines()[-1]
+        assert "is being rotated by" in line and ONE_TIME_FORMAT.search(line), line
+        assert not OTHER_TIME_FORMAT.search(line), line
