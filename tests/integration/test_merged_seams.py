@@ -130,3 +130,35 @@ class TestOneTimeFormatInOperatorMessages:
         line = b.stderr.strip().splitlines()[-1]
         assert "is being rotated by" in line and ONE_TIME_FORMAT.search(line), line
         assert not OTHER_TIME_FORMAT.search(line), line
+
+
+class TestLambdaScheduleChecksTheAdminToken:
+    def test_a_garbage_admin_token_fails_a_scheduled_noop(
+        self, simulator: Any, tmp_path: Path, monkeypatch: Any
+    ) -> None:
+        """Issue 14's probe reached the CLI only: a Lambda schedule with nothing due
+        succeeded hour after hour on a rejected admin token (its EMF listing swallowed the
+        401), until the day a token came due."""
+        from rotator import aws_lambda
+        from rotator.errors import Unauthorized
+
+        cli, [user], old = adopted(simulator, tmp_path)
+        monkeypatch.setenv("ROTATOR_CONFIG", str(cli.config_path))
+        monkeypatch.setenv("TEST_MD_ADMIN", "garbage-admin-token-0123456789abcdef")
+        aws_lambda.reset()
+        try:
+            try:
+                aws_lambda.handler({"source": "rotator.schedule"}, None)
+            except Unauthorized:
+                pass
+            else:
+                raise AssertionError("a scheduled invocation succeeded on a rejected admin token")
+            monkeypatch.setenv("TEST_MD_ADMIN", simulator.admin_token)
+            aws_lambda.reset()
+            simulator.clear_requests()
+            done = aws_lambda.handler({"source": "rotator.schedule"}, None)
+        finally:
+            aws_lambda.reset()
+        assert [r["result"] for r in done["results"]] == ["not_due"]
+        assert "active_accounts" in [r["route"] for r in simulator.requests()]
+        assert simulator.live_token_ids(user) == {old[user][1]}
