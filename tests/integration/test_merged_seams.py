@@ -162,3 +162,54 @@ class TestLambdaScheduleChecksTheAdminToken:
         assert [r["result"] for r in done["results"]] == ["not_due"]
         assert "active_accounts" in [r["route"] for r in simulator.requests()]
         assert simulator.live_token_ids(user) == {old[user][1]}
+
+
+class TestConfigValidateReportsEverything:
+    def test_every_new_fields_problem_once_with_no_traceback(self, tmp_path: Path) -> None:
+        """`config validate` prints every problem at once (README). A bad [state] or
+        [motherduck] value hid everything below it, and a typo in [defaults] hid the rules
+        across keys (ttl against rotate_before_expiry, lease_ttl against the settle)."""
+        import sys
+
+        config = tmp_path / "rotator.toml"
+        config.write_text(
+            "[motherduck]\n"
+            'api_url = "http://127.0.0.1:9"\n'
+            'create_settle = "20m"\n'
+            "[state]\n"
+            'keep_runs = "forever"\n'
+            "[defaults]\n"
+            'ttl = "1d"\n'
+            'rotate_before_expiry = "7d"\n'
+            'rotate_aftr = "3d"\n'
+            'window = "Mon-Fry 02:00-05:00"\n'
+            "[[accounts]]\n"
+            'username = "svc_a"\n'
+            'spread = "400d"\n'
+            "  [[accounts.backends]]\n"
+            '  type = "file"\n'
+            '  path = "a.json"\n'
+            "[[accounts]]\n"
+            'username = "svc_b"\n'
+            "  [[accounts.backends]]\n"
+            '  type = "file"\n'
+            '  path = "b.json"\n'
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "rotator.cli", "--config", str(config), "config", "validate"],
+            capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stdout + done.stderr
+        lines = done.stdout.splitlines()
+        fields = [line.split(":", 1)[0] for line in lines]
+        assert fields == [
+            "motherduck.create_settle",
+            "state.keep_runs",
+            "defaults.window",
+            "defaults.rotate_aftr",
+            "defaults.ttl",
+            "accounts[0].spread",
+        ], lines
+        assert "did you mean 'rotate_after'" in lines[3]
+        assert not (tmp_path / "state").exists() and not (tmp_path / ".rotator-state").exists()
