@@ -276,6 +276,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RotatorError as exc:
         _say(err, f"rotator: error: {rlog.redact(str(exc))}")
         return exit_code_for(exc)
+    except Exception as exc:
+        # Outside any account's run (status, history, drift reading a state document of
+        # the wrong shape; a bug): the same one line as contained(), never a traceback.
+        from rotator.containment import describe
+
+        _say(err, f"rotator: error: {describe(exc)}")
+        return EXIT_ATTENTION
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, interrupt.Interrupted) else signal.SIGINT
         _say(err, f"rotator: stopped by {signal.Signals(signum).name}; nothing was changed")

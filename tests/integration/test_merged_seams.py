@@ -213,3 +213,24 @@ class TestConfigValidateReportsEverything:
         ], lines
         assert "did you mean 'rotate_after'" in lines[3]
         assert not (tmp_path / "state").exists() and not (tmp_path / ".rotator-state").exists()
+
+
+class TestNoTracebackOutsideARun:
+    def test_reading_commands_on_a_malformed_account_record_say_one_line(
+        self, simulator: Any, tmp_path: Path
+    ) -> None:
+        """`rotate --all` contains a malformed state document (one line, exit 4); `status`,
+        `history` and `drift` on the same store printed a Python traceback."""
+        import json
+
+        cli, [user], _ = adopted(simulator, tmp_path)
+        path = cli.state_dir / "accounts" / f"{user.lower()}.json"
+        doc = json.loads(path.read_text())
+        doc["current_token"] = "not-a-mapping"
+        path.write_text(json.dumps(doc))
+        for argv in (["rotate", user], ["status"], ["history", user], ["drift", user]):
+            done = cli.run(*argv)
+            assert done.returncode == 4, (argv, done.stdout, done.stderr)
+            assert "Traceback" not in done.stdout + done.stderr, (argv, done.stderr)
+            last = done.stderr.strip().splitlines()[-1]
+            assert last.startswith("rotator: error:") and "TypeError" in last, (argv, last)
