@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -169,8 +170,6 @@ class TestConfigValidateReportsEverything:
         """`config validate` prints every problem at once (README). A bad [state] or
         [motherduck] value hid everything below it, and a typo in [defaults] hid the rules
         across keys (ttl against rotate_before_expiry, lease_ttl against the settle)."""
-        import sys
-
         config = tmp_path / "rotator.toml"
         config.write_text(
             "[motherduck]\n"
@@ -234,3 +233,52 @@ class TestNoTracebackOutsideARun:
             assert "Traceback" not in done.stdout + done.stderr, (argv, done.stderr)
             last = done.stderr.strip().splitlines()[-1]
             assert last.startswith("rotator: error:") and "TypeError" in last, (argv, last)
+
+
+class TestProgressLineAndStopMessage:
+    def test_stop_message_on_a_terminal_starts_on_a_cleared_line(
+        self, simulator: Any, tmp_path: Path
+    ) -> None:
+        """A fleet on a terminal redraws one progress line on stderr (no newline); the
+        SIGINT notice was appended to it (`... slowest svc_x (1.5s)rotator: SIGINT ...`)."""
+        import os
+        import pty
+
+        cli, users, _ = adopted(simulator, tmp_path, 2)
+        simulator.add_fault(route="create_token", action="delay", seconds=2, username=users[0])
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rotator.cli", "--log-format", "console",
+             "--log-level", "warning", "rotate", "--all", "--force", "--concurrency", "1"],
+            env=cli.env(), cwd=cli.root, stdout=subprocess.PIPE, stderr=slave, text=True,
+        )
+        os.close(slave)
+        seen = b""
+        try:
+            def progress_shown() -> bool:
+                nonlocal seen
+                seen += os.read(master, 65536)
+                return b"slowest" in seen
+
+            wait_until(progress_shown, timeout=60, what="the progress line")
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=120)
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+        finally:
+            os.close(master)
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 3, (out, seen)
+        text = seen.decode(errors="replace")
+        at = text.index("rotator: SIGINT received")
+        before = text[:at]
+        assert before.endswith(("\n", "\x1b[K")), repr(before[-80:])
+        assert any(users[1] in line and "not_started" in line for line in out.splitlines())
