@@ -391,7 +391,9 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
         prune_after_pass(engine, outcomes)
     _print_outcomes(outcomes, out, as_json=args.json)
     if args.metrics_file:
-        _write_metrics(engine, names, args.metrics_file, live=not args.dry_run)
+        # A stopped pass calls MotherDuck no more: the gauges from the state store only.
+        live = not args.dry_run and not interrupt.stop_requested()
+        _write_metrics(engine, names, args.metrics_file, live=live)
     return worst(list(codes.values()))
 
 

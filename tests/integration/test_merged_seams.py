@@ -282,3 +282,40 @@ class TestProgressLineAndStopMessage:
         before = text[:at]
         assert before.endswith(("\n", "\x1b[K")), repr(before[-80:])
         assert any(users[1] in line and "not_started" in line for line in out.splitlines())
+
+
+class TestMetricsFileAfterAStop:
+    def test_a_stopped_pass_sends_nothing_for_accounts_it_did_not_start(
+        self, simulator: Any, tmp_path: Path
+    ) -> None:
+        """SIGTERM starts nothing new (README), but `--metrics-file` then listed every
+        account's tokens, one MotherDuck call per account of the fleet, before exiting:
+        under systemd's stop timeout, with a large fleet, that is the time a stop has."""
+        cli, users, _ = adopted(simulator, tmp_path, 3)
+        first = users[0]
+        simulator.add_fault(route="create_token", action="delay", seconds=2, username=first)
+        simulator.clear_requests()
+        metrics = tmp_path / "rotator.prom"
+        proc = cli.start(
+            "rotate", "--all", "--force", "--concurrency", "1", "--json",
+            "--metrics-file", str(metrics),
+        )
+        try:
+            wait_until(
+                lambda: any(
+                    r["account"] == first and r["state"] in ("creating", "planned")
+                    for r in cli.runs()
+                ),
+                timeout=60, what="the first account's run",
+            )
+            proc.send_signal(signal.SIGTERM)
+        finally:
+            code, out, err = finish(proc)
+        assert code == 3, (out, err)
+        docs = {d["account"]: d for d in json_lines(out)}
+        for user in users[1:]:
+            assert docs[user]["result"] == "not_started", docs[user]
+            touched = [r for r in simulator.requests() if f"/users/{user}/" in r["path"]]
+            assert touched == [], touched
+        assert metrics.exists()
+        assert "rotator_token_age_seconds" in metrics.read_text()
