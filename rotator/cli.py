@@ -651,19 +651,19 @@ def _state_prune(args: argparse.Namespace, config: Config, out: TextIO) -> int:
         dry_run=args.dry_run,
     )
     action = "would_remove" if args.dry_run else "removed"
-    rows = [
-        [r.account, r.run_id, r.state, r.finished_at.isoformat(), action] for r in report.removed
-    ]
+    when = (lambda t: t.isoformat()) if args.json else format_time  # one format for people
+    rows = [[r.account, r.run_id, r.state, when(r.finished_at), action] for r in report.removed]
     rows += [[account, "-", "-", "-", f"skipped: {why}"] for account, why in report.skipped]
     if args.json:
         for row in rows:
             keys = ("account", "run_id", "state", "finished_at", "action")
             out.write(json.dumps(dict(zip(keys, row, strict=True))) + "\n")
     else:
-        plain_table(out, ["ACCOUNT", "RUN", "STATE", "FINISHED", "ACTION"], rows)
+        plain_table(out, ["ACCOUNT", "RUN", "STATE", "FINISHED", "ACTION"], rows, keep=(3,))
     verb = "would remove" if args.dry_run else "removed"
-    print(
-        f"rotator: {verb} {len(report.removed)} run(s) ({keep.describe()} kept)", file=sys.stderr
+    _say(
+        cast(TextIO, SafeStream(sys.stderr)),
+        f"rotator: {verb} {len(report.removed)} run(s) ({keep.describe()} kept)",
     )
     return EXIT_INCOMPLETE if report.skipped else EXIT_OK
 

@@ -319,3 +319,24 @@ class TestMetricsFileAfterAStop:
             assert touched == [], touched
         assert metrics.exists()
         assert "rotator_token_age_seconds" in metrics.read_text()
+
+
+class TestPruneTable:
+    def test_prune_table_prints_times_in_the_one_format(
+        self, simulator: Any, tmp_path: Path
+    ) -> None:
+        """`state prune` (fleet branch) printed finished times as raw ISO with microseconds
+        and +00:00, against README's one time format; --json keeps the full value."""
+        cli, [user], _ = adopted(simulator, tmp_path)
+        for _ in range(2):
+            done = cli.run("rotate", user, "--force")
+            assert done.returncode == 0, done.stderr
+        table = cli.run("state", "prune", "--dry-run", "--keep", "1")
+        assert table.returncode == 0, table.stderr
+        rows = [line for line in table.stdout.splitlines() if "would_remove" in line]
+        assert len(rows) == 1 and ONE_TIME_FORMAT.search(rows[0]), table.stdout
+        assert not OTHER_TIME_FORMAT.search(table.stdout), table.stdout
+        assert "would remove 1 run(s)" in table.stderr
+        as_json = cli.run("state", "prune", "--dry-run", "--keep", "1", "--json")
+        [doc] = json_lines(as_json.stdout)
+        assert OTHER_TIME_FORMAT.fullmatch(doc["finished_at"]), doc
