@@ -171,6 +171,8 @@ class FileBackend:
         self.configured = path
         self.fmt: ValueFormat = fmt
         self.follow_symlinks = follow_symlinks
+        # Not in _at(): every verb re-resolves the path (symlink policy), the lease stays.
+        self._lease: LeaseGuard | None = None
         self._at(path)
         self._key_source: KeySource | None = None
 
@@ -179,7 +181,6 @@ class FileBackend:
         self.pending = path.with_name(path.name + ".pending")
         self.backup = path.with_name(path.name + ".rotator-backup")
         self.sidecar = path.with_name(path.name + ".rotator.json")
-        self._lease: LeaseGuard | None = None
 
     def _resolve(self) -> None:
         """Apply the symlink policy: refuse a link at `path`, or follow it when configured.

@@ -340,3 +340,33 @@ class TestPruneTable:
         as_json = cli.run("state", "prune", "--dry-run", "--keep", "1", "--json")
         [doc] = json_lines(as_json.stdout)
         assert OTHER_TIME_FORMAT.fullmatch(doc["finished_at"]), doc
+
+
+class TestFileBackendFenceSurvivesTheSymlinkPolicy:
+    def test_a_stale_run_that_passed_its_lease_check_cannot_stage_into_the_file(
+        self, simulator: Any, tmp_path: Path
+    ) -> None:
+        """A stalls right after its lease check, before staging into the file; B takes over
+        and completes. When A wakes, the file's sidecar (fence branch) must refuse it. The
+        symlink policy (harden branch) re-resolved the path before every verb and reset
+        the bound lease with it, so the file backend wrote unfenced."""
+        cli, [user], _ = adopted(simulator, tmp_path)
+        a = cli.start("rotate", user, "--force", "--json",
+                      env=cli.env(ROTATOR_PAUSE_AT="fence:stage:file"))
+        try:
+            wait_until(lambda: stopped(a.pid), timeout=60, what="run A to stall")
+            b = cli.run("rotate", user, "--force", "--json", env=cli.env(ROTATOR_NOW=later()))
+            assert b.returncode == 0, b.stderr
+            [done] = json_lines(b.stdout)
+            assert done["result"] == "completed", done
+        finally:
+            a.send_signal(signal.SIGCONT)
+        code, out, err = finish(a)
+        assert code == 3, (out, err)
+        path = cli.secret_file(user)
+        assert not path.with_name(path.name + ".pending").exists()
+        served = read_secret(path)
+        assert served["token_id"] == done["new_token_id"]
+        assert simulator.whoami(served["motherduck_token"]) == user
+        # A's token was minted before the stall: revoked (by A itself or swept), not live.
+        assert simulator.live_token_ids(user) == {done["new_token_id"]}
