@@ -171,10 +171,10 @@ class FileBackend:
         self.configured = path
         self.fmt: ValueFormat = fmt
         self.follow_symlinks = follow_symlinks
-        # Not in _at(): every verb re-resolves the path (symlink policy), the lease stays.
-        self._lease: LeaseGuard | None = None
         self._at(path)
         self._key_source: KeySource | None = None
+        # Set once, not in _at: every verb re-resolves the path, and must keep its fence.
+        self._lease: LeaseGuard | None = None
 
     def _at(self, path: Path) -> None:
         self.path = path
