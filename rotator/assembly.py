@@ -36,6 +36,9 @@ def build_engine(
     """An engine whose MotherDuck client (and admin token) is created on first use."""
 
     def client() -> MotherDuckClient:
+        from rotator.startup import import_httpx
+
+        import_httpx()
         from rotator.motherduck import MotherDuckClient
 
         return MotherDuckClient(

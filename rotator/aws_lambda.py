@@ -401,7 +401,13 @@ def _report(step: str, token: str, state: str, message: str) -> dict[str, Any]:
 
 
 def scheduled(engine: Engine, names: list[str]) -> dict[str, Any]:
-    """Rotate every due account in `names`; one failure never stops the rest."""
+    """Rotate every due account in `names`; one failure never stops the rest.
+
+    First one cheap admin-only call, as every acting CLI command makes: a revoked or garbage
+    admin token fails the invocation the day it breaks, not the day a token is next due.
+    """
+    if names:
+        engine.client.active_accounts()
     results = []
     for name in names:
         try:

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 from rotator.errors import LeaseHeld, LeaseLost, StateError
 from rotator.fsutil import atomic_write_bytes, ensure_private_dir, fsync_dir
+from rotator.tables import format_time
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -184,7 +185,7 @@ def lease_held(account: str, holder: Lease) -> LeaseHeld:
     """The error a second run gets: who holds the account and until when."""
     return LeaseHeld(
         f"account {account!r} is being rotated by {holder.describe()} until "
-        f"{holder.expires_at.isoformat(timespec='seconds')}; try again later",
+        f"{format_time(holder.expires_at)}; try again later",
         account=account,
         holder=holder.describe(),
         expires_at=holder.expires_at,

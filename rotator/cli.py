@@ -255,9 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return simulator_main(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
-    from rotator.startup import import_structlog, skip_httpx_cli
-
-    skip_httpx_cli()
+    from rotator.startup import import_structlog
 
     console = args.log_format == "console" or (args.log_format == "auto" and _tty(sys.stderr))
     import_structlog(want_rich=console)
@@ -278,6 +276,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RotatorError as exc:
         _say(err, f"rotator: error: {rlog.redact(str(exc))}")
         return exit_code_for(exc)
+    except Exception as exc:
+        # Outside any account's run (status, history, drift reading a state document of
+        # the wrong shape; a bug): the same one line as contained(), never a traceback.
+        from rotator.containment import describe
+
+        _say(err, f"rotator: error: {describe(exc)}")
+        return EXIT_ATTENTION
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, interrupt.Interrupted) else signal.SIGINT
         _say(err, f"rotator: stopped by {signal.Signals(signum).name}; nothing was changed")
@@ -386,7 +391,9 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
         prune_after_pass(engine, outcomes)
     _print_outcomes(outcomes, out, as_json=args.json)
     if args.metrics_file:
-        _write_metrics(engine, names, args.metrics_file, live=not args.dry_run)
+        # A stopped pass calls MotherDuck no more: the gauges from the state store only.
+        live = not args.dry_run and not interrupt.stop_requested()
+        _write_metrics(engine, names, args.metrics_file, live=live)
     return worst(list(codes.values()))
 
 
@@ -644,19 +651,19 @@ def _state_prune(args: argparse.Namespace, config: Config, out: TextIO) -> int:
         dry_run=args.dry_run,
     )
     action = "would_remove" if args.dry_run else "removed"
-    rows = [
-        [r.account, r.run_id, r.state, r.finished_at.isoformat(), action] for r in report.removed
-    ]
+    when = (lambda t: t.isoformat()) if args.json else format_time  # one format for people
+    rows = [[r.account, r.run_id, r.state, when(r.finished_at), action] for r in report.removed]
     rows += [[account, "-", "-", "-", f"skipped: {why}"] for account, why in report.skipped]
     if args.json:
         for row in rows:
             keys = ("account", "run_id", "state", "finished_at", "action")
             out.write(json.dumps(dict(zip(keys, row, strict=True))) + "\n")
     else:
-        plain_table(out, ["ACCOUNT", "RUN", "STATE", "FINISHED", "ACTION"], rows)
+        plain_table(out, ["ACCOUNT", "RUN", "STATE", "FINISHED", "ACTION"], rows, keep=(3,))
     verb = "would remove" if args.dry_run else "removed"
-    print(
-        f"rotator: {verb} {len(report.removed)} run(s) ({keep.describe()} kept)", file=sys.stderr
+    _say(
+        cast(TextIO, SafeStream(sys.stderr)),
+        f"rotator: {verb} {len(report.removed)} run(s) ({keep.describe()} kept)",
     )
     return EXIT_INCOMPLETE if report.skipped else EXIT_OK
 

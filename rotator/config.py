@@ -346,15 +346,27 @@ def parse_config(text: str, *, base_dir: Path, source: str = "<config>") -> Conf
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     problems: list[str] = []
     raw = _validate(_RawConfig, data, "", problems)
+    bad_sections: set[str] = set()
     if raw is None:
-        raise _config_error(source, problems)
+        # Report the other sections' problems too: validate again without those at fault.
+        bad_sections = {
+            key for key in data if _validate(_RawConfig, {key: data[key]}, "", []) is None
+        }
+        raw = _validate(_RawConfig, {k: v for k, v in data.items() if k not in bad_sections},
+                        "", [])
+        if raw is None:
+            raise _config_error(source, problems)
     defaults, bad_keys = _validate_policy(raw.defaults, "defaults", problems)
-    if defaults is not None:
-        _check_checks(defaults, "defaults", raw.motherduck.api_url, problems)
-        _check_policy(defaults, "defaults", problems)
-        _check_lease_timing(defaults, "defaults", raw.motherduck, problems)
     # A mistake in [defaults] is reported once, there: accounts inherit only the good keys.
     inherited = {k: v for k, v in raw.defaults.items() if k not in bad_keys}
+    # The rules across keys (ttl against rotate_before_expiry, lease_ttl against the
+    # settle window) are checked on the good keys too, so one typo hides no other problem.
+    good = defaults if defaults is not None else _validate(Policy, inherited, "defaults", [])
+    if good is not None:
+        _check_checks(good, "defaults", raw.motherduck.api_url, problems)
+        _check_policy(good, "defaults", problems)
+        if "motherduck" not in bad_sections:  # the rule needs its create_settle and timeout
+            _check_lease_timing(good, "defaults", raw.motherduck, problems)
     accounts: list[AccountConfig] = []
     seen: set[str] = set()
     for i, raw_account in enumerate(raw.accounts):
@@ -365,7 +377,7 @@ def parse_config(text: str, *, base_dir: Path, source: str = "<config>") -> Conf
             _check_checks(account.policy, f"accounts[{i}]", raw.motherduck.api_url, problems)
         if {"ttl", "rotate_before_expiry"} & set(raw_account):
             _check_policy(account.policy, f"accounts[{i}]", problems)
-        if "lease_ttl" in raw_account:
+        if "lease_ttl" in raw_account and "motherduck" not in bad_sections:
             _check_lease_timing(account.policy, f"accounts[{i}]", raw.motherduck, problems)
         if account.username.lower() in seen:
             problems.append(f"accounts[{i}].username: {account.username!r} is configured twice")

@@ -82,7 +82,10 @@ def _say(text: str) -> None:
     from rotator.safeio import SafeStream
 
     stream = SafeStream(sys.stderr)  # a closed stderr must not turn a stop into a crash
-    stream.write(text + "\n")
+    # On a terminal a fleet's progress line may be on screen (rotator.fleet): start from a
+    # cleared line instead of appending to it; the next redraw puts it back below.
+    clear = "\r\x1b[K" if stream.isatty() else ""
+    stream.write(clear + text + "\n")
     stream.flush()
 
 

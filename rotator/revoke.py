@@ -48,6 +48,7 @@ def revoke_one(ctx: RunContext, token_id: str, *, force: bool) -> Outcome:
         )
     if users:
         log.warning("token.revoke_forced", token_id=token_id, references=users)
+    ctx._fence("motherduck.revoke")  # I4: a command that lost its lease revokes nothing
     ctx.e.client.revoke_token(name, token_id)
     if any(t.id == token_id for t in ctx.e.client.list_tokens(name)):
         raise MotherDuckError(

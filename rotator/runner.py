@@ -273,6 +273,9 @@ class Runner(RunContext):
         while run.state in steps:
             if interrupt.stop_requested():  # SIGINT/SIGTERM: stop at this step boundary
                 self._flush(run)
+                # Still ours? A run taken over meanwhile (a stall, then `abort` or another
+                # rotate) must say LeaseLost, not "resumes from <its stale state>".
+                self.lease = self.e.store.save(self.lease)
                 return interrupt.interrupted(run, self.name)
             try:
                 nxt = steps[run.state](run)

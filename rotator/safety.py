@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from rotator.runrecord import Run, RunState
+from rotator.tables import format_time
 
 __all__ = [
     "SETTLED",
@@ -52,7 +53,8 @@ def abort_refusal(run: Run, account: str, live: Collection[str]) -> str | None:
             f"`rotator rotate {account}`"
         )
     if past_promote(run) and run.new_token is not None and run.new_token.id in live:
-        when = f" after the grace ({run.revoke_not_before})" if run.revoke_not_before else ""
+        grace_end = format_time(run.revoke_not_before, "")
+        when = f" after the grace ({grace_end})" if grace_end else ""
         first = f"; it is held back by: {run.remaining[0]}" if run.remaining else ""
         return (
             f"run {rid} already promoted the new token {run.new_token.id}: consumers may hold "

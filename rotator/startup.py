@@ -12,27 +12,31 @@ from __future__ import annotations
 import importlib
 import sys
 
-__all__ = ["import_structlog", "skip_httpx_cli"]
+__all__ = ["import_httpx", "import_structlog"]
 
 
 def import_structlog(*, want_rich: bool) -> None:
     """Import structlog once; with `want_rich=False`, without letting it load rich."""
-    if "structlog" in sys.modules or want_rich or "rich" in sys.modules:
-        importlib.import_module("structlog")
+    _import_without_rich("structlog", want_rich=want_rich)
+
+
+def import_httpx() -> None:
+    """Import httpx without the rich its command-line client pulls in (`httpx._main`).
+
+    Every acting command makes the admin-token probe, so every scheduled no-op imports
+    httpx; rich comes along only if something already loaded it (console logs).
+    """
+    _import_without_rich("httpx", want_rich=False)
+
+
+def _import_without_rich(module: str, *, want_rich: bool) -> None:
+    if module in sys.modules or want_rich or "rich" in sys.modules:
+        importlib.import_module(module)
         return
     sys.modules["rich"] = None  # type: ignore[assignment]  # `import rich` -> ImportError
     try:
-        importlib.import_module("structlog")
+        importlib.import_module(module)
     finally:
         if sys.modules.get("rich", 0) is None:
             del sys.modules["rich"]
 
-
-def skip_httpx_cli() -> None:
-    """Keep httpx from importing its own command line tool (and with it rich and click).
-
-    `import httpx` tries `httpx._main` and falls back quietly when it cannot be imported;
-    rotator never uses that tool, and with rich installed it costs every run that makes a
-    request (the admin-token probe of a no-op pass) rich's import time.
-    """
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]

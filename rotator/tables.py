@@ -87,6 +87,12 @@ def plain_table(
     `notes[i]`, when given, is printed under row i, indented and wrapped (details that
     would not fit as a column).
     """
+    # Redact before wrapping: a secret cut onto two lines is no longer one string, and the
+    # redactor on stdout (RedactingStream) would let each piece through.
+    from rotator.log import redact
+
+    rows = [[redact(str(c)) for c in row] for row in rows]
+    notes = [redact(n) if n else n for n in notes]
     widths = fit_widths(header, rows, width=width, keep=keep)
     for i, row in enumerate([header, *rows]):
         cells = [_wrap(str(c), w) for c, w in zip(row, widths, strict=True)]

@@ -69,8 +69,11 @@ class TestStopAtStepBoundary:
         old_secret, old_id = old[user]
         simulator.add_fault(route="whoami", action="delay", seconds=2, times=1)
         proc = cli.start("rotate", user, "--force", "--json")
-        code, out, err = stop_when(
-            proc, lambda: run_state(cli, user) == "verifying", signum, "the run to verify"
+        code, out, err = stop_when(  # the check is in flight: its delayed whoami has begun
+            proc,
+            lambda: run_state(cli, user) == "verifying" and simulator.faults()[0]["fired"] == 1,
+            signum,
+            "the run to verify",
         )
         assert code == 3, (out, err)
         [doc] = json_lines(out)
