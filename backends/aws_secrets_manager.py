@@ -164,7 +164,7 @@ class SecretsManagerBackend:
         """Fence every later write with the run's lease (see the module docstring)."""
         self._lease = guard
 
-    def _undo_if_fenced_out(self, version: str, before: str | None) -> None:
+    def _undo_if_fenced_out(self, version: str, before: str | None, previous: str | None) -> None:
         """After moving AWSCURRENT: if a newer lease wrote the secret meanwhile, move it back.
 
         Label moves have no condition AWS could check against our fence, so a move that was
@@ -178,6 +178,11 @@ class SecretsManagerBackend:
             return
         if before is not None and CURRENT in snap.labels(version):
             self._move(CURRENT, to=before, away_from=version)
+            # AWS moved AWSPREVIOUS along with each move: put it back where it was too.
+            if previous is not None:
+                self._move(PREVIOUS, to=previous, away_from=version)
+            else:
+                self._move(PREVIOUS, to=None, away_from=version)
             log.warning("backend.stale_move_undone", backend=self.label, version_id=version)
         self._fence_target(snap)  # raises LeaseLost
 
@@ -289,7 +294,7 @@ class SecretsManagerBackend:
             if self._lease is not None:
                 self._lease("aws.move_current")
             self._move(CURRENT, to=version, away_from=snap.holder(CURRENT))
-            self._undo_if_fenced_out(version, snap.holder(CURRENT))
+            self._undo_if_fenced_out(version, snap.holder(CURRENT), snap.holder(PREVIOUS))
         if PENDING in labels:
             self._move(PENDING, to=None, away_from=version)
         self._tag_promoted(snap, version, previous, run_id)

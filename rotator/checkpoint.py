@@ -32,6 +32,7 @@ import json
 import os
 import secrets
 import socket
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+LOCK_WAIT = 30.0  # seconds to wait for the per-account state lock (see FileStore._flock)
 Doc = dict[str, Any]
 Clock = Callable[[], datetime]
 
@@ -438,10 +440,34 @@ class FileStore:
                 self.root / "leases" / f"{account.lower()}.lock", os.O_RDWR | os.O_CREAT, 0o600
             )
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._flock(fd, account)
             yield
         finally:
             os.close(fd)
+
+    def _flock(self, fd: int, account: str) -> None:
+        """Take the account's lock, waiting at most LOCK_WAIT seconds.
+
+        Every critical section is a few file writes; a lock held longer belongs to a
+        process that stalled inside one (suspended, stopped). Waiting for it forever would
+        hang this run too, so give up like on a held lease (exit 3, try again later).
+        """
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LeaseHeld(
+                        f"account {account!r}: the state lock {self.root}/leases/"
+                        f"{account.lower()}.lock has been held for over {LOCK_WAIT:.0f}s by a "
+                        "stalled process; try again later",
+                        account=account,
+                        holder="a stalled process holding the state lock",
+                        expires_at=None,
+                    ) from None
+                time.sleep(0.01)
 
     def _read(self, path: Path) -> Doc | None:
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 __all__ = ["ENV", "reached"]
 
@@ -27,4 +28,7 @@ def reached(point: str) -> None:
     if not wanted or point in _done or point != wanted:
         return
     _done.add(point)
-    os.kill(os.getpid(), signal.SIGSTOP)
+    # To this thread: the group stop then begins here, before this thread runs on (a
+    # SIGSTOP sent to the process may be taken by another thread while this one continues
+    # into the next step for a moment — e.g. into a state-store lock).
+    signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)

@@ -510,7 +510,8 @@ class Runner(RunContext):
     def _after_promote(self, run: Run) -> RunState:
         self._hook("after_promote", run)
         if run.old_token is None:
-            self._revoke_strays(run, self.e.client.list_tokens(self.name))
+            # A first managed token revokes nothing it did not make: only this run's name.
+            self._revoke_strays(run, self.e.client.list_tokens(self.name), prefix=run.token_name)
             return RunState.COMPLETED
         run.revoke_not_before = (self.e.clock() + self.policy.revoke_grace).isoformat()
         return RunState.AWAITING_REVOKE
@@ -612,7 +613,9 @@ class Runner(RunContext):
         log.warning("run.needs_attention", reason=failure)
         return RunState.FAILED_NEEDS_ATTENTION
 
-    def _revoke_strays(self, run: Run, listed: list[TokenInfo]) -> None:
+    def _revoke_strays(
+        self, run: Run, listed: list[TokenInfo], *, prefix: str | None = None
+    ) -> None:
         """Revoke live rotator-made tokens that nothing uses, before the run completes (I2).
 
         A create whose answer was lost (timeout) can still commit on the server after the
@@ -620,12 +623,13 @@ class Runner(RunContext):
         after its successor took over (the one effect MotherDuck cannot fence). Both show
         up here, named `rotator-<account>-...`: every such token that is not the new one,
         not the record's current one and not served by any backend (re-read now) is revoked.
+        `prefix` narrows the sweep (a first managed token: this run's own name only).
         """
         assert run.new_token is not None
         keep = {run.new_token.id, _id(self.record.current_token), _id(run.old_token)}
         if run.state is RunState.REVOKING:
             keep.discard(_id(run.old_token))  # revoked just now
-        prefix = token_name_for(self.name, "")
+        prefix = prefix or token_name_for(self.name, "")
         candidates = [
             t for t in listed if (t.name or "").startswith(prefix) and t.id not in keep
         ]

@@ -34,6 +34,7 @@ from tests.integration.test_fault_matrix import (  # noqa: E402
     NOT_APPLICABLE,
     Cell,
 )
+from tests.integration.test_stall_harness import FORWARD_POINTS, ROLLBACK_POINTS  # noqa: E402
 
 FILES = [
     "tests/integration/test_crash_harness.py",
@@ -42,6 +43,10 @@ FILES = [
     "tests/integration/test_bad_input_hardening.py",
     "tests/integration/test_hostile_servers.py",
     "tests/integration/test_leak_scan.py",
+    "tests/integration/test_stall_harness.py",
+    "tests/integration/test_state_loss.py",
+    "tests/integration/test_dynamodb_lease_race.py",
+    "tests/integration/test_backend_fencing.py",
 ]
 DOC = ROOT / "docs" / "reliability.md"
 
@@ -99,6 +104,12 @@ def render(docs: list[dict[str, Any]], *, mode: str, pytest_code: int | None,
     crash = [d for d in docs if d.get("kind") == "crash"]
     faults = [d for d in docs if d.get("kind") == "faults"]
     bad = [d for d in docs if d.get("kind") == "bad_input"]
+    stall = [d for d in docs if d.get("kind") == "stall"]
+    stall_cases = sum(d["cases"] for d in stall)
+    stalls = sum(d["stalls"] for d in stall)
+    stall_points = sorted({p for d in stall for p in d["points"]})
+    unreached = [u for d in stall for u in d["unreached"]]
+    stale_codes = sorted({c for d in stall for c in d["stale_exit_codes"]})
     kill_points = sum(d["kill_points"] for d in crash)
     checkpoint_kills = sum(d["checkpoint_kills"] for d in crash)
     random_kills = sum(d["random_kills"] for d in crash)
@@ -133,7 +144,11 @@ def render(docs: list[dict[str, Any]], *, mode: str, pytest_code: int | None,
         f"{cells_run} / {cells_passed} / {declared} |",
         f"| fault-matrix cells N/A (with reasons) | {len(NOT_APPLICABLE)} |",
         f"| bad-input cases | {bad_cases} |",
-        f"| faults injected (kills + cells + bad inputs) | {kill_points + cells_run + bad_cases} |",
+        f"| stall cases (SIGSTOP, takeover, SIGCONT) / distinct stall points | {stall_cases} / "
+        f"{len(stall_points)} |",
+        f"| stale run's exit statuses seen | {', '.join(map(str, stale_codes)) or '-'} |",
+        "| faults injected (kills + cells + bad inputs + stalls) | "
+        f"{kill_points + cells_run + bad_cases + stalls} |",
         f"| **invariant violations** | **{len(violations)}** |",
     ]
     if pytest_code is not None:
@@ -219,6 +234,44 @@ def render(docs: list[dict[str, Any]], *, mode: str, pytest_code: int | None,
         out.append(f"| {op} | {fault} | {why} |")
     out += [
         "",
+        "## Stall harness (`tests/integration/test_stall_harness.py`)",
+        "",
+        "Several actors on one account (docs/fencing.md). Run A (`rotator rotate --force`)",
+        "gets `ROTATOR_PAUSE_AT=<point>` and stops itself with SIGSTOP there: `state:<state>`",
+        "right after a transition, `fence:<effect>` right after its lease check passed and",
+        "just before the effect. Run B starts with its clock pinned two hours ahead",
+        "(`ROTATOR_NOW`), so A's lease has expired for it, takes the lease over, resumes A's",
+        "run and finishes it (or `rotator abort`s it). Then A gets SIGCONT. The account has",
+        "a file, an OpenBao KV v2 and a moto Secrets Manager backend; the state store is the",
+        "file store or DynamoDB on moto; cases also reorder the backends so that Vault or AWS",
+        "is staged first (the backend where a stale write does the most harm: B finds the",
+        "token nowhere, revokes it and mints its own). Rollback cases use a failing check.",
+        "",
+        "After each case: every backend serves a token the simulator accepts (I1); the only",
+        "live token is the recorded current one, every backend serves it, no other",
+        "`rotator-<account>-…` token is live, and the previous token is revoked (or, after a",
+        "rollback or abort, still current) (I2/I3); A exited 3 (`LeaseLost`), or 0/1 when it",
+        "had already finished before it stalled; and A changed nothing after B finished: the",
+        "live token set, every backend's consumer value, the AWS staging labels, the file",
+        "backend's pending file and the run and account records are as B left them; no",
+        "secret in any output or state file (I5).",
+        "",
+        f"Stall points reached ({len(stall_points)}): "
+        + (", ".join(f"`{p}`" for p in stall_points) or "none") + ".",
+        "",
+        "All points (forward rotation, then a failed check's rollback): "
+        + ", ".join(f"`{p}`" for p in [*FORWARD_POINTS, *ROLLBACK_POINTS]) + ".",
+        "",
+        f"Cases that never reached their point: {len(unreached)}"
+        + (" (" + ", ".join(unreached) + ")" if unreached else "") + ".",
+        "",
+        "Beside the harness: `test_state_loss.py` (state directory moved aside, config",
+        "copied to another directory, `rotate --force` with disagreeing backends, `adopt` of",
+        "an unserved token), `test_dynamodb_lease_race.py` (a renewal between a takeover's",
+        "read and its conditional put, and the other way round, on moto) and",
+        "`test_backend_fencing.py` (each backend refuses an older fence; Vault metadata",
+        "merges instead of replacing; a stale AWSCURRENT move is undone).",
+        "",
         "## Bad input (`tests/integration/test_bad_input.py`)",
         "",
         "Malformed TOML; each config field wrong in turn (MotherDuck, state, every policy",
@@ -260,6 +313,16 @@ def render(docs: list[dict[str, Any]], *, mode: str, pytest_code: int | None,
         "  transient hiccup costs a rotation; set `attempts`/`interval` on the check.",
         "- A `GET` answered 500 is not retried (only 502/503/504, as MotherDuck's own client",
         "  does), so a 500 on the preflight listing stops the run (exit 1, nothing changed).",
+        "- Several actors (docs/fencing.md): a MotherDuck create or revoke cannot be fenced at",
+        "  MotherDuck. A create sent by a run that stalled between its lease check and the",
+        "  request, that lands after its successor finished, and whose sender then dies before",
+        "  it re-checks its lease (it revokes the token itself when it gets that far) stays live",
+        "  under that run's token name until the next rotation's final sweep revokes it.",
+        "- A hook can run once more if its run stalls exactly between the lease check and the",
+        "  hook's exec; hooks should be idempotent.",
+        "- With the file state store, a process stalled *inside* a state write holds the",
+        "  per-account lock; other runs give up after 30 s with exit 3 (no takeover until it",
+        "  resumes or dies). The stall harness stops runs between writes, not inside them.",
         "- When the same fault also blocks the rollback (the file's backup path, a deleted AWS",
         "  secret, a sealed or stopped Vault), the run ends in needs-attention (exit 4) and",
         "  the rerun after healing finishes the rollback; I1 holds throughout.",

@@ -112,10 +112,12 @@ class TestAws:
         aborter = SecretsManagerBackend(cfg)
         aborter.bind_lease(guard(9))
         aborter.rollback(receipt, run_id="run-a")
+        before = sm.describe_secret(SecretId="fence/md")["VersionIdsToStages"]
         # A passed its lease check before the abort; its promote now lands.
         with pytest.raises(LeaseLost):
             a.promote(receipt, run_id="run-a")
         stages = sm.describe_secret(SecretId="fence/md")["VersionIdsToStages"]
         assert "AWSCURRENT" in stages[str(old_current)]
+        assert stages == before  # AWSPREVIOUS put back too
         value = sm.get_secret_value(SecretId="fence/md", VersionStage="AWSCURRENT")
         assert value["SecretString"] == '{"motherduck_token": "old"}'

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,10 +39,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.harness import Rig, make_rig, record_counts, report_dir
+from tests.support.harness import Rig, RunResult, make_rig, record_counts, report_dir
 
 LATENCY = 0.02
+FINISHED_POINTS = ("state:completed", "state:rolled_back")  # A's run ended before it stalled
 STOP_DEADLINE = 60.0
+B_DEADLINE = 90.0
 FORWARD = 'checks = ["readback", "simulator"]\n\n[defaults.hooks.after_promote]\ncommand = ["true"]'
 FAILING = 'checks = ["readback", {type = "command", command = ["false"]}]'
 KINDS = ("file", "vault", "aws-secrets-manager")
@@ -248,6 +251,16 @@ def outside(rig: StoreRig) -> dict[str, Any]:
     }
 
 
+def run_b(rig: StoreRig, *args: str, **env: str) -> RunResult:
+    """Run B to the end; if it hangs, dump its Python stacks (faulthandler) into stderr."""
+    proc = rig.start(*args, PYTHONFAULTHANDLER="1", **env)
+    try:
+        proc.wait(timeout=B_DEADLINE)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+    return rig.finish(proc, kill=False)
+
+
 def run_case(rig: StoreRig, case: Case, tally: Tally) -> None:
     tally.cases += 1
     name = case.name
@@ -269,22 +282,24 @@ def run_case(rig: StoreRig, case: Case, tally: Tally) -> None:
         pinned = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
         if case.abort:
             assert runs, f"{name}: no run to abort"
-            b = rig.run("abort", runs[0]["run_id"], "--json", ROTATOR_NOW=pinned)
+            b = run_b(rig, "abort", runs[0]["run_id"], "--json", ROTATOR_NOW=pinned)
             want_b = {0}  # aborted: rolled back on request (exit 0, see README)
         else:
-            b = rig.run("rotate", rig.user, "--json", ROTATOR_NOW=pinned)
+            b = run_b(rig, "rotate", rig.user, "--json", ROTATOR_NOW=pinned)
             want_b = {1} if case.rollback else {0}
+            if case.point in FINISHED_POINTS:
+                want_b = {0}  # A's run already ended: nothing to resume, the token is not due
         if b.code not in want_b:
-            tally.violations.append(f"{name}: B exited {b.code}: {b.stderr.strip()[-300:]}")
+            tally.violations.append(f"{name}: B exited {b.code}: {b.stderr.strip()[-3000:]}")
         after_b = outside(rig)
     finally:
         os.kill(a.pid, signal.SIGCONT)
     result = rig.finish(a, kill=False)
     code = result.code if result.code is not None else -9
     tally.a_codes[name] = code
-    finished_before_stall = case.point in ("state:completed", "state:rolled_back")
+    finished_before_stall = case.point in FINISHED_POINTS
     if code != 3 and not (finished_before_stall and code in (0, 1)):
-        tally.violations.append(f"{name}: stale A exited {code}: {result.stderr.strip()[-300:]}")
+        tally.violations.append(f"{name}: stale A exited {code}: {result.stderr.strip()[-3000:]}")
     after_a = outside(rig)
     for key, value in after_b.items():
         if after_a[key] != value:
@@ -299,7 +314,12 @@ def run_case(rig: StoreRig, case: Case, tally: Tally) -> None:
 
 def sweep(cases: list[Case], sim: Any, bao: Any, aws: Any, root: Path, kv_path: str,
           tally: Tally) -> None:  # fmt: skip
-    """Run cases on as few rigs as possible: one per (store, policy), reused while clean."""
+    """Run cases on as few rigs as possible: one per (store, policy), reused while clean.
+
+    `ROTATOR_STALL_ONLY=<text>` keeps only the cases whose name contains it (debugging).
+    """
+    only = os.environ.get("ROTATOR_STALL_ONLY")
+    cases = [c for c in cases if not only or only in c.name]
     sim.set_latency(LATENCY)
     rigs: dict[tuple[str, bool, str], StoreRig] = {}
     for n, case in enumerate(cases):

@@ -219,3 +219,26 @@ def test_leases_exclude_across_processes(tmp_path: Path) -> None:
     for p in procs:
         p.communicate("")
     assert sorted(lines) == ["held"] * 7 + ["won"]
+
+
+def test_state_lock_held_by_a_stalled_process_gives_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock held past LOCK_WAIT (its holder stalled inside a save): LeaseHeld, not a hang."""
+    import fcntl
+    import os
+
+    from rotator import checkpoint
+    from rotator.errors import LeaseHeld
+
+    monkeypatch.setattr(checkpoint, "LOCK_WAIT", 0.05)
+    s = FileStore(tmp_path, durable=False)
+    (tmp_path / "leases").mkdir(parents=True)
+    fd = os.open(tmp_path / "leases" / "svc_a.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(LeaseHeld, match="stalled process"):
+            s.acquire_lease("svc_a", owner="two", ttl=timedelta(minutes=5))
+    finally:
+        os.close(fd)
+    assert s.acquire_lease("svc_a", owner="two", ttl=timedelta(minutes=5)).owner == "two"
