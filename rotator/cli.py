@@ -19,6 +19,7 @@ never stops a run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -248,6 +249,16 @@ def _tty(stream: TextIO) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C before the signal handlers are in place (parsing, imports): nothing acted.
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write("rotator: stopped by SIGINT before starting; nothing was changed\n")
+        return 128 + int(signal.SIGINT)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["simulator"]:
         from rotator.simulator.cli import main as simulator_main
