@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 from rotator.errors import LeaseHeld, LeaseLost, StateError
 from rotator.fsutil import atomic_write_bytes, ensure_private_dir, fsync_dir
+from rotator.journal import Journal, boot_id
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -312,6 +313,12 @@ class FileStore:
         self._host = host or socket.gethostname()
         self._pid_alive = pid_alive
         self._key: bytes | None = None
+        # Durable stores write through the journal (rotator/journal.py): documents become
+        # durable at barriers, one fdatasync each. Without a boot id (not Linux) every
+        # document write is durable on its own, as before.
+        boot = boot_id() if durable else None
+        self._journal = Journal(root, boot) if boot else None
+        self._dirs: set[Path] = set()
 
     def describe(self) -> str:
         return f"file:{self.root}"
@@ -323,12 +330,16 @@ class FileStore:
         if self._key is None:
             path = self.root / "key"
             with self._errors("create the fingerprint key in"):
-                ensure_private_dir(self.root)
-                key = secrets.token_bytes(32)
-                if _publish_once(path, key.hex().encode()):
-                    self._key = key
-                else:
-                    self._key = parse_fingerprint_key(path.read_text(errors="replace"), str(path))
+                try:  # the common case: the key exists (publishing first costs 2 fsyncs)
+                    text = path.read_text(errors="replace")
+                except FileNotFoundError:
+                    ensure_private_dir(self.root)
+                    key = secrets.token_bytes(32)
+                    if _publish_once(path, key.hex().encode()):
+                        self._key = key
+                        return key
+                    text = path.read_text(errors="replace")
+                self._key = parse_fingerprint_key(text, str(path))
         return self._key
 
     # -- leases ------------------------------------------------------------------------
@@ -344,6 +355,7 @@ class FileStore:
             lease = next_lease(
                 existing, account=account, owner=owner, host=self._host, now=now, ttl=ttl
             )
+            # Durable at the first barrier: the fence before the run's first side effect.
             self._write(self._lease_path(account), lease.to_doc())
             return lease
 
@@ -355,6 +367,7 @@ class FileStore:
                 self._write(
                     self._lease_path(lease.account), replace(current, released=True).to_doc()
                 )
+        self._barrier()  # a run's last records (and the release) durable before we return
 
     def read_lease(self, account: str) -> Lease | None:
         return self._read_lease(account)
@@ -372,7 +385,10 @@ class FileStore:
     def save(self, lease: Lease, *, run: Doc | None = None, account: Doc | None = None) -> Lease:
         """Write the run and/or account document under `lease`; returns the (renewed) lease.
 
-        Raises LeaseLost when another run has taken the lease over since.
+        Raises LeaseLost when another run has taken the lease over since. A save with no
+        document is a fence (`RunContext._fence`, before every external side effect): it
+        is also the durability barrier, so everything written before it is on disk when
+        it returns. A save with documents is durable at the next barrier (or lease release).
         """
         with self._locked(lease.account):
             current = self._read_lease(lease.account)
@@ -393,7 +409,9 @@ class FileStore:
                     current, acquired_at=now, expires_at=now + ttl, version=current.version + 1
                 )
                 self._write(self._lease_path(lease.account), current.to_doc())
-            return current
+        if run is None and account is None:
+            self._barrier()
+        return current
 
     # -- retention (rotator/retention.py) -----------------------------------------------
 
@@ -410,6 +428,11 @@ class FileStore:
         """Remove a finished run's document (retention; the caller dropped it from the index)."""
         path = self.root / "runs" / f"{run_id}.json"
         with self._errors("delete from"):
+            if self._journal is not None:
+                if path.exists():  # a tombstone, so a replay after a crash does not revive it
+                    self._journal.write([(f"runs/{run_id}.json", None)], path.unlink)
+                    self._journal.sync()
+                return
             try:
                 path.unlink()
             except FileNotFoundError:
@@ -443,6 +466,9 @@ class FileStore:
             os.close(fd)
 
     def _read(self, path: Path) -> Doc | None:
+        if self._journal is not None:
+            with self._errors("recover the journal of"):
+                self._journal.recover_once()
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -467,7 +493,29 @@ class FileStore:
         # rotation writes some 30 documents). `python -m json.tool` shows a file indented.
         data = json.dumps({"schema": SCHEMA_VERSION, **doc}, sort_keys=True).encode()
         with self._errors("write to"):
-            atomic_write_bytes(path, data, durable=self._durable)
+            if self._journal is None:
+                atomic_write_bytes(path, data, durable=self._durable)
+                return
+            rel = path.relative_to(self.root).as_posix()
+            self._journal.write([(rel, data)], lambda: self._write_file(path, data))
+
+    def _write_file(self, path: Path, data: bytes) -> None:
+        """Atomic, not fsynced (the journal has it); the directory made once per store."""
+        known = path.parent in self._dirs
+        try:
+            atomic_write_bytes(path, data, durable=False, make_dirs=not known)
+        except FileNotFoundError:
+            if not known:
+                raise
+            atomic_write_bytes(path, data, durable=False)  # the directory went away
+        self._dirs.add(path.parent)
+
+    def _barrier(self) -> None:
+        """Make every document this store wrote durable (one journal fdatasync, shared)."""
+        if self._journal is not None:
+            with self._errors("sync the journal of"):
+                self._journal.sync()
+
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
