@@ -291,6 +291,18 @@ def _publish_once(path: Path, data: bytes) -> bool:
         tmp.unlink(missing_ok=True)
 
 
+def _read_file(path: Path) -> bytes:
+    """A small file's bytes: open, read until EOF, close (no stat, no buffer objects)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 class FileStore:
     """Checkpoints as JSON files under one directory (mode 0700, files 0600).
 
@@ -454,11 +466,18 @@ class FileStore:
 
     @contextlib.contextmanager
     def _locked(self, account: str) -> Iterator[None]:
+        leases = self.root / "leases"
+        lock = leases / f"{account.lower()}.lock"
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
         with self._errors("lock"):
-            ensure_private_dir(self.root / "leases")
-            fd = os.open(
-                self.root / "leases" / f"{account.lower()}.lock", os.O_RDWR | os.O_CREAT, 0o600
-            )
+            if leases not in self._dirs:
+                ensure_private_dir(leases)
+                self._dirs.add(leases)
+            try:
+                fd = os.open(lock, flags, 0o600)
+            except FileNotFoundError:  # the directory went away since: make it again
+                ensure_private_dir(leases)
+                fd = os.open(lock, flags, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -470,13 +489,13 @@ class FileStore:
             with self._errors("recover the journal of"):
                 self._journal.recover_once()
         try:
-            text = path.read_text(encoding="utf-8")
+            data = _read_file(path)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise StateError(f"cannot read state file {path}: {exc.strerror}") from exc
         try:
-            doc = json.loads(text)
+            doc = json.loads(data.decode("utf-8"))
         except ValueError as exc:
             raise StateError(
                 f"state file {path} is corrupt (not JSON); restore or remove it"

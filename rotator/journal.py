@@ -6,7 +6,7 @@ costs two fsyncs (the temp file, then the directory after the rename), some 50 p
 rotation. Instead every document write is first appended to this journal, then written
 to its JSON file atomically (temp file + rename) *without* fsync, and durability is
 paid only at a barrier: one `fdatasync` of the journal, shared by every thread that needs
-one at that moment (group commit). See docs/reliability.md, "Durability and fsyncs".
+one at that moment (group commit). See docs/performance.md, section 6.
 
 Why the JSON files stay correct:
 
