@@ -98,6 +98,13 @@ class Journal:
         self._written = 0  # appends made by this process
         self._synced = 0  # of which known durable
         self._syncing = False
+        # Called (under the lock) before a compaction: whatever the owner keeps journaled
+        # but not yet in its files must be written first (the sync then covers it).
+        self.on_compact: Callable[[], None] | None = None
+
+    def locked(self) -> threading.Lock:
+        """The lock appends hold: the owner takes it to write what it deferred."""
+        return self._lock
 
     # -- recovery after a reboot -------------------------------------------------------
 
@@ -200,6 +207,8 @@ class Journal:
             fcntl.flock(fd, fcntl.LOCK_SH)  # another process is writing: next time
             return
         try:
+            if self.on_compact is not None:
+                self.on_compact()
             os.sync()
             os.ftruncate(fd, 0)
             os.fsync(fd)

@@ -58,7 +58,11 @@ def test_documents_are_durable_at_the_barrier_only(
     lease = fs.acquire_lease("svc_a", owner="t", ttl=TTL)
     for version in range(5):
         lease = fs.save(lease, run={"run_id": "r1", "version": version})
+    assert not run_path(tmp_path, "r1").exists()  # a run saved alone: written at the barrier
+    assert fs.load_run("r1") == {"run_id": "r1", "version": 4, "schema": 1}
     lease = fs.save(lease, account={"account": "svc_a", "version": 1})
+    # An account record is written at once, never ahead of the run documents before it.
+    assert json.loads(run_path(tmp_path, "r1").read_text())["version"] == 4
     journal_syncs = [p for p in syncs if "/journal/" in p]
     assert [p for p in syncs if "/journal/" not in p] == [str(tmp_path / "journal")]
     assert journal_syncs == []
@@ -146,4 +150,7 @@ def test_a_full_journal_is_compacted(tmp_path: Path, monkeypatch: pytest.MonkeyP
     for version in range(40):
         lease = fs.save(lease, run={"run_id": "r1", "version": version, "pad": "x" * 100})
     assert (tmp_path / "journal" / f"{BOOT_A}.log").stat().st_size < 2000
+    assert json.loads(run_path(tmp_path, "r1").read_text())["version"] >= 10  # written first
+    assert fs.load_run("r1")["version"] == 39  # type: ignore[index]
+    fs.save(lease)
     assert json.loads(run_path(tmp_path, "r1").read_text())["version"] == 39
