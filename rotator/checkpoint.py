@@ -335,7 +335,7 @@ class FileStore:
         # files at the barrier (one rename per document per barrier, not one per save;
         # renames over a file cost ~1 ms on ext4). This store reads them from here;
         # other processes see the files as of the last barrier, a state the run was in.
-        self._unwritten: dict[Path, bytes] = {}
+        self._unwritten: dict[Path, tuple[str, bytes]] = {}  # path: (account, bytes)
         if self._journal is not None:
             self._journal.on_compact = self._materialize_locked
 
@@ -375,7 +375,7 @@ class FileStore:
                 existing, account=account, owner=owner, host=self._host, now=now, ttl=ttl
             )
             # Durable at the first barrier: the fence before the run's first side effect.
-            self._write(self._lease_path(account), lease.to_doc())
+            self._write(self._lease_path(account), lease.to_doc(), account=account)
             return lease
 
     def release_lease(self, lease: Lease) -> None:
@@ -384,9 +384,11 @@ class FileStore:
             current = self._read_lease(lease.account)
             if current is not None and current.fence == lease.fence and not current.released:
                 self._write(
-                    self._lease_path(lease.account), replace(current, released=True).to_doc()
+                    self._lease_path(lease.account),
+                    replace(current, released=True).to_doc(),
+                    account=lease.account,
                 )
-        self._barrier()  # a run's last records (and the release) durable before we return
+        self._barrier(lease.account)  # the run's last records durable before we return
 
     def read_lease(self, account: str) -> Lease | None:
         return self._read_lease(account)
@@ -422,18 +424,20 @@ class FileStore:
             # writes, as if every save had been written at once (see _defer).
             if run is not None:
                 run_path = self.root / "runs" / f"{run['run_id']}.json"
-                self._write(run_path, run, defer=account is None)
+                self._write(run_path, run, defer=account is None, account=lease.account)
             if account is not None:
-                self._write(self._account_path(lease.account), account)
+                self._write(self._account_path(lease.account), account, account=lease.account)
             now = self._clock()
             ttl = lease.expires_at - lease.acquired_at
             if current.expires_at - now < ttl / 2:
                 current = replace(
                     current, acquired_at=now, expires_at=now + ttl, version=current.version + 1
                 )
-                self._write(self._lease_path(lease.account), current.to_doc())
+                self._write(
+                    self._lease_path(lease.account), current.to_doc(), account=lease.account
+                )
         if run is None and account is None:
-            self._barrier()
+            self._barrier(lease.account)
         return current
 
     # -- retention (rotator/retention.py) -----------------------------------------------
@@ -505,7 +509,8 @@ class FileStore:
             with self._errors("recover the journal of"):
                 self._journal.recover_once()
         try:
-            data = self._unwritten.get(path) or _read_file(path)
+            entry = self._unwritten.get(path)
+            data = entry[1] if entry is not None else _read_file(path)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -523,7 +528,7 @@ class FileStore:
             )
         return doc  # type: ignore[no-any-return]
 
-    def _write(self, path: Path, doc: Doc, *, defer: bool = False) -> None:
+    def _write(self, path: Path, doc: Doc, *, defer: bool = False, account: str = "") -> None:
         # One line, no indent: only then does json use its C encoder (3x faster here, and a
         # rotation writes some 30 documents). `python -m json.tool` shows a file indented.
         data = json.dumps({"schema": SCHEMA_VERSION, **doc}, sort_keys=True).encode()
@@ -533,32 +538,35 @@ class FileStore:
                 return
             rel = path.relative_to(self.root).as_posix()
             if defer:
-                self._journal.write([(rel, data)], lambda: self._defer(path, data))
+                self._journal.write([(rel, data)], lambda: self._defer(path, data, account))
             else:
-                self._journal.write([(rel, data)], lambda: self._write_now(path, data))
+                self._journal.write([(rel, data)], lambda: self._write_now(path, data, account))
 
-    def _defer(self, path: Path, data: bytes) -> None:
+    def _defer(self, path: Path, data: bytes, account: str) -> None:
         """Keep a run document for the next barrier (this store reads it from memory).
 
         Only run documents saved alone are deferred, and one run belongs to one account:
         a crash before the barrier leaves that run's file at an earlier save, with the
         account record no newer than it, which is the state a kill right after that
-        earlier save leaves. Leases and account records are written at once.
+        earlier save leaves. Leases and account records are written at once. Only the
+        thread holding the account's lease writes (or materializes) its documents.
         """
-        self._unwritten[path] = data
+        self._unwritten[path] = (account, data)
 
-    def _write_now(self, path: Path, data: bytes) -> None:
+    def _write_now(self, path: Path, data: bytes, account: str) -> None:
         if path.parent.name == "accounts":
-            self._materialize_locked()  # no account record ahead of its run's document
+            self._materialize_locked(account)  # no account record ahead of its runs
         self._write_file(path, data)
         self._unwritten.pop(path, None)
 
-    def _materialize_locked(self) -> None:
-        """Write the deferred documents to their files (the journal lock held): each file
-        before its entry goes, so a reader here sees the entry or the written file."""
-        for path, data in list(self._unwritten.items()):
-            self._write_file(path, data)
-            del self._unwritten[path]
+    def _materialize_locked(self, account: str | None = None) -> None:
+        """Write the deferred documents of `account` (all: None) to their files, inside the
+        journal's shared gate (or its compaction): each file before its entry goes, so a
+        reader here sees the entry or the written file."""
+        for path, (owner, data) in list(self._unwritten.items()):
+            if account is None or owner == account:
+                self._write_file(path, data)
+                del self._unwritten[path]
 
     def _write_file(self, path: Path, data: bytes) -> None:
         """Atomic, not fsynced (the journal has it); the directory made once per store."""
@@ -571,14 +579,15 @@ class FileStore:
             atomic_write_bytes(path, data, durable=False)  # the directory went away
         self._dirs.add(path.parent)
 
-    def _barrier(self) -> None:
-        """Make every document this store wrote durable (one journal fdatasync, shared)."""
+    def _barrier(self, account: str) -> None:
+        """Make every document this store wrote durable (one journal fdatasync, shared),
+        and write `account`'s deferred run documents to their files."""
         if self._journal is not None:
             with self._errors("sync the journal of"):
                 self._journal.sync()
             if self._unwritten:
-                with self._errors("write to"), self._journal.locked():
-                    self._materialize_locked()
+                with self._errors("write to"), self._journal.shared():
+                    self._materialize_locked(account)
 
 
     @contextlib.contextmanager

@@ -33,6 +33,7 @@ it lives). When it passes `COMPACT_AT` bytes, a writer that can take the lock ex
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -93,7 +94,12 @@ class Journal:
         self.path = self.dir / f"{boot}.log"
         self._fd: int | None = None
         self._recovered = False
-        self._lock = threading.Lock()  # an append and the file writes it covers; compaction
+        self._open_lock = threading.Lock()
+        # Appends (with the file writes they cover) run side by side; a compaction waits
+        # for them all and holds off new ones (a reader/writer gate, compaction the writer).
+        self._gate = threading.Condition()
+        self._active = 0
+        self._exclusive = False
         self._cv = threading.Condition()
         self._written = 0  # appends made by this process
         self._synced = 0  # of which known durable
@@ -102,16 +108,45 @@ class Journal:
         # but not yet in its files must be written first (the sync then covers it).
         self.on_compact: Callable[[], None] | None = None
 
-    def locked(self) -> threading.Lock:
-        """The lock appends hold: the owner takes it to write what it deferred."""
-        return self._lock
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        """Held by an append and the file writes it covers, and by the owner while it writes
+        what it deferred: a compaction never runs in between."""
+        with self._gate:
+            while self._exclusive:
+                self._gate.wait()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._active -= 1
+                if not self._active:
+                    self._gate.notify_all()
+
+    @contextlib.contextmanager
+    def _alone(self) -> Iterator[bool]:
+        """Exclusive use within this process (False when another compaction is running)."""
+        with self._gate:
+            if self._exclusive:
+                yield False
+                return
+            self._exclusive = True
+            while self._active:
+                self._gate.wait()
+        try:
+            yield True
+        finally:
+            with self._gate:
+                self._exclusive = False
+                self._gate.notify_all()
 
     # -- recovery after a reboot -------------------------------------------------------
 
     def recover_once(self) -> None:
         """Replay journals a previous boot left (once per instance; cheap when none)."""
         if not self._recovered:
-            with self._lock:
+            with self._open_lock:
                 if not self._recovered:
                     self._recover()
                     self._recovered = True
@@ -150,6 +185,10 @@ class Journal:
     # -- writing -----------------------------------------------------------------------
 
     def _open(self) -> int:
+        with self._open_lock:
+            return self._fd if self._fd is not None else self._open_locked()
+
+    def _open_locked(self) -> int:
         if self._fd is None:
             if not self._recovered:
                 self._recover()
@@ -169,16 +208,16 @@ class Journal:
         """Append `entries` (relative path, file bytes or None for a deletion), then `apply()`
         (which writes the files themselves); not durable until `sync()`."""
         blob = b"".join(_record(rel, data) for rel, data in entries)
-        with self._lock:
+        with self.shared():
             fd = self._open()
-            view = memoryview(blob)
-            while view:
-                view = view[os.write(fd, view):]
+            if os.write(fd, blob) != len(blob):  # O_APPEND: one call, whoever else appends
+                raise OSError(errno.EIO, "short write to the journal")
             apply()
             with self._cv:
                 self._written += 1
-            if os.lseek(fd, 0, os.SEEK_CUR) >= COMPACT_AT:
-                self._compact(fd)
+            full = os.lseek(fd, 0, os.SEEK_CUR) >= COMPACT_AT
+        if full:
+            self._compact(fd)
 
     def sync(self) -> None:
         """Make every append of this process durable (one fdatasync for all who wait)."""
@@ -201,24 +240,27 @@ class Journal:
 
     def _compact(self, fd: int) -> None:
         """Truncate the journal once everything in it is durable anyway (filesystem sync)."""
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fcntl.flock(fd, fcntl.LOCK_SH)  # another process is writing: next time
-            return
-        try:
-            if self.on_compact is not None:
-                self.on_compact()
-            os.sync()
-            os.ftruncate(fd, 0)
-            os.fsync(fd)
-            with self._cv:
-                self._synced = self._written
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_SH)
+        with self._alone() as alone:
+            if not alone or os.lseek(fd, 0, os.SEEK_END) < COMPACT_AT:
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fcntl.flock(fd, fcntl.LOCK_SH)  # another process is writing: next time
+                return
+            try:
+                if self.on_compact is not None:
+                    self.on_compact()
+                os.sync()
+                os.ftruncate(fd, 0)
+                os.fsync(fd)
+                with self._cv:
+                    self._synced = self._written
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_SH)
 
     def close(self) -> None:
-        with self._lock:
+        with self._open_lock:
             if self._fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(self._fd)
