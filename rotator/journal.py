@@ -4,9 +4,10 @@
 what `rotator status`, the tests and people read). Making each of those writes durable
 costs two fsyncs (the temp file, then the directory after the rename), some 50 per
 rotation. Instead every document write is first appended to this journal, then written
-to its JSON file atomically (temp file + rename) *without* fsync, and durability is
-paid only at a barrier: one `fdatasync` of the journal, shared by every thread that needs
-one at that moment (group commit). See docs/performance.md, section 6.
+to its JSON file atomically (temp file + rename) *without* fsync — a run document saved
+alone only at the next barrier, see `FileStore._defer` — and durability is paid only at
+a barrier: one `fdatasync` of the journal, shared by every thread that needs one at that
+moment (group commit). See docs/performance.md, section 6.
 
 Why the JSON files stay correct:
 
