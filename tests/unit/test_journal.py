@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -154,3 +155,38 @@ def test_a_full_journal_is_compacted(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert fs.load_run("r1")["version"] == 39  # type: ignore[index]
     fs.save(lease)
     assert json.loads(run_path(tmp_path, "r1").read_text())["version"] == 39
+
+
+def test_threads_saving_while_the_journal_compacts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight accounts saved from eight threads, with compactions in between: every run file
+    ends at its last version, and what the journal still holds replays to the same."""
+    monkeypatch.setattr(journal, "COMPACT_AT", 4000)
+    fs = store_on(tmp_path, BOOT_A, monkeypatch)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            lease = fs.acquire_lease(f"svc_{n}", owner="t", ttl=TTL)
+            for version in range(30):
+                lease = fs.save(lease, run={"run_id": f"r{n}", "version": version})
+                if version % 7 == 0:
+                    lease = fs.save(lease, account={"account": f"svc_{n}", "last": version})
+                if version % 5 == 0:
+                    lease = fs.save(lease)
+            fs.release_lease(lease)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for n in range(8):
+        assert json.loads(run_path(tmp_path, f"r{n}").read_text())["version"] == 29
+        assert json.loads((tmp_path / "accounts" / f"svc_{n}.json").read_text())["last"] == 28
+    later = store_on(tmp_path, BOOT_B, monkeypatch)
+    assert all(later.load_run(f"r{n}")["version"] == 29 for n in range(8))  # type: ignore[index]
