@@ -336,6 +336,8 @@ class FileBackend:
                 self._reached("renamed")
             self._unlink(self.pending)
             had_previous = self._load_sidecar().had_previous  # as the backup step recorded it
+            # Content fsynced, rename not: a crash may leave `promoting`, which
+            # `_load_sidecar` reads as `promoted` once the rename above is on disk.
             self._write_sidecar(
                 _Sidecar(
                     current=run,
@@ -343,7 +345,8 @@ class FileBackend:
                     state="promoted",
                     had_previous=had_previous,
                     previous=sidecar.previous,
-                )
+                ),
+                sync_dir=False,
             )
 
     def rollback(self, receipt: Receipt | None, *, run_id: str) -> None:
@@ -430,7 +433,8 @@ class FileBackend:
         data = self._read_bytes(self.path)
         if data is not None:
             # 0600 whatever the file's mode: it holds the old token until the next run.
-            atomic_write_bytes(self.backup, data, mode=0o600)
+            # Its rename is made durable by the sidecar write just below (same directory).
+            atomic_write_bytes(self.backup, data, mode=0o600, sync_dir=False)
         else:
             self._unlink(self.backup)
         self._write_sidecar(
@@ -468,18 +472,35 @@ class FileBackend:
         if data is None:
             return _Sidecar()
         try:
-            return _Sidecar.from_bytes(data)
+            sidecar = _Sidecar.from_bytes(data)
         except (ValueError, AttributeError) as exc:
             raise BackendError(
                 f"{self.label}: {self.sidecar} is not a rotator sidecar ({exc}); "
                 "move it away if no rotation is in progress",
                 backend=self.label,
             ) from exc
+        run = sidecar.run
+        if (
+            sidecar.state == "promoting"
+            and run is not None
+            and not self.pending.exists()
+            and run.owns(self._read_token(self.path), self._key())
+        ):
+            # The rename of promote happened (and was fsynced); only the final sidecar
+            # write, which promote does not fsync the directory for, was lost.
+            return _Sidecar(
+                current=run,
+                run=run,
+                state="promoted",
+                had_previous=sidecar.had_previous,
+                previous=sidecar.previous,
+            )
+        return sidecar
 
-    def _write_sidecar(self, sidecar: _Sidecar) -> None:
+    def _write_sidecar(self, sidecar: _Sidecar, *, sync_dir: bool = True) -> None:
         seen = self._check_fence()
         mine = self._lease.fence if self._lease is not None else 0
-        atomic_write_bytes(self.sidecar, sidecar.to_bytes(max(seen, mine)))
+        atomic_write_bytes(self.sidecar, sidecar.to_bytes(max(seen, mine)), sync_dir=sync_dir)
 
     def bind_lease(self, guard: LeaseGuard | None) -> None:
         """Fence every later write with the run's lease (see the module docstring)."""

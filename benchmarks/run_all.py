@@ -24,6 +24,7 @@ FULL = [
     ["bench_lambda.py", "--runs", "9"],
     ["bench_checkpoint.py", "--saves", "400"],
     ["bench_scaling.py", "--sizes", "10,100,1000,10000"],
+    ["bench_syscalls.py", "--accounts", "20"],
 ]
 QUICK = [
     ["bench_single.py", "--rounds", "5", "--cli-runs", "2"],

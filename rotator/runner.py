@@ -534,6 +534,7 @@ class Runner(RunContext):
         run.revoke_attempts += 1
         run.revoke_sent_at = run.revoke_sent_at or self.e.clock().isoformat()
         self._save(run)  # fenced by the store: a run that lost its lease stops here
+        self.lease = self.e.store.save(self.lease)  # a barrier: the intent durable (journal)
         try:
             self.e.client.revoke_token(self.name, run.old_token.id)
             listed = self.e.client.list_tokens(self.name)

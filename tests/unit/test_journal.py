@@ -1,0 +1,192 @@
+"""The file store's journal: durable at barriers only, replayed after a reboot (power loss)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import rotator.checkpoint as checkpoint
+import rotator.journal as journal
+from rotator.checkpoint import FileStore
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+BOOT_A = "0d2f7c1e-aaaa-4c3e-9d55-2f0a8e1b7c01"
+BOOT_B = "0d2f7c1e-bbbb-4c3e-9d55-2f0a8e1b7c02"
+TTL = timedelta(minutes=5)
+
+
+def store_on(root: Path, boot: str, monkeypatch: pytest.MonkeyPatch) -> FileStore:
+    """A durable FileStore that believes it runs in kernel boot `boot`."""
+    monkeypatch.setattr(checkpoint, "boot_id", lambda: boot)
+    return FileStore(root, clock=lambda: T0, host="host-a")
+
+
+@pytest.fixture
+def syncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every fsync/fdatasync, by the name of what it flushed."""
+    calls: list[str] = []
+
+    def counting(real: Callable[[int], None]) -> Callable[[int], None]:
+        def call(fd: int) -> None:
+            calls.append(os.readlink(f"/proc/self/fd/{fd}"))
+            real(fd)
+
+        return call
+
+    monkeypatch.setattr(os, "fsync", counting(os.fsync))
+    monkeypatch.setattr(os, "fdatasync", counting(os.fdatasync))
+    return calls
+
+
+def run_path(root: Path, run_id: str) -> Path:
+    return root / "runs" / f"{run_id}.json"
+
+
+def test_documents_are_durable_at_the_barrier_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syncs: list[str]
+) -> None:
+    """Saves with documents do not fsync; the fence (a save without one) syncs the journal
+    once, and a second fence with nothing new written syncs nothing."""
+    fs = store_on(tmp_path, BOOT_A, monkeypatch)
+    fs.fingerprint_key()
+    syncs.clear()
+    lease = fs.acquire_lease("svc_a", owner="t", ttl=TTL)
+    for version in range(5):
+        lease = fs.save(lease, run={"run_id": "r1", "version": version})
+    assert not run_path(tmp_path, "r1").exists()  # a run saved alone: written at the barrier
+    assert fs.load_run("r1") == {"run_id": "r1", "version": 4, "schema": 1}
+    lease = fs.save(lease, account={"account": "svc_a", "version": 1})
+    # An account record is written at once, never ahead of the run documents before it.
+    assert json.loads(run_path(tmp_path, "r1").read_text())["version"] == 4
+    journal_syncs = [p for p in syncs if "/journal/" in p]
+    assert [p for p in syncs if "/journal/" not in p] == [str(tmp_path / "journal")]
+    assert journal_syncs == []
+    lease = fs.save(lease)  # the fence before a side effect
+    assert len([p for p in syncs if "/journal/" in p]) == 1
+    fs.save(lease)
+    assert len([p for p in syncs if "/journal/" in p]) == 1
+    assert json.loads(run_path(tmp_path, "r1").read_text())["version"] == 4
+
+
+def test_release_is_a_barrier(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syncs: list[str]
+) -> None:
+    """A run's last records are durable when its lease is released."""
+    fs = store_on(tmp_path, BOOT_A, monkeypatch)
+    lease = fs.acquire_lease("svc_a", owner="t", ttl=TTL)
+    fs.save(lease, run={"run_id": "r1", "state": "completed"})
+    syncs.clear()
+    fs.release_lease(lease)
+    assert [p for p in syncs if "/journal/" in p] != []
+
+
+def test_a_later_boot_replays_what_power_loss_took(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a reboot, a document the crash left empty or stale comes back from the journal
+    (its last record), and the previous boot's journal is removed."""
+    fs = store_on(tmp_path, BOOT_A, monkeypatch)
+    lease = fs.acquire_lease("svc_a", owner="t", ttl=TTL)
+    lease = fs.save(lease, run={"run_id": "r1", "version": 1})
+    lease = fs.save(lease, run={"run_id": "r1", "version": 2}, account={"account": "svc_a"})
+    fs.save(lease)
+    # What a power loss may leave: a renamed file whose data never reached the disk, and
+    # a rename that never did (the previous version).
+    run_path(tmp_path, "r1").write_bytes(b"")
+    (tmp_path / "accounts" / "svc_a.json").unlink()
+
+    later = store_on(tmp_path, BOOT_B, monkeypatch)
+    assert later.load_run("r1") == {"run_id": "r1", "version": 2, "schema": 1}
+    assert later.load_account("svc_a") == {"account": "svc_a", "schema": 1}
+    assert sorted(p.name for p in (tmp_path / "journal").iterdir()) == ["recover.lock"]
+
+
+def test_a_torn_record_is_skipped_and_the_next_one_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = store_on(tmp_path, BOOT_A, monkeypatch)
+    lease = fs.acquire_lease("svc_a", owner="t", ttl=TTL)
+    lease = fs.save(lease, run={"run_id": "r1", "version": 1})
+    log = tmp_path / "journal" / f"{BOOT_A}.log"
+    with log.open("ab") as handle:
+        handle.write(b"\n1234abcd {\"p\": \"runs/r1.json\", \"b\": \"{\\\"ver")  # torn
+    lease = fs.save(lease, run={"run_id": "r2", "version": 7})
+    fs.save(lease)
+    run_path(tmp_path, "r2").unlink()
+
+    later = store_on(tmp_path, BOOT_B, monkeypatch)
+    assert later.load_run("r1") == {"run_id": "r1", "version": 1, "schema": 1}
+    assert later.load_run("r2") == {"run_id": "r2", "version": 7, "schema": 1}
+
+
+def test_a_deleted_run_stays_deleted_after_a_replay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = store_on(tmp_path, BOOT_A, monkeypatch)
+    lease = fs.acquire_lease("svc_a", owner="t", ttl=TTL)
+    lease = fs.save(lease, run={"run_id": "r1", "version": 1})
+    fs.release_lease(lease)
+    fs.delete_run("r1")
+    later = store_on(tmp_path, BOOT_B, monkeypatch)
+    assert later.load_run("r1") is None
+
+
+def test_foreign_paths_in_a_journal_are_ignored() -> None:
+    """Replay writes only the store's own documents, whatever a journal line claims."""
+    blob = journal._record("../../etc/passwd.json", b"x") + journal._record("runs/a.json", b"{}")
+    assert list(journal.read_records(blob)) == [("runs/a.json", b"{}")]
+
+
+def test_a_full_journal_is_compacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past COMPACT_AT the journal is truncated (after a filesystem sync); documents stay."""
+    monkeypatch.setattr(journal, "COMPACT_AT", 2000)
+    fs = store_on(tmp_path, BOOT_A, monkeypatch)
+    lease = fs.acquire_lease("svc_a", owner="t", ttl=TTL)
+    for version in range(40):
+        lease = fs.save(lease, run={"run_id": "r1", "version": version, "pad": "x" * 100})
+    assert (tmp_path / "journal" / f"{BOOT_A}.log").stat().st_size < 2000
+    assert json.loads(run_path(tmp_path, "r1").read_text())["version"] >= 10  # written first
+    assert fs.load_run("r1")["version"] == 39  # type: ignore[index]
+    fs.save(lease)
+    assert json.loads(run_path(tmp_path, "r1").read_text())["version"] == 39
+
+
+def test_threads_saving_while_the_journal_compacts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight accounts saved from eight threads, with compactions in between: every run file
+    ends at its last version, and what the journal still holds replays to the same."""
+    monkeypatch.setattr(journal, "COMPACT_AT", 4000)
+    fs = store_on(tmp_path, BOOT_A, monkeypatch)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            lease = fs.acquire_lease(f"svc_{n}", owner="t", ttl=TTL)
+            for version in range(30):
+                lease = fs.save(lease, run={"run_id": f"r{n}", "version": version})
+                if version % 7 == 0:
+                    lease = fs.save(lease, account={"account": f"svc_{n}", "last": version})
+                if version % 5 == 0:
+                    lease = fs.save(lease)
+            fs.release_lease(lease)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for n in range(8):
+        assert json.loads(run_path(tmp_path, f"r{n}").read_text())["version"] == 29
+        assert json.loads((tmp_path / "accounts" / f"svc_{n}.json").read_text())["last"] == 28
+    later = store_on(tmp_path, BOOT_B, monkeypatch)
+    assert all(later.load_run(f"r{n}")["version"] == 29 for n in range(8))  # type: ignore[index]
