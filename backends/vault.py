@@ -208,7 +208,10 @@ class VaultBackend:
                     raise self._overwritten(run_id, int(custom[P + "version"]), current)
             else:
                 if self._lease is not None and current:
-                    self._update(custom, custom)  # a no-op still raises the fence (stale stages)
+                    # A no-op still raises the fence (against a stale stage landing later);
+                    # best effort: a token that may not write cannot be undone by writing.
+                    with contextlib.suppress(BackendError), self.kv.errors("fencing"):
+                        self._update(custom, custom)
                 return
             marker = {**custom, ROLLBACK[0]: run_id, ROLLBACK[1]: str(current)}
             marker = self._update(custom, marker)
