@@ -312,9 +312,15 @@ class SecretsManagerBackend:
         labels = snap.labels(version) if snap is not None else ()
         if snap is None:
             return
-        self._fence_target(snap)  # even as a no-op: a stale stage must not land afterwards
         if not labels:
+            # A no-op still raises the fence (a stale stage must not land afterwards);
+            # best effort: a role that may not tag has nothing here to undo either.
+            try:
+                self._fence_target(snap)
+            except BackendError as exc:
+                log.warning("backend.fence_not_raised", backend=self.label, error=str(exc))
             return
+        self._fence_target(snap)
         if CURRENT in labels:
             if receipt and "previous_version_id" in receipt:
                 target = receipt["previous_version_id"]

@@ -372,7 +372,8 @@ class FileBackend:
                         backend=self.label,
                     )
                 if self._lease is not None and self.sidecar.exists():
-                    self._write_sidecar(sidecar)  # a no-op still raises the fence
+                    with contextlib.suppress(OSError):  # best effort, like Vault's
+                        self._write_sidecar(sidecar)  # a no-op still raises the fence
                 return
             current = sidecar.current
             if current is not None and current.run_id == run_id:
