@@ -13,7 +13,6 @@ Unknown routes, and known paths with the wrong method, answer a plain-text 404.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import socket
 import socketserver
@@ -27,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
+from rotator.netpolicy import is_loopback
 from rotator.simulator import control
 from rotator.simulator.apierror import ApiError, error_for_status
 from rotator.simulator.faults import FaultRule, Faults, retry_after_header
@@ -319,14 +319,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         if not hostname:
             return False
         name = hostname.lower().rstrip(".")
-        if name == str(self.server.server_name).lower():
-            return True
-        if name == "localhost" or name.endswith(".localhost"):
-            return True
-        try:
-            return ipaddress.ip_address(name).is_loopback
-        except ValueError:
-            return False
+        return name == str(self.server.server_name).lower() or is_loopback(name)
 
     def _bearer(self) -> str | None:
         header = self.headers.get("Authorization", "")
