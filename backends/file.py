@@ -57,8 +57,8 @@ from backends.base import (
     value_fingerprint,
 )
 from rotator.errors import BackendConflict, BackendError
-from rotator.fsutil import atomic_write_bytes, fsync_dir
 from rotator.secret import Secret
+from rotator.util.fsutil import atomic_write_bytes, fsync_dir
 
 __all__ = ["FileBackend", "FileConfig"]
 

@@ -229,11 +229,11 @@ def make_fleet(sim: Simulator, workdir: Path, n: int, *, prefix: str = "svc") ->
     on the same state directory the measured runs use; setup time is not measured.
     """
     from rotator import log as rlog
-    from rotator.checkpoint import FileStore
     from rotator.config import load_config
-    from rotator.motherduck import MotherDuckClient
+    from rotator.engine.workflow import Engine
+    from rotator.motherduck.client import MotherDuckClient
     from rotator.secret import Secret
-    from rotator.workflow import Engine
+    from rotator.state.file import FileStore
 
     shutil.rmtree(workdir, ignore_errors=True)
     (workdir / "secrets").mkdir(parents=True)

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import median, save_result
 
-from rotator.checkpoint import SCHEMA_VERSION, FileStore
-from rotator.fsutil import atomic_write_bytes
+from rotator.state.file import SCHEMA_VERSION, FileStore
+from rotator.util.fsutil import atomic_write_bytes
 
 RUN_DOC: dict[str, Any] = {
     "run_id": "0f6c0d7e-3b7a-4c59-9d2e-1a2b3c4d5e6f",

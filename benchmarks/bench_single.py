@@ -52,12 +52,12 @@ from _common import (
 )
 
 from rotator import log as rlog
-from rotator.audit import event_sink
-from rotator.checkpoint import FileStore
 from rotator.config import load_config
-from rotator.motherduck import MotherDuckClient
+from rotator.engine.workflow import Engine
+from rotator.motherduck.client import MotherDuckClient
+from rotator.ops.audit import event_sink
 from rotator.secret import Secret
-from rotator.workflow import Engine
+from rotator.state.file import FileStore
 
 _REAL_FSYNC = os.fsync
 

@@ -12,15 +12,15 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from rotator.checkpoint import FileStore, StateStore, utcnow
 from rotator.config import Config
+from rotator.engine.workflow import Engine
 from rotator.errors import ConfigError
 from rotator.events import EventSink
 from rotator.secret import Secret
-from rotator.workflow import Engine
+from rotator.state.file import FileStore, StateStore, utcnow
 
 if TYPE_CHECKING:
-    from rotator.motherduck import MotherDuckClient
+    from rotator.motherduck.client import MotherDuckClient
 
 __all__ = ["build_engine", "clock_from_env", "make_store", "table_name"]
 
@@ -36,10 +36,10 @@ def build_engine(
     """An engine whose MotherDuck client (and admin token) is created on first use."""
 
     def client() -> MotherDuckClient:
-        from rotator.startup import import_httpx
+        from rotator.util.startup import import_httpx
 
         import_httpx()
-        from rotator.motherduck import MotherDuckClient
+        from rotator.motherduck.client import MotherDuckClient
 
         return MotherDuckClient(
             config.motherduck.api_url,
@@ -47,8 +47,8 @@ def build_engine(
             timeout=config.motherduck.timeout.total_seconds(),
         )
 
-    from rotator.audit import event_sink
     from rotator.log import register_known_secrets
+    from rotator.ops.audit import event_sink
 
     register_known_secrets(config)  # the admin token, backend credentials, webhook URLs
     clock = clock_from_env()
@@ -63,7 +63,7 @@ def build_engine(
 def make_store(config: Config, clock: Callable[[], datetime] = utcnow) -> StateStore:
     if config.state.store == "file":
         return FileStore(config.state_path, clock=clock)
-    from rotator.checkpoint_dynamodb import DynamoDBStore
+    from rotator.state.dynamodb import DynamoDBStore
 
     return DynamoDBStore(
         table_name(config),

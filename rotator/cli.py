@@ -28,7 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from rotator import __version__, interrupt
+from rotator import __version__
+from rotator.engine import interrupt
 from rotator.errors import (
     BackendCredentials,
     BackendError,
@@ -44,15 +45,15 @@ from rotator.errors import (
     Unauthorized,
     WrongRoute,
 )
-from rotator.safeio import SafeStream
+from rotator.ops.status_view import attention_lines, attention_of
 from rotator.secret import Secret
-from rotator.status_view import attention_lines, attention_of
 from rotator.tables import format_time, plain_table, short_id
+from rotator.util.safeio import SafeStream
 
 if TYPE_CHECKING:
     # Start-up: each command imports what it needs (`--help` loads no pydantic or httpx).
     from rotator.config import Config
-    from rotator.workflow import Engine, Outcome
+    from rotator.engine.workflow import Engine, Outcome
 
 __all__ = ["main"]
 
@@ -266,7 +267,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return simulator_main(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
-    from rotator.startup import import_structlog
+    from rotator.util.startup import import_structlog
 
     console = args.log_format == "console" or (args.log_format == "auto" and _tty(sys.stderr))
     import_structlog(want_rich=console)
@@ -290,7 +291,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except Exception as exc:
         # Outside any account's run (status, history, drift reading a state document of
         # the wrong shape; a bug): the same one line as contained(), never a traceback.
-        from rotator.containment import describe
+        from rotator.engine.containment import describe
 
         _say(err, f"rotator: error: {describe(exc)}")
         return EXIT_ATTENTION
@@ -362,8 +363,8 @@ def _selected(config: Config, names: Sequence[str], all_: bool) -> list[str]:
 
 
 def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
-    from rotator.fleet import prune_after_pass, run_fleet, select_shard
-    from rotator.outcome import Outcome
+    from rotator.engine.outcome import Outcome
+    from rotator.ops.fleet import prune_after_pass, run_fleet, select_shard
 
     config = _config(args)
     if args.shard and args.usernames:
@@ -429,7 +430,7 @@ def _write_metrics(
     """Write the textfile; a failure is logged and never changes the command's result."""
     from pathlib import Path
 
-    from rotator.metrics import write_metrics_file
+    from rotator.ops.metrics import write_metrics_file
 
     try:
         write_metrics_file(engine, names, Path(path), live=live, drift=drift)
@@ -465,8 +466,8 @@ def _print_outcomes(outcomes: Sequence[Outcome], out: TextIO, *, as_json: bool) 
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    from rotator.fleet import select_shard
-    from rotator.status_view import (
+    from rotator.ops.fleet import select_shard
+    from rotator.ops.status_view import (
         STATUS_HEADER,
         attention_lines,
         render_table,
@@ -499,14 +500,14 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _drift_reports(engine: Engine, names: Sequence[str]) -> dict[str, Any]:
-    from rotator.drift import check_account
+    from rotator.ops.drift import check_account
 
     return {name: check_account(engine, engine.config.account(name)) for name in names}
 
 
 def cmd_drift(args: argparse.Namespace, out: TextIO) -> int:
     """Exit 0 clean, 1 drift at or above --fail-on, 2 usage/config/credential errors."""
-    from rotator.status_view import DRIFT_HEADER, drift_rows, render_table
+    from rotator.ops.status_view import DRIFT_HEADER, drift_rows, render_table
 
     config = _config(args)
     names = [config.account(n).username for n in args.usernames] or [
@@ -618,7 +619,7 @@ def cmd_state(args: argparse.Namespace, out: TextIO) -> int:
         return _state_prune(args, config, out)
     if config.state.store == "dynamodb":
         from rotator.assembly import table_name
-        from rotator.checkpoint_dynamodb import create_table
+        from rotator.state.dynamodb import create_table
 
         out.write(
             create_table(
@@ -629,7 +630,7 @@ def cmd_state(args: argparse.Namespace, out: TextIO) -> int:
             + "\n"
         )
         return EXIT_OK
-    from rotator.checkpoint import FileStore
+    from rotator.state.file import FileStore
 
     store = FileStore(config.state_path)
     store.fingerprint_key()
@@ -639,7 +640,7 @@ def cmd_state(args: argparse.Namespace, out: TextIO) -> int:
 
 def _state_prune(args: argparse.Namespace, config: Config, out: TextIO) -> int:
     """Exit 0 done (or nothing to do), 3 when an account was skipped because it is leased."""
-    from rotator.retention import PrunableStore, parse_keep, prune_store
+    from rotator.ops.retention import PrunableStore, parse_keep, prune_store
 
     text = args.keep if args.keep is not None else config.state.keep_runs
     if text is None:

@@ -13,7 +13,7 @@ every byte that will be written. It replaces every known secret value (see the r
 in `rotator.secret`), anything shaped like a MotherDuck token (a JWT) and the other
 credential shapes of `rotator.secret.SECRET_PATTERNS` (Vault tokens, AWS key ids, Slack
 webhook URLs) with `***`. Logs go to stderr by default: stdout is reserved for command
-output. The stream is wrapped in `rotator.safeio.SafeStream`: a reader that went away
+output. The stream is wrapped in `rotator.util.safeio.SafeStream`: a reader that went away
 never stops a run.
 
 The same redactor serves every other way text leaves the process: `redact()` for a run's
@@ -34,17 +34,23 @@ import re
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Final, Literal, TextIO, cast
+from typing import Any, Final, Literal, Protocol, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from rotator import secret as _secret
-from rotator.safeio import SafeStream
 from rotator.secret import MASK, Secret
+from rotator.util.safeio import SafeStream
 
-if TYPE_CHECKING:
-    from rotator.config import Config
+
+class SecretSources(Protocol):
+    """What the redactor needs from a config (rotator.config.Config is one)."""
+
+    def credential_env_names(self) -> set[str]: ...
+
+    def secret_values(self) -> list[str]: ...
+
 
 __all__ = [
     "LIBRARY_LOGGERS",
@@ -239,7 +245,7 @@ def scrub(text: str, limit: int = 500, *, keep: Literal["head", "tail"] = "tail"
 
 
 def register_known_secrets(
-    config: Config | None = None, environ: Mapping[str, str] | None = None
+    config: SecretSources | None = None, environ: Mapping[str, str] | None = None
 ) -> None:
     """Teach the redactor the credentials around this process; call once at start-up.
 
@@ -250,17 +256,9 @@ def register_known_secrets(
     env = os.environ if environ is None else environ
     names = set(_CREDENTIAL_ENV)
     if config is not None:
-        names.add(config.motherduck.admin_token_env)
-        for account in config.accounts:
-            for backend in account.backends:
-                auth = getattr(backend, "auth", None)
-                for attr in ("token_env", "secret_id_env", "role_id_env"):
-                    name = getattr(auth, attr, None)
-                    if isinstance(name, str) and name:
-                        names.add(name)
-        notes = config.notifications
-        for target in (*notes.on_success, *notes.on_failure):
-            _secret.register(target.url)
+        names |= config.credential_env_names()
+        for url in config.secret_values():
+            _secret.register(url)
     else:
         names.add("MOTHERDUCK_ADMIN_TOKEN")
     for name in sorted(names):

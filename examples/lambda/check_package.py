@@ -54,9 +54,9 @@ class Blocker:
 sys.meta_path.insert(0, Blocker())
 import rotator
 from rotator import aws_lambda
-from rotator.lambda_events import EventError
+from rotator.aws_lambda.events import EventError
 from backends import load_factory
-import boto3, rotator.assembly, rotator.audit, rotator.checkpoint_dynamodb, rotator.checks
+import boto3, rotator.assembly, rotator.ops.audit, rotator.state.dynamodb, rotator.verify.checks
 
 if not rotator.__file__.startswith({package!r}):
     raise SystemExit(f"rotator was imported from {{rotator.__file__}}, not the package")
@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra-path", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     package: Path = args.package
-    if not (package / "rotator" / "aws_lambda.py").is_file():
-        print(f"check_package: {package} holds no rotator/aws_lambda.py", file=sys.stderr)
+    if not (package / "rotator" / "aws_lambda" / "__init__.py").is_file():
+        print(f"check_package: {package} holds no rotator/aws_lambda/__init__.py", file=sys.stderr)
         return 1
     found = forbidden_in(package)
     if found:

@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from rotator.fsutil import atomic_write_bytes
 from rotator.simulator.faults import Faults, parse_rule
 from rotator.simulator.model import Model
 from rotator.simulator.persistence import StateFile
 from rotator.simulator.records import OffsetClock
 from rotator.simulator.server import SimulatorServer
+from rotator.util.fsutil import atomic_write_bytes
 
 __all__ = ["ADMIN_USERNAME", "build_parser", "main"]
 

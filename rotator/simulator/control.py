@@ -8,15 +8,25 @@ None for an unknown control route (the server then answers the plain-text 404).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rotator.simulator.apierror import ApiError, bad_request
-from rotator.simulator.faults import parse_rule
-from rotator.simulator.records import rfc3339
+from rotator.simulator.faults import Faults, parse_rule
+from rotator.simulator.model import Model
+from rotator.simulator.records import OffsetClock, Recorder, rfc3339
 from rotator.simulator.validation import MALFORMED
 
-if TYPE_CHECKING:
-    from rotator.simulator.server import SimulatorServer
+
+class SimulatorServer(Protocol):
+    """What the control routes steer (server.SimulatorServer is one; a protocol, so the
+    server that dispatches to this module is not imported by it)."""
+
+    model: Model
+    clock: OffsetClock
+    faults: Faults
+    recorder: Recorder
+
+    def persist(self) -> None: ...
 
 __all__ = ["handle"]
 

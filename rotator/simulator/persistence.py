@@ -13,9 +13,9 @@ import json
 import threading
 from pathlib import Path
 
-from rotator.fsutil import atomic_write_bytes
 from rotator.simulator.model import Model
 from rotator.simulator.records import Clock, utc_now
+from rotator.util.fsutil import atomic_write_bytes
 
 __all__ = ["StateFile"]
 

@@ -12,16 +12,20 @@ import json
 import secrets
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from rotator.simulator.validation import DEFAULT_CONFIG
+
+MAX_RECORDED: Final = 100_000
 
 __all__ = [
     "Clock",
     "OffsetClock",
+    "Recorder",
     "Token",
     "User",
     "make_secret",
@@ -151,3 +155,23 @@ class Token:
             "revoked_at": None if self.revoked_at is None else rfc3339(self.revoked_at),
             "live": self.live(now),
         }
+
+
+class Recorder:
+    """The request log behind `/_sim/requests`: method, path, route, status, ts, fault."""
+
+    def __init__(self, limit: int = MAX_RECORDED) -> None:
+        self._lock = threading.Lock()
+        self._entries: deque[dict[str, Any]] = deque(maxlen=limit)
+
+    def add(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._entries.append(entry)
+
+    def entries(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()

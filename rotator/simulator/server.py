@@ -17,10 +17,8 @@ import json
 import socket
 import socketserver
 import sys
-import threading
 import time
 import traceback
-from collections import deque
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
@@ -32,13 +30,12 @@ from rotator.simulator.apierror import ApiError, error_for_status
 from rotator.simulator.faults import FaultRule, Faults, retry_after_header
 from rotator.simulator.model import Model
 from rotator.simulator.persistence import StateFile
-from rotator.simulator.records import OffsetClock, rfc3339
+from rotator.simulator.records import OffsetClock, Recorder, rfc3339
 from rotator.simulator.validation import MALFORMED
 
 __all__ = ["Recorder", "SimulatorHandler", "SimulatorServer", "resolve"]
 
 MAX_BODY: Final = 1 << 20
-MAX_RECORDED: Final = 100_000
 _NOT_FOUND: Final = (404, b"Not Found", "text/plain; charset=utf-8")
 
 
@@ -94,26 +91,6 @@ def call_model(
         case "whoami":
             return model.whoami(bearer)
     raise RuntimeError(f"no handler for route {route}")
-
-
-class Recorder:
-    """The request log behind `/_sim/requests`: method, path, route, status, ts, fault."""
-
-    def __init__(self, limit: int = MAX_RECORDED) -> None:
-        self._lock = threading.Lock()
-        self._entries: deque[dict[str, Any]] = deque(maxlen=limit)
-
-    def add(self, entry: dict[str, Any]) -> None:
-        with self._lock:
-            self._entries.append(entry)
-
-    def entries(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self._entries)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
 
 
 def decode_body(raw: bytes) -> object:

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from rotator.checks import CheckContext, CommandCheck, HttpCheck
 from rotator.errors import CheckFailed
 from rotator.secret import Secret
+from rotator.verify.checks import CheckContext, CommandCheck, HttpCheck
 from tests.support.rotator_cli import CliSetup, json_lines, read_secret, seed_file
 from tests.support.simulator_fixtures import unique_username
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rotator.runrecord import RunState
+from rotator.engine.runrecord import RunState
 from tests.support.procs import wait_until
 from tests.support.rotator_cli import CliSetup, json_lines, read_secret, scan_for_secrets, seed_file
 from tests.support.simulator_fixtures import unique_username

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from rotator.checkpoint import Lease
-from rotator.checkpoint_dynamodb import DynamoDBStore, create_table
 from rotator.errors import LeaseHeld, LeaseLost
+from rotator.state.dynamodb import DynamoDBStore, create_table
+from rotator.state.file import Lease
 from tests.support.simulator_fixtures import unique_username
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from rotator.checkpoint_dynamodb import DynamoDBStore, create_table
 from rotator.schedule import shard_of
+from rotator.state.dynamodb import DynamoDBStore, create_table
 from tests.support.rotator_cli import CliSetup, json_lines, seed_file
 from tests.support.simulator_fixtures import unique_username
 

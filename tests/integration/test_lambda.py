@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from rotator import aws_lambda
-from rotator.checkpoint_dynamodb import create_table
 from rotator.errors import RotatorError
+from rotator.state.dynamodb import create_table
 from tests.support.simulator_fixtures import unique_username
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")

@@ -11,9 +11,9 @@ import os
 
 import pytest
 
-from rotator.checks import CheckContext
-from rotator.checks_sql import DuckDBCheck, PostgresCheck
 from rotator.secret import Secret
+from rotator.verify.checks import CheckContext
+from rotator.verify.sql import DuckDBCheck, PostgresCheck
 
 TOKEN = os.environ.get("MOTHERDUCK_LIVE_TOKEN")
 USERNAME = os.environ.get("MOTHERDUCK_LIVE_USERNAME")

@@ -19,7 +19,7 @@ from rotator.errors import (
     Unauthorized,
     WrongRoute,
 )
-from rotator.motherduck import MotherDuckClient, RetryEvent, RetryPolicy
+from rotator.motherduck.client import MotherDuckClient, RetryEvent, RetryPolicy
 from rotator.secret import Secret
 from tests.support.procs import free_port, wait_until
 from tests.support.simulator_fixtures import SimulatorHandle, unique_username

@@ -5,7 +5,7 @@ first one, and check from outside that the stale run changed nothing.
 One account holds its token in three backends at once (a file, a Vault KV v2 secret on
 an OpenBao dev server, an AWS Secrets Manager secret on moto); the state store is the
 file store or DynamoDB (moto). Run A gets `ROTATOR_PAUSE_AT=<point>` and stops itself the
-first time it reaches that point (rotator/pausepoints.py): `state:<state>` right after a
+first time it reaches that point (rotator/util/pausepoints.py): `state:<state>` right after a
 transition, `fence:<effect>` right after its lease check passed and just before the
 effect — the worst instant, when a check-then-act design lets the effect through. Run B
 then starts with its clock pinned past A's lease (`ROTATOR_NOW`), takes the lease over,
@@ -194,7 +194,7 @@ class StoreRig(Rig):
 
 def use_dynamodb(rig: Rig, table: str) -> None:
     """Point the rig's config at a fresh DynamoDB table on the moto server."""
-    from rotator.checkpoint_dynamodb import create_table
+    from rotator.state.dynamodb import create_table
 
     create_table(table, region=rig.aws.region, endpoint_url=rig.aws.endpoint_url)
     path = rig.cli.config_path

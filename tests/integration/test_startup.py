@@ -27,7 +27,7 @@ def imported(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> s
 def test_help_imports_no_engine(tmp_path: Path) -> None:
     """`rotator --help` loads neither pydantic, httpx, structlog nor rich."""
     modules = imported(["--help"], tmp_path)
-    assert not modules & {"pydantic", "httpx", "structlog", "rich", "rich.console", "rotator.workflow"}
+    assert not modules & {"pydantic", "httpx", "structlog", "rich", "rich.console", "rotator.engine.workflow"}
 
 
 def _idle_account(tmp_path: Path, api_url: str) -> dict[str, str]:

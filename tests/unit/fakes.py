@@ -14,7 +14,7 @@ from typing import Any
 
 from backends.base import Receipt, StoredToken, TokenRecord
 from rotator.errors import BackendError, NotFound, OutcomeUnknown
-from rotator.motherduck import CreatedToken, TokenInfo
+from rotator.motherduck.client import CreatedToken, TokenInfo
 from rotator.secret import Secret
 
 

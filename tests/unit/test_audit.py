@@ -8,8 +8,8 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from rotator.audit import AuditFile, log_event, read_audit
 from rotator.events import RunEvent
+from rotator.ops.audit import AuditFile, log_event, read_audit
 
 
 def event(to_state: str = "created", run_id: str = "r1") -> RunEvent:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from rotator.checkpoint import FileStore, Lease, lease_is_free
 from rotator.errors import LeaseHeld, LeaseLost, StateError
+from rotator.state.file import FileStore, Lease, lease_is_free
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -189,7 +189,7 @@ def test_leases_exclude_across_processes(tmp_path: Path) -> None:
     """Eight processes racing for one lease: exactly one wins, seven see LeaseHeld."""
     code = (
         "import sys; from datetime import timedelta; from pathlib import Path\n"
-        "from rotator.checkpoint import FileStore\nfrom rotator.errors import LeaseHeld\n"
+        "from rotator.state.file import FileStore\nfrom rotator.errors import LeaseHeld\n"
         "try:\n"
         "    FileStore(Path(sys.argv[1])).acquire_lease('svc_a', owner=sys.argv[2], ttl=timedelta(minutes=5))\n"
         "    print('won')\n"
@@ -228,8 +228,8 @@ def test_state_lock_held_by_a_stalled_process_gives_up(
     import fcntl
     import os
 
-    from rotator import checkpoint
     from rotator.errors import LeaseHeld
+    from rotator.state import file as checkpoint
 
     monkeypatch.setattr(checkpoint, "LOCK_WAIT", 0.05)
     s = FileStore(tmp_path, durable=False)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from rotator.checks import CheckContext, build_check
-from rotator.checks_sql import DuckDBCheck, PostgresCheck
 from rotator.errors import CheckFailed, ConfigError
 from rotator.secret import Secret
+from rotator.verify.checks import CheckContext, build_check
+from rotator.verify.sql import DuckDBCheck, PostgresCheck
 from tests.support.procs import free_port
 
 CTX = CheckContext("svc_a", "file:/x", Secret("eyJsecret.part.sig"), "t1")

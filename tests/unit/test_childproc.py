@@ -1,4 +1,4 @@
-"""rotator.childproc: what a hook or command check inherits, and what of its output survives."""
+"""rotator.verify.childproc: what a hook or command check inherits, and what of its output survives."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rotator.childproc import MESSAGE_CHARS, ChildTimedOut, child_env, run_child
 from rotator.secret import Secret
+from rotator.verify.childproc import MESSAGE_CHARS, ChildTimedOut, child_env, run_child
 from tests.support.procs import wait_until
 
 PY = sys.executable

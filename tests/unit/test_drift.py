@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from rotator.config import Policy
-from rotator.drift import BackendView, DriftReport, Finding, assess, scheduled_rotation_at
-from rotator.motherduck import TokenInfo
-from rotator.runrecord import AccountRecord, Run, RunState, TokenRef
+from rotator.engine.runrecord import AccountRecord, Run, RunState, TokenRef
+from rotator.motherduck.client import TokenInfo
+from rotator.ops.drift import BackendView, DriftReport, Finding, assess, scheduled_rotation_at
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 POLICY = Policy(rotate_after=timedelta(days=30), rotate_before_expiry=timedelta(days=7))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from rotator.drift import DriftReport, Finding
-from rotator.status_view import DRIFT_HEADER, drift_rows, render_table
+from rotator.ops.drift import DriftReport, Finding
+from rotator.ops.status_view import DRIFT_HEADER, drift_rows, render_table
 
 
 class Terminal(io.StringIO):

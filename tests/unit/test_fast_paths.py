@@ -17,11 +17,11 @@ import pytest
 
 import backends
 from backends.base import StoredToken
-from rotator.checkpoint import FileStore
 from rotator.config import parse_config
+from rotator.engine.workflow import Engine
 from rotator.errors import ConfigError
 from rotator.secret import Secret
-from rotator.workflow import Engine
+from rotator.state.file import FileStore
 from tests.unit.fakes import Crash, FakeMotherDuck, MemoryBackend
 
 USER = "svc_fast"

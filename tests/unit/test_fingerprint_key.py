@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from rotator.checkpoint import FileStore
+from rotator.state.file import FileStore
 
 
 class TestFingerprintKeyCreation:

@@ -6,8 +6,8 @@ import io
 
 from structlog.testing import capture_logs
 
-from rotator.fleet import FleetProgress, run_fleet, select_shard
-from rotator.outcome import Outcome
+from rotator.engine.outcome import Outcome
+from rotator.ops.fleet import FleetProgress, run_fleet, select_shard
 from rotator.schedule import shard_of
 
 

@@ -1,4 +1,4 @@
-"""rotator.httpbound: a wall-clock deadline per attempt and a size cap, against a real socket."""
+"""rotator.util.httpbound: a wall-clock deadline per attempt and a size cap, against a real socket."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from rotator.httpbound import DeadlineTransport, TooLarge, deadline, read_capped
+from rotator.util.httpbound import DeadlineTransport, TooLarge, deadline, read_capped
 
 
 @pytest.fixture

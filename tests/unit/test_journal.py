@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-import rotator.checkpoint as checkpoint
-import rotator.journal as journal
-from rotator.checkpoint import FileStore
+import rotator.state.file as checkpoint
+import rotator.state.journal as journal
+from rotator.state.file import FileStore
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 BOOT_A = "0d2f7c1e-aaaa-4c3e-9d55-2f0a8e1b7c01"

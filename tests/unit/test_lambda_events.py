@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from rotator.lambda_events import EventError, RotationEvent, ScheduledEvent, parse_event
+from rotator.aws_lambda.events import EventError, RotationEvent, ScheduledEvent, parse_event
 
 ROTATION = {"SecretId": "arn:x", "ClientRequestToken": "t-1", "Step": "createSecret"}
 

@@ -110,7 +110,7 @@ class TestCheckPackage:
     def test_catches_a_handler_that_needs_rich(self, tmp_path: Path) -> None:
         """A handler importing rich at module level fails the import check."""
         package = _package(tmp_path)
-        handler = package / "rotator" / "aws_lambda.py"
+        handler = package / "rotator" / "aws_lambda" / "__init__.py"
         handler.write_text(
             handler.read_text().replace("import structlog\n", "import structlog\nimport rich\n", 1)
         )

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from rotator.aws_lambda import account_for_secret
-from rotator.checkpoint import FileStore
 from rotator.config import parse_config
+from rotator.engine.workflow import Engine
 from rotator.errors import ConfigError
-from rotator.workflow import Engine
+from rotator.state.file import FileStore
 
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/md/svc_a-Ab12Cd"
 CONFIG = """

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from backends.base import StoredToken
-from rotator import revoke as revoke_module
-from rotator.checkpoint import FileStore
 from rotator.config import parse_config
+from rotator.engine import revoke as revoke_module
+from rotator.engine.workflow import Engine
 from rotator.errors import LeaseHeld
 from rotator.secret import Secret
-from rotator.workflow import Engine
+from rotator.state.file import FileStore
 from tests.unit.fakes import FakeMotherDuck, MemoryBackend
 
 USER = "svc_a"

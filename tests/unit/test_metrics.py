@@ -9,9 +9,15 @@ from typing import Any
 import jsonschema
 from prometheus_client.parser import text_string_to_metric_families
 
+from rotator.engine.runrecord import Run, RunState, TokenRef
 from rotator.events import RunEvent
-from rotator.metrics import AccountMetrics, RunCollector, emf_records, run_outcome, write_textfile
-from rotator.runrecord import Run, RunState, TokenRef
+from rotator.ops.metrics import (
+    AccountMetrics,
+    RunCollector,
+    emf_records,
+    run_outcome,
+    write_textfile,
+)
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

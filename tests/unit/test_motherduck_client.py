@@ -25,7 +25,7 @@ from rotator.errors import (
     Unauthorized,
     WrongRoute,
 )
-from rotator.motherduck import (
+from rotator.motherduck.client import (
     CreatedToken,
     MotherDuckClient,
     RetryEvent,

@@ -9,7 +9,7 @@ import pytest
 
 from rotator.config import Notifications, NotificationTarget
 from rotator.events import RunEvent
-from rotator.notify import Notifier, slack_payload, webhook_payload
+from rotator.ops.notify import Notifier, slack_payload, webhook_payload
 
 SECRET = "eyJhbGciOiJIUzI1NiJ9.eyJ1IjoieCJ9.c2lnbmF0dXJl"
 

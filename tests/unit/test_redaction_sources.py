@@ -12,7 +12,7 @@ import pytest
 from rotator.config import parse_config
 from rotator.errors import MotherDuckError, OutcomeUnknown
 from rotator.log import RedactSecrets, redact, register_known_secrets, scrub
-from rotator.motherduck import MotherDuckClient, RetryPolicy
+from rotator.motherduck.client import MotherDuckClient, RetryPolicy
 from rotator.secret import Secret
 
 

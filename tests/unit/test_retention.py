@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rotator.checkpoint import FileStore
-from rotator.retention import (
+from rotator.ops.retention import (
     Keep,
     RunSummary,
     parse_keep,
@@ -16,6 +15,7 @@ from rotator.retention import (
     prune_store,
     select_prunable,
 )
+from rotator.state.file import FileStore
 
 NOW = datetime(2030, 6, 1, tzinfo=UTC)
 TTL = timedelta(minutes=15)

@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rotator.durations import format_duration, parse_duration
-from rotator.errors import StateError
-from rotator.runrecord import (
+from rotator.engine.runrecord import (
     AccountRecord,
     BackendProgress,
     Run,
@@ -18,6 +17,7 @@ from rotator.runrecord import (
     rotation_due,
     token_name_for,
 )
+from rotator.errors import StateError
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

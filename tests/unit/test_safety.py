@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from backends.base import StoredToken
-from rotator.containment import describe
-from rotator.drift import identify
-from rotator.runrecord import BackendProgress, Run, RunState, TokenRef
-from rotator.safety import abort_refusal, config_problems, past_promote
+from rotator.engine.containment import describe
+from rotator.engine.runrecord import BackendProgress, Run, RunState, TokenRef, identify
+from rotator.engine.safety import abort_refusal, config_problems, past_promote
 from rotator.secret import Secret
 
 KEY = b"k" * 32

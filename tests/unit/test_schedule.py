@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from rotator.config import parse_config
+from rotator.engine.runrecord import TokenRef, rotation_due
 from rotator.errors import ConfigError
-from rotator.runrecord import TokenRef, rotation_due
 from rotator.schedule import decide, parse_shard, parse_window, shard_of, spread_offset
 
 # 2030-01-07 is a Monday.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rotator.runrecord import RunState
+from rotator.engine.runrecord import RunState
 from tests.unit.test_workflow import USER, FakeTime, World
 from tests.unit.test_workflow import fake_time as fake_time  # autouse here too
 

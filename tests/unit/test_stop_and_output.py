@@ -1,4 +1,4 @@
-"""The cooperative stop (rotator.interrupt), streams that survive their reader, 80-column tables."""
+"""The cooperative stop (rotator.engine.interrupt), streams that survive their reader, 80-column tables."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from rotator import interrupt
-from rotator.runrecord import RunState
-from rotator.safeio import SafeStream
+from rotator.engine import interrupt
+from rotator.engine.runrecord import RunState
 from rotator.tables import fit_widths, format_time, plain_table
+from rotator.util.safeio import SafeStream
 from tests.unit.fakes import MemoryBackend
 from tests.unit.test_workflow import USER, World
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from backends.base import StoredToken
-from rotator.checkpoint import FileStore
 from rotator.config import Config, parse_config
+from rotator.engine.runrecord import RunState
+from rotator.engine.workflow import Engine, Outcome
 from rotator.errors import ConfigError
-from rotator.runrecord import RunState
 from rotator.secret import Secret
-from rotator.workflow import Engine, Outcome
+from rotator.state.file import FileStore
 from tests.unit.fakes import Crash, FakeMotherDuck, FakeToken, MemoryBackend
 
 USER = "svc_a"
@@ -100,7 +100,7 @@ class World:
 
 
 class FakeTime:
-    """Stands in for the `time` module in rotator.runner: sleeping advances the clocks."""
+    """Stands in for the `time` module in rotator.engine.runner: sleeping advances the clocks."""
 
     def __init__(self) -> None:
         self.now = 1_800_000_000.0
@@ -122,7 +122,7 @@ class FakeTime:
 def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     """Every engine here runs on fake time: a settle window never costs real seconds."""
     fake = FakeTime()
-    monkeypatch.setattr("rotator.runner.time", fake)
+    monkeypatch.setattr("rotator.engine.runner.time", fake)
     return fake
 
 

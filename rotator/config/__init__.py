@@ -1,0 +1,546 @@
+"""TOML configuration -> validated, frozen models, with errors that name the field path.
+
+Shape (extend, don't rename):
+
+    [motherduck]  api_url, admin_token_env, admin_token_secret_id, timeout, create_settle
+    [state]       store = "file" | "dynamodb", path, keep_runs
+    [defaults]    token_type, ttl, rotate_after, revoke_grace, window, spread, checks, ...
+    [[accounts]]  username, overrides of any default, [[accounts.backends]]
+    [audit]       path, fsync (the JSONL audit trail; docs/operations.md)
+    [notifications]  on_success, on_failure: lists of webhook/slack targets
+
+Every problem is reported as `accounts[0].backends[1].path: <what is wrong>`; unknown keys
+are rejected. Backend tables are validated by the backend's own `Config` model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from backends import BackendConfig, validate_config
+from rotator.durations import format_duration, parse_duration
+from rotator.errors import ConfigError
+from rotator.netpolicy import check_aws_region, insecure_reason
+from rotator.verify.hooks import Hooks
+
+__all__ = [
+    "AccountConfig",
+    "AuditSettings",
+    "Config",
+    "MotherDuckSettings",
+    "NotificationTarget",
+    "Notifications",
+    "Policy",
+    "StateSettings",
+    "default_config_path",
+    "load_config",
+    "parse_config",
+]
+
+_M = TypeVar("_M", bound=BaseModel)
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+USERNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{2,254}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MotherDuckSettings(_Strict):
+    # Plain http to a host other than loopback sends the admin token in clear: refused
+    # unless this says so (and then warned about on every run). Before api_url, which
+    # is validated against it.
+    insecure: bool = False
+    api_url: str = "https://api.motherduck.com"
+    admin_token_env: str = "MOTHERDUCK_ADMIN_TOKEN"
+    # Lambda: read the admin token from this Secrets Manager secret instead of the env var.
+    admin_token_secret_id: str | None = None
+    timeout: Duration = timedelta(seconds=10)
+    # How long after sending a create the server may still commit it (a load balancer's
+    # idle timeout is typically 60 s). A create that got no answer is followed by listings
+    # by name until then, before another is minted: a late commit would be orphaned.
+    create_settle: Duration = timedelta(seconds=60)
+
+    @field_validator("create_settle")
+    @classmethod
+    def _settle_range(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) <= value <= timedelta(minutes=10):
+            raise ValueError("must be between 0s and 10m")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str, info: ValidationInfo) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http(s) URL such as https://api.motherduck.com")
+        why = insecure_reason(value)
+        if why and not info.data.get("insecure"):
+            raise ValueError(
+                f"{why} would send the admin token in clear; use https, or set insecure = true"
+            )
+        return value.rstrip("/")
+
+    @field_validator("admin_token_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not ENV_NAME_RE.fullmatch(value):
+            raise ValueError("must be an environment variable name")
+        return value
+
+
+
+class StateSettings(_Strict):
+    store: Literal["file", "dynamodb"] = "file"
+    path: str = ".rotator-state"
+    table: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    # Retention (rotator/config/keep.py; pruning in rotator/ops/retention.py): finished runs
+    # older than a duration ("90d") or beyond a count per account (90) are removed by
+    # `rotator state prune` and after a pass.
+    keep_runs: str | int | None = None
+
+    @field_validator("keep_runs")
+    @classmethod
+    def _keep_runs(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            from rotator.config.keep import parse_keep
+
+            parse_keep(value)
+        return value
+
+    _region = field_validator("region")(check_aws_region)
+
+    # DynamoDB: how far hosts' clocks may disagree; a lease is taken over only once it
+    # expired by more than this on the taker's clock.
+    clock_skew: Duration = timedelta(seconds=5)
+
+
+class AuditSettings(_Strict):
+    """Where the append-only audit trail goes: `<state path>/audit.jsonl` unless `path` is set.
+
+    With the DynamoDB store and no `path`, events go to the log as `audit.recorded` lines
+    (the run record keeps its own `events` list).
+    """
+
+    path: str | None = None
+    fsync: bool = False
+
+
+class NotificationTarget(_Strict):
+    """One webhook to call when a run ends; `slack` sends an incoming-webhook payload."""
+
+    type: Literal["webhook", "slack"]
+    url: str
+    timeout: Duration = timedelta(seconds=5)
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff: Duration = timedelta(seconds=1)  # doubled per retry, capped at 30s
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_range(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(minutes=1):
+            raise ValueError("must be between 1s and 60s")
+        return value
+
+
+class Notifications(_Strict):
+    on_success: tuple[NotificationTarget, ...] = ()
+    on_failure: tuple[NotificationTarget, ...] = ()
+
+
+class CheckSpec(_Strict):
+    """One connectivity check; type-specific options live in `options`."""
+
+    type: str
+    attempts: int = Field(default=1, ge=1, le=100)
+    interval: Duration = timedelta(seconds=2)
+    options: Mapping[str, Any] = Field(default_factory=dict)
+
+
+def _check_spec(value: object) -> object:
+    if isinstance(value, str):
+        return {"type": value}
+    if isinstance(value, Mapping):
+        known = {"type", "attempts", "interval"}
+        base = {k: v for k, v in value.items() if k in known}
+        base["options"] = {k: v for k, v in value.items() if k not in known}
+        return base
+    return value
+
+
+CheckEntry = Annotated[CheckSpec, BeforeValidator(_check_spec)]
+
+
+class Policy(_Strict):
+    """Rotation policy: `[defaults]`, overridable per account."""
+
+    token_type: Literal["read_write", "read_scaling"] = "read_write"
+    ttl: Duration | None = None
+    rotate_after: Duration = timedelta(days=30)
+    rotate_before_expiry: Duration = timedelta(days=7)
+    revoke_grace: Duration = timedelta(0)
+    confirm_revoked: bool = False
+    lease_ttl: Duration = timedelta(minutes=15)
+    checks: tuple[CheckEntry, ...] = (CheckSpec(type="readback"),)
+    hooks: Hooks = Hooks()
+    # Schedules (rotator/schedule.py): start new rotations only inside this weekly UTC
+    # window ("Mon-Fri 02:00-05:00"), and move each account's due date later by a stable
+    # per-account offset in [0, spread).
+    window: str | None = None
+    spread: Duration = timedelta(0)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        if value is not None:
+            from rotator.schedule import parse_window
+
+            parse_window(value)
+        return value
+
+    @field_validator("spread")
+    @classmethod
+    def _spread_range(cls, value: timedelta) -> timedelta:
+        if value > timedelta(days=365):
+            raise ValueError("must be at most 365d")
+        return value
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl_range(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and not 300 <= value.total_seconds() <= 31_536_000:
+            raise ValueError("must be between 300s and 365d (MotherDuck's ttl range)")
+        return value
+
+    @field_validator("lease_ttl")
+    @classmethod
+    def _lease_floor(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=30):
+            raise ValueError("must be at least 30s")
+        return value
+
+
+_POLICY_FIELDS = tuple(Policy.model_fields)
+# A token that comes due sooner than this after it is made is replaced by every run.
+MIN_TOKEN_LIFE = timedelta(days=1)
+
+
+class AccountConfig(_Strict):
+    username: str
+    backends: tuple[BackendConfig, ...]
+    policy: Policy
+
+    @property
+    def name(self) -> str:
+        return self.username
+
+
+class _RawAccount(BaseModel):
+    """First pass over `[[accounts]]`: policy overrides ride along as extras."""
+
+    model_config = ConfigDict(extra="allow")
+
+    username: str
+    backends: list[dict[str, Any]] = Field(min_length=1)
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        if not USERNAME_RE.fullmatch(value):
+            raise ValueError(
+                "must be 3-255 characters, start with a letter, letters/digits/underscore only"
+            )
+        return value
+
+
+class _RawConfig(_Strict):
+    motherduck: MotherDuckSettings = MotherDuckSettings()
+    state: StateSettings = StateSettings()
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    accounts: list[dict[str, Any]] = Field(default_factory=list)
+    audit: AuditSettings = AuditSettings()
+    notifications: Notifications = Notifications()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    motherduck: MotherDuckSettings
+    state: StateSettings
+    defaults: Policy
+    accounts: tuple[AccountConfig, ...]
+    base_dir: Path
+    source: str
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    notifications: Notifications = field(default_factory=Notifications)
+
+    def account(self, username: str) -> AccountConfig:
+        for account in self.accounts:
+            if account.username.lower() == username.lower():
+                return account
+        known = ", ".join(a.username for a in self.accounts) or "none"
+        raise ConfigError(f"account {username!r} is not in {self.source} (configured: {known})")
+
+    @property
+    def state_path(self) -> Path:
+        path = Path(self.state.path)
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def audit_path(self) -> Path | None:
+        """The audit file, or None when events go to the log (DynamoDB store, no path)."""
+        if self.audit.path:
+            path = Path(self.audit.path)
+            return path if path.is_absolute() else self.base_dir / path
+        return self.state_path / "audit.jsonl" if self.state.store == "file" else None
+
+    def credential_env_names(self) -> set[str]:
+        """Environment variables this config reads credentials from (for the redactor)."""
+        names = {self.motherduck.admin_token_env}
+        for account in self.accounts:
+            for backend in account.backends:
+                auth = getattr(backend, "auth", None)
+                for attr in ("token_env", "secret_id_env", "role_id_env"):
+                    name = getattr(auth, attr, None)
+                    if isinstance(name, str) and name:
+                        names.add(name)
+        return names
+
+    def secret_values(self) -> list[str]:
+        """Values in the config itself that are secrets: the notification URLs."""
+        notes = self.notifications
+        return [target.url for target in (*notes.on_success, *notes.on_failure)]
+
+
+def default_config_path(explicit: str | None = None) -> Path:
+    """`--config`, else `$ROTATOR_CONFIG`, else `./rotator.toml`."""
+    return Path(explicit or os.environ.get("ROTATOR_CONFIG") or "rotator.toml")
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a TOML config file. Raises ConfigError naming the field at fault."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} not found (use --config or $ROTATOR_CONFIG)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    return parse_config(text, base_dir=path.resolve().parent, source=str(path))
+
+
+def parse_config(text: str, *, base_dir: Path, source: str = "<config>") -> Config:
+    """Validate TOML text. Raises ConfigError with every problem, the first in the message."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    problems: list[str] = []
+    raw = _validate(_RawConfig, data, "", problems)
+    bad_sections: set[str] = set()
+    if raw is None:
+        # Report the other sections' problems too: validate again without those at fault.
+        bad_sections = {
+            key for key in data if _validate(_RawConfig, {key: data[key]}, "", []) is None
+        }
+        raw = _validate(_RawConfig, {k: v for k, v in data.items() if k not in bad_sections},
+                        "", [])
+        if raw is None:
+            raise _config_error(source, problems)
+    defaults, bad_keys = _validate_policy(raw.defaults, "defaults", problems)
+    # A mistake in [defaults] is reported once, there: accounts inherit only the good keys.
+    inherited = {k: v for k, v in raw.defaults.items() if k not in bad_keys}
+    # The rules across keys (ttl against rotate_before_expiry, lease_ttl against the
+    # settle window) are checked on the good keys too, so one typo hides no other problem.
+    good = defaults if defaults is not None else _validate(Policy, inherited, "defaults", [])
+    if good is not None:
+        _check_checks(good, "defaults", raw.motherduck.api_url, problems)
+        _check_policy(good, "defaults", problems)
+        if "motherduck" not in bad_sections:  # the rule needs its create_settle and timeout
+            _check_lease_timing(good, "defaults", raw.motherduck, problems)
+    accounts: list[AccountConfig] = []
+    seen: set[str] = set()
+    for i, raw_account in enumerate(raw.accounts):
+        account = _account(raw_account, f"accounts[{i}]", inherited, problems)
+        if account is None:
+            continue
+        if "checks" in raw_account:
+            _check_checks(account.policy, f"accounts[{i}]", raw.motherduck.api_url, problems)
+        if {"ttl", "rotate_before_expiry"} & set(raw_account):
+            _check_policy(account.policy, f"accounts[{i}]", problems)
+        if "lease_ttl" in raw_account and "motherduck" not in bad_sections:
+            _check_lease_timing(account.policy, f"accounts[{i}]", raw.motherduck, problems)
+        if account.username.lower() in seen:
+            problems.append(f"accounts[{i}].username: {account.username!r} is configured twice")
+        seen.add(account.username.lower())
+        accounts.append(account)
+    if problems or defaults is None:
+        raise _config_error(source, problems)
+    return Config(
+        raw.motherduck,
+        raw.state,
+        defaults,
+        tuple(accounts),
+        base_dir,
+        source,
+        audit=raw.audit,
+        notifications=raw.notifications,
+    )
+
+
+def _account(
+    data: dict[str, Any], where: str, defaults: Mapping[str, Any], problems: list[str]
+) -> AccountConfig | None:
+    raw = _validate(_RawAccount, data, where, problems)
+    if raw is None:
+        return None
+    overrides = dict(raw.model_extra or {})
+    unknown = sorted(set(overrides) - set(_POLICY_FIELDS))
+    for key in unknown:
+        known = [*_POLICY_FIELDS, *_RawAccount.model_fields]
+        problems.append(f"{where}.{key}: unknown field{_did_you_mean(key, known)}")
+    known_overrides = {k: v for k, v in overrides.items() if k in _POLICY_FIELDS}
+    policy = _validate(Policy, {**defaults, **known_overrides}, where, problems)
+    backends: list[BackendConfig] = []
+    for j, table in enumerate(raw.backends):
+        path = f"{where}.backends[{j}]"
+        try:
+            backends.append(validate_config(table))
+        except ConfigError as exc:
+            problems.append(f"{path}.{exc}")
+        except ValidationError as exc:
+            problems.extend(_format_errors(exc, path))
+    if policy is None or unknown or len(backends) != len(raw.backends):
+        return None
+    return AccountConfig(username=raw.username, backends=tuple(backends), policy=policy)
+
+
+def _check_lease_timing(
+    policy: Policy, where: str, md: MotherDuckSettings, problems: list[str]
+) -> None:
+    from rotator.state.file import lease_timing_problem
+
+    problem = lease_timing_problem(policy.lease_ttl, md.create_settle, md.timeout)
+    if problem:
+        problems.append(f"{where}.lease_ttl: {problem}")
+
+
+def _check_checks(policy: Policy, where: str, api_url: str, problems: list[str]) -> None:
+    """Build each check once so a bad type or option fails at load, before anything runs."""
+    from rotator.verify.checks import build_check
+
+    for i, spec in enumerate(policy.checks):
+        try:
+            build_check(spec.type, spec.options, api_url=api_url)
+        except ConfigError as exc:
+            problems.append(f"{where}.checks[{i}]: {exc}")
+
+
+def _validate_policy(
+    data: Mapping[str, Any], where: str, problems: list[str]
+) -> tuple[Policy | None, set[str]]:
+    """The `[defaults]` policy, and the keys at fault (unknown, or with a bad value)."""
+    try:
+        return Policy.model_validate(data), set()
+    except ValidationError as exc:
+        problems.extend(_format_errors(exc, where, Policy))
+        return None, {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+
+
+def _check_policy(policy: Policy, where: str, problems: list[str]) -> None:
+    """Refuse a policy under which every run rotates: a ttl'd token due as soon as made.
+
+    A token is due `rotate_before_expiry` before it expires, so it serves for
+    `ttl - rotate_before_expiry`; below MIN_TOKEN_LIFE each run (hourly under Lambda,
+    daily under cron) mints a new one. A short `rotate_after` is a deliberate choice.
+    """
+    if policy.ttl is None:
+        return
+    life = policy.ttl - policy.rotate_before_expiry
+    if life < MIN_TOKEN_LIFE:
+        problems.append(
+            f"{where}.ttl: {format_duration(policy.ttl)} must exceed rotate_before_expiry "
+            f"({format_duration(policy.rotate_before_expiry)}) by at least "
+            f"{format_duration(MIN_TOKEN_LIFE)}, or each token is due "
+            f"{format_duration(max(life, timedelta(0)))} after it is made and every run "
+            "rotates; raise ttl or lower rotate_before_expiry"
+        )
+
+
+def _validate(model: type[_M], data: object, where: str, problems: list[str]) -> _M | None:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_format_errors(exc, where, model))
+        return None
+
+
+def _format_errors(
+    exc: ValidationError, where: str, model: type[BaseModel] | None = None
+) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        path = where
+        for part in err["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            known = _fields_at(model, err["loc"][:-1]) if model is not None else []
+            message = f"unknown field{_did_you_mean(str(err['loc'][-1]), known)}"
+        lines.append(f"{path or '<top>'}: {message}")
+    return lines
+
+
+def _fields_at(model: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
+    """The field names of the (nested) model that `loc` points into, if it is one."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field_info = getattr(current, "model_fields", {}).get(part)
+        if field_info is None:
+            return []
+        current = field_info.annotation
+    fields = getattr(current, "model_fields", None)
+    return list(fields) if isinstance(fields, dict) else []
+
+
+def _did_you_mean(key: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _config_error(source: str, problems: Sequence[str]) -> ConfigError:
+    more = (
+        f" (and {len(problems) - 1} more; run `rotator config validate`)"
+        if len(problems) > 1
+        else ""
+    )
+    return ConfigError(f"{source}: {problems[0]}{more}", problems=problems)

@@ -1,0 +1,1 @@
+"""The rotation engine: the checkpointed state machine, its steps and its records."""

@@ -1,0 +1,276 @@
+"""The rotation engine's public face: `Engine` (rotate, plan, abort, adopt) and `Outcome`.
+
+One rotation of one account is create -> store -> verify -> promote -> (grace) ->
+revoke, checkpointed at every step (the steps live in runner.py, the shared bookkeeping in
+runcontext.py). Each step writes its intent durably before the side effect and its outcome
+after it; a resumed run asks the outside world (MotherDuck's token list, each backend's
+staged value) what happened instead of trusting memory. A failure before promote rolls
+back: backends return to the old token first, and only then is the new token revoked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import structlog
+
+from backends import Backend, load_factory
+from rotator.config import AccountConfig, Config
+from rotator.durations import format_duration
+from rotator.engine.containment import contain, contained
+from rotator.engine.outcome import Outcome
+from rotator.engine.outcome import token_id as _id
+from rotator.engine.runner import Runner, left_to_secretsmanager
+from rotator.engine.runrecord import (
+    AccountRecord,
+    Run,
+    RunState,
+    rotation_due,
+)
+from rotator.errors import ConfigError, RotatorError
+from rotator.events import EventSink
+from rotator.state.file import StateStore, utcnow
+from rotator.verify.checks import Check, build_check
+
+if TYPE_CHECKING:
+    # httpx is imported when the first MotherDuck client is built (start-up, issue 16).
+    from rotator.motherduck.client import MotherDuckClient
+
+__all__ = ["Engine", "Outcome"]
+
+Clock = Callable[[], datetime]
+
+
+class Engine:
+    """Drives rotations for the accounts of one config. Safe to share across threads."""
+
+    def __init__(
+        self,
+        config: Config,
+        client: MotherDuckClient | None,
+        store: StateStore,
+        *,
+        client_factory: Callable[[], MotherDuckClient] | None = None,
+        clock: Clock = utcnow,
+        backends_for: Callable[[AccountConfig], Sequence[Backend]] | None = None,
+        owner: str | None = None,
+        on_event: EventSink | None = None,
+    ) -> None:
+        self.config = config
+        # A factory defers reading the admin token until a command needs MotherDuck.
+        self._client = client
+        self._client_factory = client_factory
+        self._client_lock = threading.Lock()
+        self.store = store
+        self.on_event = on_event
+        self.clock = clock
+        self._backends_for = backends_for or self._build_backends
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+
+    @property
+    def client(self) -> MotherDuckClient:
+        with self._client_lock:
+            if self._client is None:
+                if self._client_factory is None:
+                    raise RuntimeError("Engine was built without a MotherDuck client")
+                self._client = self._client_factory()
+            return self._client
+
+    # -- public entry points -------------------------------------------------------------
+
+    def rotate(
+        self,
+        username: str,
+        *,
+        force: bool = False,
+        revoke_now: bool = False,
+        run_id: str | None = None,
+        trigger: str = "cli",
+        until: RunState | None = None,
+        stage_only: str | None = None,
+    ) -> Outcome:
+        """Run (or resume) the account's rotation. Raises LeaseHeld, ConfigError, StateError.
+
+        `until` stops the run once it reaches that state and `stage_only` stages just one
+        backend: together they map Secrets Manager's four rotation steps onto one run.
+        An account with no unfinished run whose token is not due is answered from one read
+        of its record, without taking the lease (a scheduled run over a fleet is mostly
+        that); the answer is the one the leased path gives.
+        """
+        if not force and run_id is None:
+            with contained(username):
+                idle = self._not_due_without_lease(username, trigger)
+            if idle is not None:
+                return idle
+        with self._leased(username, until=until, stage_only=stage_only) as runner:
+            return runner.rotate(force=force, revoke_now=revoke_now, run_id=run_id, trigger=trigger)
+
+    def abort(self, username: str, run_id: str, *, skip_backends: Sequence[str] = ()) -> Outcome:
+        """Roll back an unfinished run while that is safe (see engine.safety); else ConfigError.
+
+        `skip_backends` names backends of the run that left the config: they are not
+        rolled back (a person vouches that nothing reads them any more).
+        """
+        with self._leased(username) as runner:
+            return runner.abort(run_id, skip_backends=skip_backends)
+
+    def revoke(self, username: str, token_id: str, *, force: bool = False) -> Outcome:
+        """Revoke one token of the account (refused while referenced, unless `force`)."""
+        from rotator.engine.revoke import revoke_one
+
+        with self._leased(username) as runner:
+            return revoke_one(runner, token_id, force=force)
+
+    def adopt(self, username: str, token_id: str, *, force: bool = False) -> Outcome:
+        """Record an existing token id as the account's current token (revoked next rotation)."""
+        with self._leased(username) as runner:
+            return runner.adopt(token_id, force=force)
+
+    def _not_due_without_lease(self, username: str, trigger: str = "cli") -> Outcome | None:
+        """`not_due` when the record shows no run in progress and a token not yet due.
+
+        Reads only. Also answers a scheduled pass that finds a run Secrets Manager drives
+        (`in_progress`, left to its steps). Anything else (a run in progress, a due token,
+        no record) returns None and goes the leased way, which decides again under the lease.
+        """
+        account = self.config.account(username)
+        record = self.account_record(account.username)
+        if record.active_run_id:
+            run = self.load_run(record.active_run_id)
+            return left_to_secretsmanager(run, trigger) if run is not None else None
+        if record.current_token is None:
+            return None
+        due, reason = rotation_due(
+            record.current_token,
+            now=self.clock(),
+            rotate_after=account.policy.rotate_after,
+            rotate_before_expiry=account.policy.rotate_before_expiry,
+            window=account.policy.window,
+            spread=account.policy.spread,
+            account=account.username,
+        )
+        if due:
+            return None
+        return Outcome(account.username, "not_due", reason, old_token_id=_id(record.current_token))
+
+    @contextlib.contextmanager
+    def _leased(
+        self, username: str, *, until: RunState | None = None, stage_only: str | None = None
+    ) -> Iterator[Runner]:
+        """A Runner for the account under its lease, released however the run ends."""
+        account = self.config.account(username)
+        lease = self.store.acquire_lease(
+            account.username, owner=self.owner, ttl=account.policy.lease_ttl
+        )
+        runner = None
+        try:
+            with structlog.contextvars.bound_contextvars(account=account.username):
+                runner = Runner(self, account, lease, until=until, stage_only=stage_only)
+                yield runner
+        except RotatorError:
+            raise
+        except Exception as exc:
+            # One account's bug or plugin failure must not take a fleet pass down, nor
+            # reach a person as a traceback: one line, recorded in the run.
+            raise contain(runner, account.username, exc) from None
+        finally:
+            self.store.release_lease(lease)
+
+    def plan(self, username: str, *, force: bool = False) -> Outcome:
+        """What `rotate` would do, from reads only: no lease, no writes, no mutating calls."""
+        with contained(username):
+            return self._plan(username, force=force)
+
+    def _plan(self, username: str, *, force: bool) -> Outcome:
+        account = self.config.account(username)
+        record = self.account_record(account.username)
+        if record.active_run_id:
+            run = self.load_run(record.active_run_id)
+            if run is not None and not run.terminal:
+                return Outcome(
+                    account.username,
+                    "would_resume",
+                    f"would resume run {run.run_id} from {run.state.value}",
+                    run_id=run.run_id,
+                    state=run.state.value,
+                    old_token_id=_id(run.old_token),
+                    new_token_id=_id(run.new_token),
+                )
+        due, reason = rotation_due(
+            record.current_token,
+            now=self.clock(),
+            rotate_after=account.policy.rotate_after,
+            rotate_before_expiry=account.policy.rotate_before_expiry,
+            force=force,
+            window=account.policy.window,
+            spread=account.policy.spread,
+            account=account.username,
+        )
+        old = _id(record.current_token)
+        if not due:
+            return Outcome(account.username, "not_due", reason, old_token_id=old)
+        live = {t.id for t in self.client.list_tokens(account.username)}
+        labels = []
+        for backend in self.backends(account):
+            backend.read_current()
+            labels.append(backend.label)
+        then = (
+            f"revoke {old} after a grace of {format_duration(account.policy.revoke_grace)}"
+            if old
+            else "revoke nothing (first managed token)"
+        )
+        if old and old not in live:
+            then += f" ({old} is already gone from MotherDuck)"
+        message = (
+            f"would rotate ({reason}): create a token, store it in {', '.join(labels)}, {then}"
+        )
+        return Outcome(account.username, "would_rotate", message, old_token_id=old)
+
+    def account_record(self, username: str) -> AccountRecord:
+        return AccountRecord.from_doc(self.store.load_account(username), username)
+
+    def load_run(self, run_id: str) -> Run | None:
+        doc = self.store.load_run(run_id)
+        return Run.from_doc(doc) if doc else None
+
+    def backends(self, account: AccountConfig) -> Sequence[Backend]:
+        return self._backends_for(account)
+
+    def checks(self, account: AccountConfig) -> list[tuple[Check, int, float]]:
+        return [
+            (
+                build_check(
+                    spec.type,
+                    spec.options,
+                    api_url=self.config.motherduck.api_url,
+                    base_dir=self.config.base_dir,
+                ),
+                spec.attempts,
+                spec.interval.total_seconds(),
+            )
+            for spec in account.policy.checks
+        ]
+
+    def _build_backends(self, account: AccountConfig) -> Sequence[Backend]:
+        built = [
+            load_factory(cfg.type).from_config(
+                cfg, account=account.username, base_dir=self.config.base_dir
+            )
+            for cfg in account.backends
+        ]
+        for backend in built:  # fingerprints keyed with the store's secret key, not the run id
+            keyed = getattr(backend, "use_fingerprint_key", None)
+            if keyed is not None:
+                keyed(self.store.fingerprint_key)
+        labels = [b.label for b in built]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(
+                f"account {account.username!r} lists the same backend twice: {labels}"
+            )
+        return built

@@ -1,0 +1,1 @@
+"""The MotherDuck REST client and the parsing of its answers."""

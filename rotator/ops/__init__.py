@@ -1,0 +1,1 @@
+"""Operations around rotations: drift, metrics, audit, notifications, views, fleets, pruning."""

@@ -1,0 +1,1 @@
+"""State stores: where runs and leases are checkpointed (file journal, DynamoDB)."""

@@ -1,0 +1,1 @@
+"""Proving a token works: connectivity checks, SQL checks and hooks (child processes)."""
