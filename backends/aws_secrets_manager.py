@@ -28,21 +28,28 @@ from __future__ import annotations
 
 import builtins
 import re
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
-from pydantic import Field, field_validator, model_validator
 
 from backends import _aws_errors as aws_errors
+from backends._aws_config import TYPE, SecretsManagerConfig
+from backends._aws_stages import (
+    _FIELDS,
+    CURRENT,
+    FENCE_TAG,
+    PENDING,
+    PREVIOUS,
+    _group_tags,
+    _Snapshot,
+    version_id_for,
+)
 from backends._lease import LeaseGuard, fence_of
 from backends.base import BackendConfig, Receipt, StoredToken, TokenRecord, decode_value
 from backends.base import encode_value as _encode
 from rotator.errors import BackendConflict, BackendCredentials, BackendError, ConfigError
-from rotator.netpolicy import check_aws_region
 
 if TYPE_CHECKING:
     from botocore.exceptions import BotoCoreError, ClientError
@@ -51,99 +58,7 @@ __all__ = ["SecretsManagerBackend", "SecretsManagerConfig", "version_id_for"]
 
 log = structlog.get_logger("backends.aws_secrets_manager")
 
-TYPE: Final = "aws-secrets-manager"
-CURRENT, PENDING, PREVIOUS = "AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"
-# Fixed forever: every non-UUID run id maps to its version id through it.
-_NAMESPACE = uuid.UUID("5b0f3c1e-2d4a-5e6f-9a7b-8c9d0e1f2a3b")
-_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):\d{12}:secret:.+$")
-_TAG_UNSAFE = re.compile(r"[^\w .:/=+\-@]")
-_FIELDS = ("version_id", "token_id", "token_name", "run_id")
-_GROUPS = ("", "pending_", "previous_")  # promoted, staged, promoted before that
 _GONE = ("ResourceNotFoundException",)  # no such secret, version or value: answer None
-FENCE_TAG = "rotator:fence"
-
-
-def version_id_for(run_id: str) -> str:
-    """The VersionId (ClientRequestToken) a run writes: `run_id` if a UUID, else uuid5."""
-    try:
-        uuid.UUID(run_id)
-    except ValueError:
-        return str(uuid.uuid5(_NAMESPACE, run_id))
-    return run_id if 32 <= len(run_id) <= 64 else str(uuid.uuid5(_NAMESPACE, run_id))
-
-
-def _arn_region(secret_id: str) -> str | None:
-    match = _ARN.match(secret_id)
-    return match.group("region") if match else None
-
-
-class SecretsManagerConfig(BackendConfig):
-    """`[[accounts.backends]] type = "aws-secrets-manager"`."""
-
-    type: Literal["aws-secrets-manager"] = TYPE
-    secret_id: str = Field(min_length=1, description="secret name or full ARN")
-    region: str | None = None
-    endpoint_url: str | None = None
-    kms_key_id: str | None = None
-    create_if_missing: bool = False
-    tags: dict[str, str] = Field(default_factory=dict)
-    profile: str | None = None
-
-    @field_validator("tags")
-    @classmethod
-    def _own_tags(cls, tags: dict[str, str]) -> dict[str, str]:
-        for key in tags:
-            if key.startswith(("rotator:", "aws:")):
-                raise ValueError(f"tag {key!r}: the rotator: and aws: prefixes are reserved")
-        return tags
-
-    _region = field_validator("region")(check_aws_region)
-
-    @model_validator(mode="after")
-    def _one_region(self) -> SecretsManagerConfig:
-        arn_region = check_aws_region(_arn_region(self.secret_id))
-        if arn_region and self.region and arn_region != self.region:
-            raise ValueError(
-                f"region {self.region!r} does not match the region {arn_region!r} in the "
-                f"secret_id ARN; drop `region` or make them the same"
-            )
-        if not (arn_region or self.region):
-            raise ValueError("region: required unless secret_id is a full ARN")
-        if arn_region and self.create_if_missing:
-            raise ValueError("create_if_missing needs the secret's name as secret_id, not an ARN")
-        return self
-
-    @property
-    def resolved_region(self) -> str:
-        region = _arn_region(self.secret_id) or self.region
-        assert region is not None  # guaranteed by _one_region
-        return region
-
-
-@dataclass(frozen=True, slots=True)
-class _Snapshot:
-    """What DescribeSecret says: labels per version, tags, KMS key. Never a value."""
-
-    stages: Mapping[str, tuple[str, ...]]
-    tags: Mapping[str, str]
-    kms_key_id: str | None
-
-    def holder(self, label: str) -> str | None:
-        return next((vid for vid, labels in self.stages.items() if label in labels), None)
-
-    def labels(self, version_id: str) -> tuple[str, ...]:
-        return self.stages.get(version_id, ())
-
-    def group(self, prefix: str) -> dict[str, str]:
-        return {f: self.tags.get(f"rotator:{prefix}{f}", "") for f in _FIELDS}
-
-    def trusted(self, version_id: str) -> dict[str, str | None]:
-        """Token facts from the tag group written for `version_id`, else all None."""
-        for prefix in _GROUPS:
-            group = self.group(prefix)
-            if group["version_id"] == version_id:
-                return {f: group[f] or None for f in ("token_id", "token_name", "run_id")}
-        return {"token_id": None, "token_name": None, "run_id": None}
 
 
 class SecretsManagerBackend:
@@ -483,9 +398,3 @@ class SecretsManagerBackend:
             where=where, sid=self._secret_id, region=self._region, **facts
         )
         return cls(text, backend=self.label)
-
-
-def _group_tags(prefix: str, *values: str | None) -> dict[str, str]:
-    """One tag group (`rotator:<prefix>version_id` ...), values made tag-safe."""
-    pairs = zip(_FIELDS, values, strict=True)
-    return {f"rotator:{prefix}{f}": _TAG_UNSAFE.sub("_", v or "")[:256] for f, v in pairs}
