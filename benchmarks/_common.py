@@ -130,7 +130,11 @@ class Simulator:
                 "--admin-token-env", "BENCH_SIM_ADMIN_TOKEN",  # never on argv (`ps`)
                 "--latency", str(latency), "--quiet",
             ],
-            env={**os.environ, "BENCH_SIM_ADMIN_TOKEN": self.admin_token},
+            # The simulator is the fixture, not what is measured: always this checkout's,
+            # also when an older commit's rotator is first on PYTHONPATH (run_all.py
+            # --baseline), so before and after talk to the same server.
+            env={**os.environ, "BENCH_SIM_ADMIN_TOKEN": self.admin_token,
+                 "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
             stdout=subprocess.DEVNULL,
             stderr=self._log,
             cwd=ROOT,
