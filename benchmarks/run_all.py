@@ -53,7 +53,7 @@ FULL = [
 QUICK = [
     ["bench_single.py", "--rounds", "5", "--cli-runs", "2"],
     ["bench_fleet.py", "--accounts", "64", "--latency", "0.05", "--repeats", "1",
-     "--name", "fleet-quick"],
+     "--vs-script", "--name", "fleet-quick"],
     ["bench_lambda.py", "--runs", "2"],
     ["bench_checkpoint.py", "--saves", "40"],
     ["bench_retention.py", "--accounts", "10", "--rotations", "300", "--name",
