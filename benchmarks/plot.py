@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -137,14 +138,17 @@ def issue16(rows: list[Any], out: Path, before_ref: str) -> Path:
             ax1.bar_label(bars, labels=[f"{v[1]:.2f}" for v in values], fontsize=7, padding=2)
     ax1.axvline(1.0, color="tab:red", ls="--", label="goal")
     ax1.set_xscale("log")
+    ax1.set_xticks([0.25, 0.5, 1, 2, 4])
+    ax1.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax1.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax1.set_yticks(y)
-    ax1.set_yticklabels([f"{i + 1}. {_short(r.spec.key)} ({r.spec.goal_text})"
-                         for i, r in enumerate(goals)], fontsize=8)
+    ax1.set_yticklabels([f"{r.spec.number}. {_short(r.spec.key)} ({r.spec.goal_text})"
+                         for r in goals], fontsize=8)
     ax1.invert_yaxis()
     ax1.set_xlabel("figure / goal (log scale; left of the red line: goal met)")
     ax1.set_title("issue 16: ratios and counts against their goals")
     ax1.legend(fontsize=8, loc="lower right")
-    if retention is not None and retention.extra:
+    if retention is not None and (retention.extra or retention.before is not None):
         data = retention.extra
         names, values, colors = [], [], []
         if retention.before is not None:
@@ -165,7 +169,8 @@ def issue16(rows: list[Any], out: Path, before_ref: str) -> Path:
         ax2.bar_label(bars, fmt="%.1f", fontsize=8)
         ax2.tick_params(axis="x", labelsize=8)
         ax2.set_ylabel("MB (du)")
-        ax2.set_title(f"state/runs/ after {data.get('rotations', 0):,} rotations", fontsize=10)
+        ax2.set_title(f"7. state/runs/ after {data.get('rotations', 10_000):,} rotations",
+                      fontsize=10)
     else:
         ax2.set_axis_off()
     fig.tight_layout()

@@ -38,6 +38,7 @@ class Spec:
     """One row: where its figure is in which results file, and its goal."""
 
     key: str
+    number: str  # the row of the issue's table
     label: str
     file: str
     goal_text: str
@@ -137,26 +138,26 @@ def _num(value: Any) -> float | None:
 
 
 SPECS = [
-    Spec("fleet_vs_script", "fleet, 200 accounts @ 50 ms, concurrency 32: rotator wall / the "
+    Spec("fleet_vs_script", "1", "fleet, 200 accounts @ 50 ms, concurrency 32: rotator wall / the "
          "script's logic over as many accounts (interleaved)", "fleet-200.json", "≤ 2.2x",
          2.2, "x", lambda d: _num(_dig(d, "vs_script", "ratio_wall")), _fleet_note),
-    Spec("fleet_critical_200", "the same: wall / rotator's own critical path (calls x latency "
+    Spec("fleet_critical_200", "2", "the same: wall / rotator's own critical path (calls x latency "
          "x accounts / concurrency)", "fleet-200.json", "≤ 1.25x", 1.25, "x",
          lambda d: _num(_dig(d, "median", "ratio")), _critical_note),
-    Spec("fleet_critical_1000", "the same at 1,000 accounts", "fleet-1000.json", "≤ 1.25x",
+    Spec("fleet_critical_1000", "2", "the same at 1,000 accounts", "fleet-1000.json", "≤ 1.25x",
          1.25, "x", lambda d: _num(_dig(d, "median", "ratio")), _critical_note),
-    Spec("process_50ms", "one rotation as a process (`rotator rotate U --force`) vs the script "
-         "as a process, 50 ms", "single.json", "≤ 1.5x", 1.5, "x",
+    Spec("process_50ms", "3", "one rotation as a process (`rotator rotate U --force`) vs the "
+         "script as a process, 50 ms", "single.json", "≤ 1.5x", 1.5, "x",
          lambda d: _num(_dig(d, "subprocess_at_latency_ms", "50", "ratio_cli_vs_script")),
          _process_note),
-    Spec("lambda", "Lambda cold start: `import rotator.aws_lambda` + one no-op scheduled event "
-         "vs `import boto3` + one client (interpreter shutdown excluded)", "lambda.json",
+    Spec("lambda", "4", "Lambda cold start: `import rotator.aws_lambda` + one no-op scheduled "
+         "event vs `import boto3` + one client (interpreter shutdown excluded)", "lambda.json",
          "≤ 1.3x", 1.3, "x", lambda d: _num(d.get("ratio_to_done")), _lambda_note),
-    Spec("fsyncs", "fsyncs per rotation (file state + file backend; strace, fleet of 20)",
+    Spec("fsyncs", "5", "fsyncs per rotation (file state + file backend; strace, fleet of 20)",
          "syscalls.json", "≤ 12", 12, "", _syscalls_fsyncs),
-    Spec("rss", "peak RSS, 1,000-account fleet", "fleet-1000.json", "≤ 150 MB (keep)", 150,
+    Spec("rss", "6", "peak RSS, 1,000-account fleet", "fleet-1000.json", "≤ 150 MB (keep)", 150,
          " MB", lambda d: _num(_dig(d, "median", "peak_rss_mb"))),
-    Spec("runs_dir", "`state/runs/` after 10,000 rotations (`du`)", "retention.json",
+    Spec("runs_dir", "7", "`state/runs/` after 10,000 rotations (`du`)", "retention.json",
          "bounded by a retention setting", None, " MB", _runs_mb, _retention_note),
 ]
 
@@ -178,11 +179,12 @@ def collect(results: Path = RESULTS, before_ref: str = BEFORE_REF) -> list[Row]:
         before = _load(results / f"before-{before_ref}" / spec.file)
         if before is not None:
             row.before = spec.value(before)
+            row.command = str(before.get("command") or "")
             row.load_before = _dig(before, "machine", "loadavg_1_5_15")
             row.commit_before = str(_dig(before, "machine", "commit") or before_ref)
         if after is not None:
             row.after = spec.value(after)
-            row.command = str(after.get("command") or "")
+            row.command = str(after.get("command") or row.command)
             row.load_after = _dig(after, "machine", "loadavg_1_5_15")
             row.commit_after = str(_dig(after, "machine", "commit") or "")
             row.date_after = str(_dig(after, "machine", "date") or "")
@@ -255,34 +257,37 @@ def render(rows: list[Row], before_ref: str = BEFORE_REF, plot: str | None = PLO
         "machine's load average when it ended (1 / 5 / 15 min). The script's fleet logic "
         "is `hand_script.py --fleet` (a thread pool of 32, one HTTP client) over as many "
         "accounts of its own on the same simulator: rotator refuses to mint while a user "
-        "has live tokens its state does not know, so the two cannot share users.",
+        "has live tokens its state does not know, so the two cannot share users. The "
+        "critical path counts the requests per rotation the simulator logged in that run.",
         "",
-        f"After: commit {', '.join(f'`{c}`' for c in commits) or '—'}"
-        + (f", {dates[0]}" + (f" to {dates[-1]}" if len(dates) > 1 else "") if dates else "")
-        + ".",
+        (f"After: commit {', '.join(f'`{c}`' for c in commits)}"
+         + (f", {dates[0]}" + (f" to {dates[-1]}" if len(dates) > 1 else "") if dates else "")
+         + ".") if commits else "After: not measured yet; `make bench` measures it and "
+        "rewrites this section.",
         "",
         f"| # | measurement | goal | before (`{before_ref}`) | after | met? | detail (after) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for number, row in enumerate(rows, 1):
+    for row in rows:
         met = {True: "**yes**", False: "**no**", None: "not measured"}[row.met]
         lines.append(
-            f"| {number} | {_cell(row.spec.label)} | {row.spec.goal_text} "
+            f"| {row.spec.number} | {_cell(row.spec.label)} | {row.spec.goal_text} "
             f"| {_fmt(row.before, row.spec.unit)} | {_fmt(row.after, row.spec.unit)} "
             f"| {met} | {_cell(row.note) or '—'} |"
         )
     lines += [
         "",
         "The command behind each row (run from the checkout's root; the \"before\" figure is "
-        "the same command on the older code) and the load average when it was measured:",
+        "the same command on the older code) and the load average (1 / 5 / 15 min) when the "
+        "benchmark ended; the load when it started is in its JSON file too:",
         "",
         "| # | command | load before | load after | commits (before → after) |",
         "|---|---|---|---|---|",
     ]
-    for number, row in enumerate(rows, 1):
+    for row in rows:
         command = f"`{row.command}`" if row.command else "—"
         lines.append(
-            f"| {number} | {_cell(command)} | {_load_text(row.load_before)} "
+            f"| {row.spec.number} | {_cell(command)} | {_load_text(row.load_before)} "
             f"| {_load_text(row.load_after)} "
             f"| `{row.commit_before or '—'}` → `{row.commit_after or '—'}` |"
         )
