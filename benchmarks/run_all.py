@@ -51,7 +51,7 @@ FULL = [
     ["bench_retention.py", "--accounts", "100", "--rotations", "10000", "--keep", "30d"],
 ]
 QUICK = [
-    ["bench_single.py", "--rounds", "5", "--cli-runs", "2"],
+    ["bench_single.py", "--rounds", "5", "--cli-runs", "2", "--cli-latency", "0.05"],
     ["bench_fleet.py", "--accounts", "64", "--latency", "0.05", "--repeats", "1",
      "--vs-script", "--name", "fleet-quick"],
     ["bench_lambda.py", "--runs", "2"],
