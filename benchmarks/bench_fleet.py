@@ -20,7 +20,10 @@ refuses to mint while a user has live tokens its state does not know, so the two
 share users; the simulator's cost per user does not depend on how many users it has.
 
 `--rotate-args "..."` (or the environment variable BENCH_ROTATE_ARGS) adds arguments to
-the rotate command, e.g. `--processes 2` on a rotator that has that option.
+the rotate command, e.g. `--processes 2` on a rotator that has that option. With worker
+processes, CPU is the whole tree's (wait4 counts the children rotator waited for), but
+peak RSS is that of the largest single process, not their sum; the critical path still
+divides by --concurrency.
 
     .venv/bin/python benchmarks/bench_fleet.py --accounts 1000 --latency 0.05 --repeats 3
     .venv/bin/python benchmarks/bench_fleet.py --accounts 200 --vs-script --name fleet-200
