@@ -36,7 +36,8 @@ unit: $(STAMP)
 crash-full: $(STAMP)
 	$(BIN)/python scripts/run_pytest.py --run-slow tests/integration/test_crash_harness.py
 
-## bench: the performance runs behind docs/performance.md (~7 min on 2 cores; loopback only)
+## bench: the performance runs behind docs/performance.md, then its plots and issue 16's table
+##        (benchmarks/report.py; ~10 min on 2 cores; loopback only)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 

@@ -12,6 +12,7 @@ import os
 import platform
 import resource
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -29,7 +30,12 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+# BENCH_RESULTS: where results go (run_all.py --baseline puts an older commit's there).
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "benchmarks" / "results")
+# The load average when this benchmark started (saved next to the one at its end).
+LOAD_AT_START = [round(x, 2) for x in os.getloadavg()]
+# Environment variables that change what a benchmark measures: part of its command line.
+COMMAND_ENV = ("BENCH_TMP", "BENCH_ROTATE_ARGS", "BENCH_COMMIT")
 PYTHON = sys.executable
 ROTATOR = str(Path(sys.executable).parent / "rotator")
 ADMIN_ENV = "MOTHERDUCK_ADMIN_TOKEN"
@@ -51,6 +57,37 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 
 
 signal.signal(signal.SIGTERM, _stop_on_sigterm)
+
+
+# Where modules the benchmarks import in-process lived before the tree was reorganised
+# into subpackages. When the rotator being measured is that older tree (run_all.py
+# --baseline 238727c), the new names are aliased to the old modules, so the same
+# benchmark scripts run on both. Only ever applied when rotator/state/ does not exist.
+_OLD_MODULE_PATHS = {
+    "rotator.state.file": "rotator.checkpoint",
+    "rotator.state.dynamodb": "rotator.checkpoint_dynamodb",
+    "rotator.engine.workflow": "rotator.workflow",
+    "rotator.motherduck.client": "rotator.motherduck",
+    "rotator.ops.audit": "rotator.audit",
+    "rotator.util.fsutil": "rotator.fsutil",
+}
+
+
+def _alias_old_module_paths() -> None:
+    import importlib
+    import importlib.util
+
+    # The rotator package's own directory decides: an editable install elsewhere would
+    # otherwise serve the new names from another tree, mixing two versions in one process.
+    spec = importlib.util.find_spec("rotator")
+    if spec is None or spec.origin is None or (Path(spec.origin).parent / "state").is_dir():
+        return  # the reorganised tree (or no rotator): nothing to alias
+    for new, old in _OLD_MODULE_PATHS.items():
+        with contextlib.suppress(ImportError):
+            sys.modules.setdefault(new, importlib.import_module(old))
+
+
+_alias_old_module_paths()
 
 
 def median(values: Sequence[float]) -> float:
@@ -124,7 +161,11 @@ class Simulator:
                 "--admin-token-env", "BENCH_SIM_ADMIN_TOKEN",  # never on argv (`ps`)
                 "--latency", str(latency), "--quiet",
             ],
-            env={**os.environ, "BENCH_SIM_ADMIN_TOKEN": self.admin_token},
+            # The simulator is the fixture, not what is measured: always this checkout's,
+            # also when an older commit's rotator is first on PYTHONPATH (run_all.py
+            # --baseline), so before and after talk to the same server.
+            env={**os.environ, "BENCH_SIM_ADMIN_TOKEN": self.admin_token,
+                 "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
             stdout=subprocess.DEVNULL,
             stderr=self._log,
             cwd=ROOT,
@@ -271,6 +312,7 @@ class ChildRun:
     user: float = 0.0
     sys: float = 0.0
     capped: bool = False
+    start_monotonic: float = 0.0  # time.monotonic() just before the command was started
 
 
 # A tiny measuring parent. Linux's ru_maxrss counts the memory a child inherited at
@@ -281,6 +323,7 @@ _MEASURE = """
 import json, os, signal, subprocess, sys, time
 out = os.environ.pop("BENCH_MEASURE_OUT")
 t = time.perf_counter()
+t0 = time.monotonic()  # the system-wide clock a child can read too (time.monotonic())
 p = subprocess.Popen(sys.argv[1:])
 signal.signal(signal.SIGTERM, lambda *a: p.terminate())
 while True:
@@ -291,7 +334,7 @@ while True:
         continue
 w = time.perf_counter() - t
 with open(out, "w") as f:
-    json.dump({"wall": w, "user": ru.ru_utime, "sys": ru.ru_stime,
+    json.dump({"wall": w, "start_monotonic": t0, "user": ru.ru_utime, "sys": ru.ru_stime,
                "maxrss_kb": ru.ru_maxrss, "rc": os.waitstatus_to_exitcode(st)}, f)
 """
 
@@ -347,7 +390,7 @@ def run_child(argv: Sequence[str], *, env: dict[str, str], cwd: Path, stdout: An
         os.unlink(measure_path)
     return ChildRun(measured["wall"], measured["user"] + measured["sys"],
                     measured["maxrss_kb"] / 1024, measured["rc"], measured["user"],
-                    measured["sys"], capped)
+                    measured["sys"], capped, measured["start_monotonic"])
 
 
 def proc_rss_now_mb(pid: int) -> float:
@@ -373,7 +416,9 @@ def machine() -> dict[str, Any]:
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True, check=False).stdout.strip()
-    commit = commit or os.environ.get("BENCH_COMMIT", "unknown")  # e.g. a `git archive` copy
+    # BENCH_COMMIT names the code measured when it is not this checkout's (a `git archive`
+    # of an older commit first on PYTHONPATH: run_all.py --baseline).
+    commit = os.environ.get("BENCH_COMMIT") or commit or "unknown"
     dirty = subprocess.run(["git", "status", "--porcelain", "--", "rotator", "backends"],
                            cwd=ROOT, capture_output=True, text=True, check=False).stdout
     return {
@@ -385,13 +430,37 @@ def machine() -> dict[str, Any]:
         "commit": commit + ("+dirty" if dirty.strip() else ""),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "loadavg_start_1_5_15": LOAD_AT_START,
     }
+
+
+def command_line() -> str:
+    """This benchmark's command as a person would type it from the checkout's root."""
+    script = Path(sys.argv[0]).resolve()
+    with contextlib.suppress(ValueError):
+        script = script.relative_to(ROOT)
+    env = [f"{name}={shlex.quote(os.environ[name])}" for name in COMMAND_ENV
+           if os.environ.get(name)]
+    if os.environ.get("BENCH_COMMIT"):
+        env.insert(0, f"PYTHONPATH=<git archive {os.environ['BENCH_COMMIT']}>")
+    return " ".join([*env, ".venv/bin/python", shlex.quote(str(script)),
+                     *map(shlex.quote, sys.argv[1:])])
+
+
+def rotate_extra_args(option: str | None = None) -> list[str]:
+    """Extra arguments for `rotator rotate --all`: the option if given, else BENCH_ROTATE_ARGS.
+
+    E.g. `BENCH_ROTATE_ARGS="--processes 2"` measures a rotator that has that option.
+    """
+    text = option if option is not None else os.environ.get("BENCH_ROTATE_ARGS", "")
+    return shlex.split(text)
 
 
 def save_result(name: str, data: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **data}, indent=2) + "\n")
+    record = {"machine": machine(), "command": command_line(), **data}
+    path.write_text(json.dumps(record, indent=2) + "\n")
     return path
 
 

@@ -63,10 +63,18 @@ ACCOUNT_DOC: dict[str, Any] = {
 class IndentedStore(FileStore):
     """FileStore writing indented JSON (indent=1), for comparison."""
 
-    def _write(self, path: Path, doc: dict[str, Any]) -> None:
+    def _write(self, path: Path, doc: dict[str, Any], *, defer: bool = False,
+               account: str = "") -> None:
+        # The same path as FileStore._write (through the journal when the store has one),
+        # only the encoding differs.
         data = json.dumps({"schema": SCHEMA_VERSION, **doc}, sort_keys=True, indent=1).encode()
         with self._errors("write to"):
-            atomic_write_bytes(path, data, durable=self._durable)
+            journal = getattr(self, "_journal", None)
+            if journal is None:
+                atomic_write_bytes(path, data, durable=self._durable)
+                return
+            rel = path.relative_to(self.root).as_posix()
+            journal.write([(rel, data)], lambda: self._write_now(path, data, account))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

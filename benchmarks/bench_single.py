@@ -12,7 +12,8 @@ hits all of them alike; medians per variant and ratios within the same run.
 
 A second, instrumented pass wraps the MotherDuck client, the state store and the backend
 in timing proxies to split rotator's time into HTTP, checkpoint I/O, backend I/O and the
-rest (engine logic, logging, JSON). Then the CLI and the script as fresh subprocesses.
+rest (engine logic, logging, JSON). Then the CLI and the script as fresh subprocesses,
+interleaved, at each simulator latency of --cli-latency (0 and 50 ms by default).
 The simulator's request log shows which calls each variant made per rotation.
 
     .venv/bin/python benchmarks/bench_single.py [--rounds 40] [--cli-runs 7] [--profile]
@@ -107,6 +108,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--cli-runs", type=int, default=7)
+    parser.add_argument("--cli-latency", default="0,0.05",
+                        type=lambda text: [float(x) for x in text.split(",")],
+                        help="simulator latencies (s) for the subprocess runs (default 0,0.05)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of rotator")
     parser.add_argument("--name", default="single", help="results file name (default single)")
     args = parser.parse_args(argv)
@@ -216,28 +220,42 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             profile_text = out.getvalue()
             print(profile_text)
 
-        # CLI and script as fresh subprocesses (interpreter start-up included).
-        cli_times, script_times, bare = [], [], []
+        # CLI and script as fresh subprocesses (interpreter start-up included), at each
+        # simulator latency of --cli-latency (the runs of one latency interleaved).
         rot_path = fleet.workdir / "secrets" / f"{rot_name}.json"
         devnull = open(os.devnull, "w")  # noqa: SIM115
-        for attempt in range(args.cli_runs + 1):  # the first fills the bytecode cache
-            run = run_child([ROTATOR, "rotate", rot_name, "--force", "--json"], env=fleet.env,
-                            cwd=fleet.workdir, stdout=devnull, stderr=devnull, timeout=60)
-            assert run.returncode == 0, run
-            cli_times.append(run.wall)
-            out_path = fleet.workdir / "script.out"
-            with open(out_path, "w") as out:
-                run = run_child(
-                    [PYTHON, str(Path(hand_script.__file__)), sim.url, script_name, old["id"],
-                     str(script_path)],
-                    env=fleet.env, cwd=fleet.workdir, stdout=out, stderr=devnull, timeout=60)
-            assert run.returncode == 0, run
-            old["id"] = out_path.read_text().strip()
-            script_times.append(run.wall)
-            bare.append(run_child([PYTHON, "-c", "pass"], env=fleet.env, cwd=fleet.workdir,
-                                  stdout=devnull, stderr=devnull, timeout=60).wall)
-            if attempt == 0:
-                del cli_times[0], script_times[0], bare[0]
+        by_latency: dict[str, dict[str, float]] = {}
+        for latency in args.cli_latency:
+            sim.set_latency(latency)
+            cli_times, script_times, bare = [], [], []
+            for attempt in range(args.cli_runs + 1):  # the first fills the bytecode cache
+                run = run_child([ROTATOR, "rotate", rot_name, "--force", "--json"],
+                                env=fleet.env, cwd=fleet.workdir, stdout=devnull,
+                                stderr=devnull, timeout=60)
+                assert run.returncode == 0, run
+                cli_times.append(run.wall)
+                out_path = fleet.workdir / "script.out"
+                with open(out_path, "w") as out:
+                    run = run_child(
+                        [PYTHON, str(Path(hand_script.__file__)), sim.url, script_name,
+                         old["id"], str(script_path)],
+                        env=fleet.env, cwd=fleet.workdir, stdout=out, stderr=devnull,
+                        timeout=60)
+                assert run.returncode == 0, run
+                old["id"] = out_path.read_text().strip()
+                script_times.append(run.wall)
+                bare.append(run_child([PYTHON, "-c", "pass"], env=fleet.env, cwd=fleet.workdir,
+                                      stdout=devnull, stderr=devnull, timeout=60).wall)
+                if attempt == 0:
+                    del cli_times[0], script_times[0], bare[0]
+            by_latency[f"{latency * 1000:g}"] = {
+                "cli": median(cli_times) * 1000,
+                "script": median(script_times) * 1000,
+                "python_-c_pass": median(bare) * 1000,
+                "ratio_cli_vs_script": median(cli_times) / median(script_times),
+                "pair_ratios": [c / s for c, s in zip(cli_times, script_times, strict=True)],
+            }
+        sim.set_latency(0.0)
         assert json.loads(rot_path.read_text())["token_id"]
         http.close()
         client.close()
@@ -265,12 +283,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "split_ms": split,
         "requests_per_rotation": counts,
         "calls_per_rotation": calls,
-        "subprocess_ms": {
-            "cli": median(cli_times) * 1000,
-            "script": median(script_times) * 1000,
-            "python_-c_pass": median(bare) * 1000,
-            "ratio_cli_vs_script": median(cli_times) / median(script_times),
-        },
+        # At zero latency (as before); every --cli-latency by its milliseconds.
+        "subprocess_ms": by_latency.get("0"),
+        "subprocess_at_latency_ms": by_latency,
         "profile": profile_text,
     }
     save_result(args.name, result)

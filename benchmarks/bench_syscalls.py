@@ -116,7 +116,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if STRACE is None:
         print("strace not found; nothing measured", file=sys.stderr)
         return {}
-    checkouts = {"after": str(ROOT)}
+    # The code measured: this checkout, or what run_all.py --baseline put on PYTHONPATH (an
+    # older commit, named by BENCH_COMMIT: its figures are that commit's "before").
+    label = "before" if os.environ.get("BENCH_COMMIT") else "after"
+    checkouts = {label: CODE}
     if args.baseline:
         checkouts = {"before": str(Path(args.baseline).resolve()), **checkouts}
     result = {label: measure(label, path, args.accounts, args.concurrency)
@@ -125,6 +128,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(json.dumps(result, indent=2))
     return result
 
+
+CODE = os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] or str(ROOT)
 
 if __name__ == "__main__":
     os.environ.pop("PYTHONPATH", None)  # each checkout gets its own, explicitly

@@ -6,6 +6,11 @@ the same guarantee the file backend gives the consumer's file) -> revoke the old
 As a script (for the subprocess comparison):
     MOTHERDUCK_ADMIN_TOKEN=... python benchmarks/hand_script.py URL USERNAME OLD_ID PATH
 prints the new token id.
+
+Over a fleet (the script's logic over many accounts, as its author would write it: a
+thread pool, one HTTP client): every `DIR/<username>.json` token file is rotated,
+`--concurrency` at a time; prints the number rotated.
+    MOTHERDUCK_ADMIN_TOKEN=... python benchmarks/hand_script.py --fleet DIR --concurrency 32 URL
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 import sys
 import tempfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -51,7 +57,28 @@ def rotate_once(
     return str(doc["id"])
 
 
+def rotate_fleet(url: str, admin: str, directory: Path, concurrency: int) -> int:
+    """Rotate every `<username>.json` token file in `directory`; returns how many."""
+    paths = sorted(directory.glob("*.json"))
+
+    with httpx.Client(timeout=30.0, limits=httpx.Limits(max_connections=concurrency,
+                                                        max_keepalive_connections=concurrency)
+                      ) as http:
+
+        def one(path: Path) -> str:
+            old_id = json.loads(path.read_text())["token_id"]
+            return rotate_once(http, url, admin, path.stem, old_id, path)
+
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            return len(list(pool.map(one, paths)))
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--fleet"]:
+        _, directory, _, concurrency, url = argv
+        print(rotate_fleet(url, os.environ["MOTHERDUCK_ADMIN_TOKEN"], Path(directory),
+                           int(concurrency)))
+        return 0
     url, username, old_id, path = argv
     with httpx.Client(timeout=10.0) as http:
         print(rotate_once(http, url, os.environ["MOTHERDUCK_ADMIN_TOKEN"], username, old_id,

@@ -1,6 +1,9 @@
 """Draw docs/performance-*.png from benchmarks/results/*.json (matplotlib, Agg backend).
 
     .venv/bin/python benchmarks/plot.py
+
+docs/performance-issue16.png (issue 16's table against its goals) is drawn here too, from
+the rows `report.py` collects; `report.py` calls `issue16` when it writes the table.
 """
 
 from __future__ import annotations
@@ -8,8 +11,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -112,6 +117,79 @@ def single() -> Path | None:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def issue16(rows: list[Any], out: Path, before_ref: str) -> Path:
+    """Left: each figure as a fraction of its goal (at most 1 is met), before and after, on
+    a log scale. Right: `state/runs/` after 10,000 rotations, unpruned and pruned (MB).
+    `rows` are report.Row objects."""
+    goals = [r for r in rows if r.spec.goal is not None]
+    retention = next((r for r in rows if r.spec.goal is None), None)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8),
+                                   gridspec_kw={"width_ratios": [3, 1]})
+    y = list(range(len(goals)))
+    for offset, attr, color, label in ((-0.2, "before", "tab:grey", f"before ({before_ref})"),
+                                       (0.2, "after", "tab:blue", "after")):
+        values = [(i + offset, getattr(r, attr) / r.spec.goal) for i, r in enumerate(goals)
+                  if getattr(r, attr) is not None]
+        if values:
+            bars = ax1.barh([v[0] for v in values], [v[1] for v in values], height=0.38,
+                            color=color, label=label)
+            ax1.bar_label(bars, labels=[f"{v[1]:.2f}" for v in values], fontsize=7, padding=2)
+    ax1.axvline(1.0, color="tab:red", ls="--", label="goal")
+    ax1.set_xscale("log")
+    ax1.set_xticks([0.25, 0.5, 1, 2, 4])
+    ax1.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax1.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax1.set_yticks(y)
+    ax1.set_yticklabels([f"{r.spec.number}. {_short(r.spec.key)} ({r.spec.goal_text})"
+                         for r in goals], fontsize=8)
+    ax1.invert_yaxis()
+    ax1.set_xlabel("figure / goal (log scale; left of the red line: goal met)")
+    ax1.set_title("issue 16: ratios and counts against their goals")
+    ax1.legend(fontsize=8, loc="lower right")
+    if retention is not None and (retention.extra or retention.before is not None):
+        data = retention.extra
+        names, values, colors = [], [], []
+        if retention.before is not None:
+            names.append(f"before\n({before_ref})")
+            values.append(retention.before)
+            colors.append("tab:grey")
+        unpruned = data.get("unpruned", {}).get("runs", {}).get("du_mb")
+        if unpruned is not None:
+            names.append("after,\nunpruned")
+            values.append(unpruned)
+            colors.append("tab:cyan")
+        pruned = (data.get("pruned") or {}).get("runs", {}).get("du_mb")
+        if pruned is not None:
+            names.append(f"after, keep_runs\n= {data.get('keep_runs')}")
+            values.append(pruned)
+            colors.append("tab:blue")
+        bars = ax2.bar(names, values, color=colors)
+        ax2.bar_label(bars, fmt="%.1f", fontsize=8)
+        ax2.tick_params(axis="x", labelsize=8)
+        ax2.set_ylabel("MB (du)")
+        ax2.set_title(f"7. state/runs/ after {data.get('rotations', 10_000):,} rotations",
+                      fontsize=10)
+    else:
+        ax2.set_axis_off()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _short(key: str) -> str:
+    return {
+        "fleet_vs_script": "fleet 200 / script",
+        "fleet_critical_200": "fleet 200 / critical path",
+        "fleet_critical_1000": "fleet 1,000 / critical path",
+        "process_50ms": "process vs script, 50 ms",
+        "lambda": "Lambda cold start vs boto3",
+        "fsyncs": "fsyncs per rotation",
+        "rss": "peak RSS, 1,000 accounts",
+    }.get(key, key)
 
 
 def main() -> None:

@@ -1,0 +1,170 @@
+"""benchmarks/report.py writes issue 16's table between its markers from results JSON files.
+
+Fixture results only: nothing is measured and no timing is asserted; the figures in the
+fixtures are made up and only have to come out in the right cells.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+REF = "238727c"
+
+
+def _load_report() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "benchmarks" /
+                                                  "report.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_report"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+report = _load_report()
+
+
+def _machine(commit: str, load: list[float]) -> dict[str, Any]:
+    return {"commit": commit, "date": "2026-12-07 05:00:00 UTC", "loadavg_1_5_15": load,
+            "loadavg_start_1_5_15": load}
+
+
+def _results(commit: str, load: list[float], scale: float, pruned: bool) -> dict[str, Any]:
+    """Fixture results: every figure `scale` times a base value."""
+    fleet = {"repeats": 5, "rotate_extra_args": [],
+             "median": {"ratio": 3.0 * scale, "wall_s": 4.2 * scale, "critical_path_s": 1.4,
+                        "peak_rss_mb": 55.0},
+             "vs_script": {"ratio_wall": 4.0 * scale, "script_median": {"wall_s": 1.05}}}
+    retention: dict[str, Any] = {
+        "accounts": 100, "rotations": 10000, "keep_runs": "30d",
+        "unpruned": {"runs": {"files": 10000, "du_mb": 80.0 * scale}},
+        "pruned": ({"runs": {"files": 3100, "du_mb": 25.0}, "removed": 6900} if pruned
+                   else None)}
+    return {
+        "fleet-200.json": fleet,
+        "fleet-1000.json": {**fleet, "median": {**fleet["median"], "ratio": 3.5 * scale,
+                                                "peak_rss_mb": 61.0}},
+        "single.json": {"subprocess_at_latency_ms": {
+            "0": {"cli": 300, "script": 150, "ratio_cli_vs_script": 2.0},
+            "50": {"cli": 600, "script": 280, "ratio_cli_vs_script": 2.2 * scale}}},
+        "lambda.json": {"ratio_to_done": 1.8 * scale, "handler": {"to_done_s": 0.45},
+                        "baseline_boto3_client": {"to_done_s": 0.25}},
+        "syscalls.json": {("after" if pruned else "before"): {
+            "fleet": {"fsyncs_per_rotation": 51.4 * scale}}},
+        "retention.json": retention,
+        "_machine": _machine(commit, load),
+        "_command": f"BENCH_COMMIT={commit} .venv/bin/python benchmarks/bench_x.py --n 1",
+    }
+
+
+def _write(directory: Path, files: dict[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, body in files.items():
+        if name.startswith("_"):
+            continue
+        doc = {"machine": files["_machine"], "command": files["_command"], **body}
+        (directory / name).write_text(json.dumps(doc))
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Path, Path]:
+    results = tmp_path / "results"
+    _write(results / f"before-{REF}", _results(REF, [2.95, 1.08, 0.41], 1.0, pruned=False))
+    _write(results, _results("abc1234", [0.5, 0.6, 0.7], 0.5, pruned=True))
+    doc = tmp_path / "performance.md"
+    doc.write_text(
+        "# Performance\n\nintro\n\n"
+        f"{report.BEGIN}\nstale text\n{report.END}\n\n## Summary\n\nleft alone\n"
+    )
+    return results, doc
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("| ") and line[2].isdigit():
+            rows.append([cell.strip() for cell in line.strip("|").split(" | ")])
+    return rows
+
+
+def _by_label(figures: list[list[str]]) -> dict[str, list[str]]:
+    """Rows keyed by the issue's row number ("2" twice: 200, then 1,000 accounts)."""
+    keyed: dict[str, list[str]] = {}
+    for row in figures:
+        key = row[0] if row[0] not in keyed else row[0] + "b"
+        keyed[key] = row
+    return keyed
+
+
+class TestReport:
+    def test_writes_every_row_between_the_markers(self, setup: tuple[Path, Path]) -> None:
+        results, doc = setup
+        assert report.main(["--results", str(results), "--doc", str(doc), "--no-plot"]) == 0
+        text = doc.read_text()
+        assert "stale text" not in text
+        assert text.startswith("# Performance\n\nintro\n\n" + report.BEGIN)
+        assert text.endswith(report.END + "\n\n## Summary\n\nleft alone\n")
+        inner = text[text.index(report.BEGIN):text.index(report.END)]
+        figures = [r for r in _table_rows(inner) if len(r) == 7]
+        commands = [r for r in _table_rows(inner) if len(r) == 5]
+        assert len(figures) == len(report.SPECS) == 8 == len(commands)
+        by_number = _by_label(figures)
+        assert [r[0] for r in figures] == ["1", "2", "2", "3", "4", "5", "6", "7"]
+        # fleet vs script: before 4.00x, after 2.00x, goal 2.2: met.
+        assert by_number["1"][3:6] == ["4.00x", "2.00x", "**yes**"]
+        # wall / critical path at 200: 3.00x -> 1.50x, goal 1.25: not met; and at 1,000.
+        assert by_number["2"][3:6] == ["3.00x", "1.50x", "**no**"]
+        assert by_number["2b"][3:6] == ["3.50x", "1.75x", "**no**"]
+        assert by_number["3"][3:6] == ["2.20x", "1.10x", "**yes**"]
+        assert by_number["4"][3:6] == ["1.80x", "0.90x", "**yes**"]
+        assert by_number["5"][3:6] == ["51.4", "25.7", "**no**"]
+        assert by_number["6"][3:6] == ["61.0 MB", "61.0 MB", "**yes**"]
+        # Retention: unpruned before (no prune there), pruned after within keep_runs' bound.
+        assert by_number["7"][3:6] == ["80.0 MB", "25.0 MB", "**yes**"]
+        for row in commands:
+            assert "benchmarks/bench_x.py --n 1" in row[1]
+            assert row[2] == "2.95 / 1.08 / 0.41" and row[3] == "0.50 / 0.60 / 0.70"
+            assert row[4] == f"`{REF}` → `abc1234`"
+
+    def test_regenerating_replaces_the_block(self, setup: tuple[Path, Path]) -> None:
+        results, doc = setup
+        argv = ["--results", str(results), "--doc", str(doc), "--no-plot"]
+        assert report.main(argv) == 0
+        first = doc.read_text()
+        assert report.main(argv) == 0
+        assert doc.read_text() == first
+        assert first.count(report.BEGIN) == 1 == first.count(report.END)
+
+    def test_missing_results_are_not_measured(self, setup: tuple[Path, Path]) -> None:
+        results, doc = setup
+        (results / "lambda.json").unlink()
+        assert report.main(["--results", str(results), "--doc", str(doc), "--no-plot"]) == 0
+        lambda_row = _by_label(_table_rows(doc.read_text()))["4"]
+        assert lambda_row[3:6] == ["1.80x", "—", "not measured"]
+
+    def test_missing_markers_change_nothing(self, setup: tuple[Path, Path]) -> None:
+        results, doc = setup
+        doc.write_text("# Performance\n\nno markers\n")
+        assert report.main(["--results", str(results), "--doc", str(doc), "--no-plot"]) == 1
+        assert doc.read_text() == "# Performance\n\nno markers\n"
+
+    def test_command_line_draws_the_plot(self, setup: tuple[Path, Path]) -> None:
+        pytest.importorskip("matplotlib")
+        results, doc = setup
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "report.py"), "--results", str(results),
+             "--doc", str(doc)],
+            capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        png = doc.parent / report.PLOT_NAME
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({report.PLOT_NAME})" in doc.read_text()
