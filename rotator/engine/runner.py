@@ -7,23 +7,19 @@ backends first and revokes the new token only when every backend is back on the 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import structlog
 
-from backends import TokenRecord
 from rotator.engine import interrupt
+from rotator.engine.forward import ForwardSteps, backend_kind, token_ref
 from rotator.engine.outcome import Outcome, final_outcome, outcome_for
 from rotator.engine.outcome import token_id as _id
 from rotator.engine.runcontext import StepFailed
 from rotator.engine.runrecord import (
-    BackendProgress,
     Run,
     RunState,
-    TokenRef,
     new_run_id,
     rotation_due,
 )
@@ -35,20 +31,14 @@ from rotator.engine.safety import (
     left_config_step,
     past_promote,
 )
-from rotator.engine.sweep import Sweeps
 from rotator.errors import (
     BackendError,
     CheckFailed,
     ConfigError,
     MotherDuckError,
     NeedsAttention,
-    OutcomeUnknown,
 )
-from rotator.secret import Secret
-from rotator.verify.checks import CheckContext, run_check, run_with_attempts
-
-if TYPE_CHECKING:
-    from rotator.motherduck.client import TokenInfo
+from rotator.verify.checks import CheckContext, run_check
 
 __all__ = ["Runner", "left_to_secretsmanager"]
 
@@ -60,7 +50,6 @@ log = structlog.get_logger("rotator.workflow")
 INTENT_FIRST = frozenset(
     {RunState.CREATING, RunState.STORING, RunState.PROMOTING, RunState.REVOKING}
 )
-MAX_CREATE_ATTEMPTS = 3
 MAX_REVOKE_ATTEMPTS = 5
 FORWARD = list(RunState)[: list(RunState).index(RunState.COMPLETED) + 1]
 # What a scheduled pass may still do to a run Secrets Manager drives: the revoke owed after
@@ -89,7 +78,7 @@ def left_to_secretsmanager(run: Run, trigger: str) -> Outcome | None:
     )
 
 
-class Runner(Sweeps):
+class Runner(ForwardSteps):
     """Runs, resumes, aborts or adopts for one account. Build one per lease."""
 
     # -- top level ---------------------------------------------------------------------
@@ -244,7 +233,7 @@ class Runner(Sweeps):
                 )
             log.warning("token.adopted_forced", token_id=token_id, backends=sorted(others))
             message += f" (FORCED: {where}; those tokens are not tracked)"
-        self.record.current_token = _ref(token)
+        self.record.current_token = token_ref(token)
         self._save(account=True)
         log.info("token.adopted", token_id=token_id)
         return Outcome(self.name, "adopted", message, old_token_id=token_id)
@@ -308,162 +297,6 @@ class Runner(Sweeps):
         return FORWARD.index(run.state) >= FORWARD.index(self.until)
 
     # -- steps -------------------------------------------------------------------------
-
-    def _create(self, run: Run) -> RunState:
-        if run.create_attempts:
-            # An earlier process sent a create and died: it may have minted one, or the
-            # server may still be working on it.
-            self._forget_lost_replacements(run, settle=True)
-        while True:
-            run.create_attempts += 1
-            run.create_sent_at = time.time()
-            self._save(run)
-            self._fence("motherduck.create")
-            try:
-                created = self.e.client.create_token(
-                    self.name,
-                    run.token_name,
-                    ttl_seconds=int(self.policy.ttl.total_seconds()) if self.policy.ttl else None,
-                    token_type=self.policy.token_type,
-                )
-                break
-            except OutcomeUnknown as exc:
-                log.warning(
-                    "token.create_outcome_unknown",
-                    token_name=run.token_name,
-                    in_flight=exc.in_flight,
-                )
-                if not exc.in_flight:
-                    run.create_sent_at = None  # the server answered: nothing left to land
-                self._forget_lost_replacements(run, settle=exc.in_flight)
-                if run.create_attempts >= MAX_CREATE_ATTEMPTS:
-                    raise StepFailed(
-                        f"creating the replacement failed {run.create_attempts} times "
-                        "with no answer"
-                    ) from None
-            except MotherDuckError as exc:
-                if exc.status is None:
-                    raise
-                run.create_sent_at = None
-                raise StepFailed(f"MotherDuck refused to create the replacement: {exc}") from exc
-        self._fence_created(created.info)
-        run.create_sent_at = None  # answered: no create of this run is in flight any more
-        self.secret = created.token
-        run.new_token = _ref(created.info, fingerprint=created.token.fingerprint(self.key))
-        log.info("token.created", token_id=created.info.id, token_name=run.token_name)
-        return RunState.CREATED
-
-    def _store(self, run: Run) -> RunState | None:
-        secret = self._new_secret(run)
-        if secret is None:
-            return RunState.CREATING
-        assert run.new_token is not None
-        record = TokenRecord(
-            secret,
-            run.new_token.id,
-            run.token_name,
-            run.new_token.created_ts,
-            run.new_token.expire_at,
-        )
-        labels = [self.stage_only] if self.stage_only else list(self.backends)
-        for label in labels:
-            backend = self.backends[label]
-            progress = run.backends.get(label)
-            if progress and progress.state == "staged":
-                continue
-            run.backends[label] = BackendProgress("staging")
-            self._save(run)
-            self._fence(f"stage:{_kind(label)}")
-            try:
-                receipt = backend.stage(record, run_id=run.run_id)
-            except BackendError as exc:
-                run.backends[label].error = str(exc)
-                raise StepFailed(f"storing in {label} failed: {exc}") from exc
-            run.backends[label] = BackendProgress("staged", dict(receipt))
-            self._save(run)
-            log.info("backend.staged", backend=label, token_id=run.new_token.id)
-        staged = all(p.state == "staged" for p in run.backends.values())
-        if self.stage_only or len(run.backends) < len(self.backends) or not staged:
-            # stage_only (createSecret) stages one backend and stops there, even when it is
-            # the only one: reaching `stored` is the next invocation's (setSecret's) work.
-            return None
-        return RunState.STORED
-
-    def _new_secret(self, run: Run) -> Secret | None:
-        """The new token's secret: from memory, else read back from a backend; None if lost.
-
-        When no backend has it, the token is useless: revoke it (nobody can hold it) and
-        let the run mint another — the only case where a run makes a second token (I3).
-        """
-        if self.secret is not None:
-            return self.secret
-        assert run.new_token is not None
-        for label, backend in self.backends.items():
-            try:
-                # The current value too: revoking a token some backend serves would break I1.
-                candidates = (backend.read_staged(run.run_id), backend.read_current())
-            except BackendError as exc:
-                raise StepFailed(f"cannot read {label} to resume: {exc}") from exc
-            for stored in candidates:
-                if stored is not None and self._matches(stored, run.new_token):
-                    self.secret = stored.token
-                    return self.secret
-        log.warning("token.secret_lost", token_id=run.new_token.id)
-        self._fence("motherduck.revoke")
-        self.e.client.revoke_token(self.name, run.new_token.id)
-        run.lost_token_ids.append(run.new_token.id)
-        run.new_token = None
-        run.backends = {}
-        run.create_attempts = 0
-        return None
-
-    def _verify(self, run: Run) -> RunState:
-        assert run.new_token is not None
-        checks = self.checks
-        for label, backend in self.backends.items():
-            try:
-                stored = backend.read_staged(run.run_id)
-            except BackendError as exc:
-                raise StepFailed(f"readback of {label} failed: {exc}") from exc
-            if stored is None or not self._matches(stored, run.new_token):
-                raise StepFailed(
-                    f"readback of {label} failed: it does not hold the new token {run.new_token.id}"
-                )
-            ctx = CheckContext(self.name, label, stored.token, stored.token_id or run.new_token.id)
-            for check, attempts, interval in checks:
-                try:
-                    run_with_attempts(
-                        check, ctx, attempts=attempts, interval=interval, sleep=self._wait
-                    )
-                except CheckFailed as exc:
-                    raise StepFailed(str(exc)) from exc
-            log.info("backend.verified", backend=label, checks=[c.name for c, _, _ in checks])
-        return RunState.VERIFIED
-
-    def _promote(self, run: Run) -> RunState:
-        assert run.new_token is not None
-        for label, backend in self.backends.items():
-            progress = run.backends[label]
-            if progress.state == "promoted":
-                continue
-            progress.state = "promoting"
-            self._save(run)
-            self._fence(f"promote:{_kind(label)}")
-            try:
-                backend.promote(progress.receipt or {}, run_id=run.run_id)
-            except BackendError as exc:
-                progress.error = str(exc)
-                raise StepFailed(f"promoting in {label} failed: {exc}") from exc
-            progress.state = "promoted"
-            self._save(run)
-            log.info("backend.promoted", backend=label, token_id=run.new_token.id)
-        self.record.current_token = run.new_token
-        self._save(run, account=True)
-        return RunState.PROMOTED
-
-    def _after_store(self, run: Run) -> RunState:
-        self._hook("after_store", run)
-        return RunState.VERIFYING
 
     def _after_promote(self, run: Run) -> RunState:
         self._hook("after_promote", run)
@@ -606,7 +439,7 @@ class Runner(Sweeps):
                 continue
             progress.state = "rolling_back"
             self._save(run)
-            self._fence(f"rollback:{_kind(label)}")
+            self._fence(f"rollback:{backend_kind(label)}")
             try:
                 backend.rollback(progress.receipt, run_id=run.run_id)
             except BackendError as exc:
@@ -649,17 +482,3 @@ class _RevokeUnconfirmed(MotherDuckError):
     def __init__(self, token_id: str, why: str = "still listed") -> None:
         super().__init__(f"token {token_id} {why} after revoke")
 
-
-def _kind(label: str) -> str:
-    """A backend label's type (`vault:secret/x` -> `vault`): the name of its stall points."""
-    return label.split(":", 1)[0]
-
-
-def _ref(info: TokenInfo, *, fingerprint: str | None = None) -> TokenRef:
-    return TokenRef(
-        id=info.id,
-        name=info.name,
-        created_ts=info.created_ts.isoformat() if info.created_ts else None,
-        expire_at=info.expire_at.isoformat() if info.expire_at else None,
-        fingerprint=fingerprint,
-    )

@@ -122,7 +122,7 @@ class FakeTime:
 def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     """Every engine here runs on fake time: a settle window never costs real seconds."""
     fake = FakeTime()
-    monkeypatch.setattr("rotator.engine.runner.time", fake)
+    monkeypatch.setattr("rotator.engine.forward.time", fake)
     monkeypatch.setattr("rotator.engine.sweep.time", fake)
     return fake
 
