@@ -8,7 +8,6 @@ backends first and revokes the new token only when every backend is back on the 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
 
 import structlog
 
@@ -16,6 +15,7 @@ from rotator.engine import interrupt
 from rotator.engine.forward import ForwardSteps, backend_kind, token_ref
 from rotator.engine.outcome import Outcome, final_outcome, outcome_for
 from rotator.engine.outcome import token_id as _id
+from rotator.engine.revoking import RevokeSteps
 from rotator.engine.runcontext import StepFailed
 from rotator.engine.runrecord import (
     Run,
@@ -26,19 +26,16 @@ from rotator.engine.runrecord import (
 from rotator.engine.safety import (
     SETTLED,
     abort_refusal,
-    added_backend_step,
     config_problems,
     left_config_step,
     past_promote,
 )
 from rotator.errors import (
     BackendError,
-    CheckFailed,
     ConfigError,
     MotherDuckError,
     NeedsAttention,
 )
-from rotator.verify.checks import CheckContext, run_check
 
 __all__ = ["Runner", "left_to_secretsmanager"]
 
@@ -50,7 +47,6 @@ log = structlog.get_logger("rotator.workflow")
 INTENT_FIRST = frozenset(
     {RunState.CREATING, RunState.STORING, RunState.PROMOTING, RunState.REVOKING}
 )
-MAX_REVOKE_ATTEMPTS = 5
 FORWARD = list(RunState)[: list(RunState).index(RunState.COMPLETED) + 1]
 # What a scheduled pass may still do to a run Secrets Manager drives: the revoke owed after
 # the grace, and cleanup of a failure. Everything before belongs to the four rotation steps.
@@ -78,7 +74,7 @@ def left_to_secretsmanager(run: Run, trigger: str) -> Outcome | None:
     )
 
 
-class Runner(ForwardSteps):
+class Runner(ForwardSteps, RevokeSteps):
     """Runs, resumes, aborts or adopts for one account. Build one per lease."""
 
     # -- top level ---------------------------------------------------------------------
@@ -298,134 +294,6 @@ class Runner(ForwardSteps):
 
     # -- steps -------------------------------------------------------------------------
 
-    def _after_promote(self, run: Run) -> RunState:
-        self._hook("after_promote", run)
-        if run.old_token is None:
-            # A first managed token revokes nothing it did not make: only this run's name.
-            self._revoke_strays(run, self.e.client.list_tokens(self.name), prefix=run.token_name)
-            return RunState.COMPLETED
-        run.revoke_not_before = (self.e.clock() + self.policy.revoke_grace).isoformat()
-        return RunState.AWAITING_REVOKE
-
-    def _await_revoke(self, run: Run, revoke_now: bool) -> RunState | None:
-        due = (
-            run.revoke_not_before is None
-            or datetime.fromisoformat(run.revoke_not_before) <= self.e.clock()
-        )
-        return RunState.REVOKING if due or revoke_now else None
-
-    def _revoke(self, run: Run) -> RunState:
-        assert run.old_token is not None and run.new_token is not None
-        # Fence, then re-read MotherDuck and every backend, then revoke: as late as each can
-        # be, and before the intent is saved (a blocked revoke was never sent).
-        self._fence("motherduck.revoke_old")
-        blocked = self._revoke_blocked(run)
-        if blocked is not None:
-            return blocked
-        run.revoke_attempts += 1
-        run.revoke_sent_at = run.revoke_sent_at or self.e.clock().isoformat()
-        self._save(run)  # fenced by the store: a run that lost its lease stops here
-        self.lease = self.e.store.save(self.lease)  # a barrier: the intent durable (journal)
-        try:
-            self.e.client.revoke_token(self.name, run.old_token.id)
-            listed = self.e.client.list_tokens(self.name)
-            live = {t.id for t in listed}
-            if run.old_token.id in live:
-                raise _RevokeUnconfirmed(run.old_token.id)
-        except MotherDuckError as exc:
-            # Bounded across runs: a revoke that never takes ends in needs-attention with
-            # the next safe action, instead of "incomplete" forever.
-            if run.revoke_attempts < MAX_REVOKE_ATTEMPTS:
-                raise
-            run.failure = f"revoking {run.old_token.id} failed {run.revoke_attempts} times: {exc}"
-            run.remaining = [
-                f"revoke token {run.old_token.id} of {self.name} in MotherDuck "
-                "and confirm it is gone (the backends already serve the new token): "
-                f"`rotator rotate {self.name}` tries again"
-            ]
-            return RunState.FAILED_NEEDS_ATTENTION
-        if run.new_token.id not in live:
-            return self._attention(
-                run,
-                f"the new token {run.new_token.id} left MotherDuck's live list while the old "
-                f"token {run.old_token.id} was being revoked: no backend holds a live token",
-                [f"put a live token of {self.name} in every backend by hand (both are gone)"],
-            )
-        log.info("token.revoked", token_id=run.old_token.id)
-        self._revoke_strays(run, listed)
-        if self.policy.confirm_revoked:
-            self._confirm_old_token_rejected(run)
-        self._hook("after_revoke", run)
-        return RunState.COMPLETED
-
-    def _revoke_blocked(self, run: Run) -> RunState | None:
-        """Before the old token goes: the new one must be live and every backend on it (I1).
-
-        Reads only. A MotherDuck or backend read that fails propagates (the run stays
-        resumable); a finding stops the run as needs-attention with the next command.
-        """
-        assert run.old_token is not None and run.new_token is not None
-        old, new = run.old_token.id, run.new_token.id
-        live = {t.id for t in self.e.client.list_tokens(self.name)}
-        if new not in live:
-            back = (
-                f"run `rotator abort {run.run_id}` to put every backend back on the old "
-                f"token {old}, which is still live"
-                if old in live
-                else f"the old token {old} is gone too: store a live token in every backend"
-            )
-            return self._attention(
-                run,
-                f"the new token {new} is no longer live in MotherDuck (revoked or expired "
-                f"outside run {run.run_id}), so the old token {old} was not revoked; the "
-                "backends serve the dead token",
-                [back, f"then start a fresh rotation with `rotator rotate {self.name} --force`"],
-            )
-        problems = []
-        for label, backend in self.backends.items():
-            current = backend.read_current()
-            if current is not None and self._matches(current, run.new_token):
-                continue
-            if label not in run.backends:
-                problems.append(added_backend_step(run, self.name, label))
-            else:
-                problems.append(
-                    f"{label} no longer serves the new token {new} (changed outside rotator "
-                    f"after promote): `rotator drift {self.name}` shows what it serves; put "
-                    f"token {new} back in it, then `rotator rotate {self.name}`"
-                )
-        if problems:
-            return self._attention(
-                run, f"not revoking the old token {old}: {problems[0]}", problems
-            )
-        return None
-
-    def _attention(self, run: Run, failure: str, remaining: list[str]) -> RunState:
-        run.failure, run.remaining = failure, remaining
-        log.warning("run.needs_attention", reason=failure)
-        return RunState.FAILED_NEEDS_ATTENTION
-
-    def _confirm_old_token_rejected(self, run: Run) -> None:
-        """confirm_revoked: the old token must now fail every check (beyond the listing).
-
-        Its value is known only to the process that started the run; a revoke that
-        happens in a later run (after a grace period) is confirmed by the listing alone.
-        """
-        assert run.old_token is not None
-        if self.old_secret is None:
-            log.info("token.revoke_check_skipped", token_id=run.old_token.id)
-            return
-        ctx = CheckContext(self.name, "old token", self.old_secret, run.old_token.id)
-        for check, _, _ in self.checks:
-            if check.name == "readback":
-                continue
-            try:
-                run_check(check, ctx)
-            except CheckFailed:
-                continue
-            raise _RevokeUnconfirmed(run.old_token.id, f"still passes the {check.name} check")
-        log.info("token.revoke_confirmed", token_id=run.old_token.id)
-
     # -- rollback ----------------------------------------------------------------------
 
     def _rollback(self, run: Run) -> RunState:
@@ -476,9 +344,4 @@ class Runner(ForwardSteps):
             self._save(run, account=True)
         run.remaining = []
         return RunState.ROLLED_BACK
-
-
-class _RevokeUnconfirmed(MotherDuckError):
-    def __init__(self, token_id: str, why: str = "still listed") -> None:
-        super().__init__(f"token {token_id} {why} after revoke")
 
