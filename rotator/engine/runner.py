@@ -1,8 +1,17 @@
-"""The rotation steps and the loop that drives them, for one account under one lease.
+"""The loop that drives a run, and the commands that start or end one (rotate, abort, adopt).
 
-create -> store -> verify -> promote -> (grace) -> revoke, each a method that reads what
-it needs, acts once, records the outcome and names the next state. Rollback restores the
-backends first and revokes the new token only when every backend is back on the old one.
+One job: for one account under one lease, pick up the active run (or start one when it is
+due) and drive it from state to state until it is done, stopped or must wait. The steps
+themselves are elsewhere, each a method that reads what it needs, acts once, records the
+outcome and names the next state: create -> store -> verify -> promote in forward.py,
+(grace) -> revoke in revoking.py, rollback in rollback.py, the by-name sweeps they share
+in sweep.py, the bookkeeping under all of them in runcontext.py. `Runner` joins them.
+
+It carries I3 (a resumed run carries on from its checkpointed state, every step safe to
+repeat), I6 (a failed step rolls back, and the outcome says what happened and what is
+left), I4 (an interrupted run checks it still holds the lease before it reports) and I1
+for the commands: `abort` refuses once rolling back could leave a backend on a dead
+token, `adopt` refuses a token while the backends serve another.
 """
 
 from __future__ import annotations
@@ -12,10 +21,11 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from rotator.engine import interrupt
-from rotator.engine.forward import ForwardSteps, backend_kind, token_ref
+from rotator.engine.forward import ForwardSteps, token_ref
 from rotator.engine.outcome import Outcome, final_outcome, outcome_for
 from rotator.engine.outcome import token_id as _id
 from rotator.engine.revoking import RevokeSteps
+from rotator.engine.rollback import RollbackStep
 from rotator.engine.runcontext import StepFailed
 from rotator.engine.runrecord import (
     Run,
@@ -74,7 +84,7 @@ def left_to_secretsmanager(run: Run, trigger: str) -> Outcome | None:
     )
 
 
-class Runner(ForwardSteps, RevokeSteps):
+class Runner(ForwardSteps, RevokeSteps, RollbackStep):
     """Runs, resumes, aborts or adopts for one account. Build one per lease."""
 
     # -- top level ---------------------------------------------------------------------
@@ -291,57 +301,3 @@ class Runner(ForwardSteps, RevokeSteps):
         if self.until is None or run.state not in FORWARD:
             return False
         return FORWARD.index(run.state) >= FORWARD.index(self.until)
-
-    # -- steps -------------------------------------------------------------------------
-
-    # -- rollback ----------------------------------------------------------------------
-
-    def _rollback(self, run: Run) -> RunState:
-        remaining: list[str] = []
-        for label, progress in run.backends.items():
-            if progress.state in SETTLED:
-                continue
-            backend = self.backends.get(label)
-            if backend is None:
-                remaining.append(left_config_step(run, label))
-                continue
-            progress.state = "rolling_back"
-            self._save(run)
-            self._fence(f"rollback:{backend_kind(label)}")
-            try:
-                backend.rollback(progress.receipt, run_id=run.run_id)
-            except BackendError as exc:
-                progress.error = str(exc)
-                remaining.append(f"restore {label} to the old token ({exc})")
-                continue
-            progress.state = "rolled_back"
-            run.undone.append(f"restored {label}")
-            self._save(run)
-        if remaining:
-            run.failure = run.failure or "the rollback could not finish"
-            run.remaining = [
-                *remaining,
-                f"then revoke the new token {_id(run.new_token)} "
-                "(left valid: a backend may still serve it)",
-            ]
-            return RunState.FAILED_NEEDS_ATTENTION
-        try:
-            if run.new_token is not None:
-                self._fence("motherduck.revoke")
-                self.e.client.revoke_token(self.name, run.new_token.id)
-                run.undone.append(f"revoked new token {run.new_token.id}")
-            if run.create_attempts:
-                self._forget_lost_replacements(run, settle=True)
-        except MotherDuckError as exc:
-            run.remaining = [f"revoke the new token {_id(run.new_token)} of {self.name} ({exc})"]
-            return RunState.FAILED_NEEDS_ATTENTION
-        if (
-            self.record.current_token
-            and run.new_token
-            and self.record.current_token.id == run.new_token.id
-        ):
-            self.record.current_token = run.old_token
-            self._save(run, account=True)
-        run.remaining = []
-        return RunState.ROLLED_BACK
-
