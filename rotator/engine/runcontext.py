@@ -1,6 +1,7 @@
 """What every step of a run shares: collaborators, checkpoint writes, transitions, hooks.
 
-`Runner` (the steps) builds on this; nothing here decides what happens next.
+The step mixins (sweep, forward, revoking, rollback) and `Runner` (the loop) build on
+this; nothing here decides what happens next.
 """
 
 from __future__ import annotations

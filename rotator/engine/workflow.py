@@ -1,11 +1,12 @@
 """The rotation engine's public face: `Engine` (rotate, plan, abort, adopt) and `Outcome`.
 
 One rotation of one account is create -> store -> verify -> promote -> (grace) ->
-revoke, checkpointed at every step (the steps live in runner.py, the shared bookkeeping in
-runcontext.py). Each step writes its intent durably before the side effect and its outcome
-after it; a resumed run asks the outside world (MotherDuck's token list, each backend's
-staged value) what happened instead of trusting memory. A failure before promote rolls
-back: backends return to the old token first, and only then is the new token revoked.
+revoke, checkpointed at every step (runner.py drives them; the steps live in forward.py,
+revoking.py and rollback.py, the shared bookkeeping in runcontext.py). Each step writes
+its intent durably before the side effect and its outcome after it; a resumed run asks
+the outside world (MotherDuck's token list, each backend's staged value) what happened
+instead of trusting memory. A failure before promote rolls back: backends return to the
+old token first, and only then is the new token revoked.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from rotator import aws_lambda
-from rotator.engine.runner import MAX_REVOKE_ATTEMPTS
+from rotator.engine.revoking import MAX_REVOKE_ATTEMPTS
 from tests.integration.test_lambda import STEPS, Context, Setup
 from tests.support.rotator_cli import CliSetup, json_lines, scan_for_secrets, seed_file
 from tests.support.simulator_fixtures import unique_username

@@ -100,7 +100,7 @@ class World:
 
 
 class FakeTime:
-    """Stands in for the `time` module in rotator.engine.runner: sleeping advances the clocks."""
+    """Stands in for the `time` module of the create step and the sweeps: sleeping advances the clocks."""
 
     def __init__(self) -> None:
         self.now = 1_800_000_000.0
@@ -122,7 +122,8 @@ class FakeTime:
 def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
     """Every engine here runs on fake time: a settle window never costs real seconds."""
     fake = FakeTime()
-    monkeypatch.setattr("rotator.engine.runner.time", fake)
+    monkeypatch.setattr("rotator.engine.forward.time", fake)
+    monkeypatch.setattr("rotator.engine.sweep.time", fake)
     return fake
 
 
