@@ -33,25 +33,36 @@ def import_structlog(*, want_rich: bool) -> None:
 
 
 def import_httpx() -> None:
-    """Import httpx without the rich its command-line client pulls in (`httpx._main`).
+    """Import httpx without its command-line client (`httpx._main`).
 
-    Every acting command makes the admin-token probe, so every scheduled no-op imports
-    httpx; rich comes along only if something already loaded it (console logs).
+    httpx's package tries `from ._main import main`, which imports click, pygments and
+    rich (~30 ms even when rich itself is blocked), and falls back to a stub on
+    ImportError. Every acting command makes the admin-token probe, so every scheduled
+    no-op imports httpx; its command-line client is never used by rotator.
     """
-    _import_without_rich("httpx", want_rich=False)
+    _import_without("httpx", hidden=("httpx._main", "rich"))
 
 
 def _import_without_rich(module: str, *, want_rich: bool) -> None:
-    if module in sys.modules or want_rich or "rich" in sys.modules:
+    if want_rich or "rich" in sys.modules:
         importlib.import_module(module)
         return
-    sys.modules["rich"] = None  # type: ignore[assignment]  # `import rich` -> ImportError
+    _import_without(module, hidden=("rich",))
+
+
+def _import_without(module: str, *, hidden: tuple[str, ...]) -> None:
+    """Import `module` while each of `hidden` (not yet loaded) raises ImportError."""
+    if module in sys.modules:
+        return
+    blocked = [name for name in hidden if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import name` -> ImportError
     try:
         importlib.import_module(module)
     finally:
-        if sys.modules.get("rich", 0) is None:
-            del sys.modules["rich"]
-
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
 
 
 def aws_client(service: str, *, region: str | None = None, **kwargs: Any) -> Any:
