@@ -57,7 +57,8 @@ out = m.handler({"source": "aws.events", "detail-type": "Scheduled Event"}, None
 done = time.perf_counter()
 done_at = time.monotonic()
 assert out["failed"] == 0 and all(r["result"] == "not_due" for r in out["results"]), out
-print(json.dumps({"import_s": imported - t, "handle_s": done - imported, "done_at": done_at}))
+print(json.dumps({"import_s": imported - t, "handle_s": done - imported, "done_at": done_at,
+                  "file": m.__file__}))
 """
 PROFILED = """
 import cProfile, pstats, sys
@@ -204,18 +205,18 @@ def run(args: argparse.Namespace, base: Path, sim: Simulator, endpoint: str) -> 
         codes["before_handler"] = HANDLER
     out_path = work / "child.out"
     for name in codes:  # warm-up: fills the bytecode cache (see _common)
-        measure(codes[name], envs[name], out_path)
+        measure(codes[name], envs[name], out_path, cwd=work)
     sim.clear_requests()
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in codes}
     load_before = os.getloadavg()
     order = list(codes)
     for i in range(args.runs):
         for name in order[i % len(order):] + order[: i % len(order)]:  # rotate the order
-            runs[name].append(measure(codes[name], envs[name], out_path))
+            runs[name].append(measure(codes[name], envs[name], out_path, cwd=work))
     load_after = os.getloadavg()
     per_run = len(sim.requests()) / args.runs / (2 if args.before else 1)
     if args.profile:
-        subprocess.run([PYTHON, "-c", PROFILED], env=envs["handler"], cwd=ROOT,
+        subprocess.run([PYTHON, "-c", PROFILED], env=envs["handler"], cwd=work,
                        stdout=subprocess.DEVNULL, timeout=120, check=True)
 
     def med(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -242,7 +243,9 @@ def run(args: argparse.Namespace, base: Path, sim: Simulator, endpoint: str) -> 
         result[prefix + "ratio_no_shutdown"] = handler["to_done_s"] / base["to_done_s"]
         result[prefix + "ratio_no_shutdown_rounds_min_max"] = [min(rounds), max(rounds)]
         result[prefix + "ratio_wall"] = handler["wall_s"] / base["wall_s"]
-    result["importtime"] = importtime_top(envs["handler"], ROOT)
+        # CPU (user + system, shutdown included) moves less than wall on a loaded machine.
+        result[prefix + "ratio_cpu"] = handler["cpu_s"] / base["cpu_s"]
+    result["importtime"] = importtime_top(envs["handler"], work)
     return result
 
 
@@ -250,14 +253,18 @@ def _path(first: Path | str, rest: str) -> str:
     return os.pathsep.join(p for p in (str(first), rest) if p)
 
 
-def measure(code: str, env: dict[str, str], out_path: Path) -> dict[str, float]:
-    """One fresh interpreter running `code`: wall, wall to `done_at`, CPU, peak RSS."""
+def measure(code: str, env: dict[str, str], out_path: Path, *, cwd: Path) -> dict[str, float]:
+    """One fresh interpreter running `code`: wall, wall to `done_at`, CPU, peak RSS.
+
+    `cwd` is the function's directory, not a checkout: `python -c` puts the working
+    directory first on sys.path, which would shadow the PYTHONPATH naming the checkout.
+    """
     fd, measure_path = tempfile.mkstemp(prefix="rotator-bench-launch-", suffix=".json")
     os.close(fd)
     try:
         with open(out_path, "w") as out:
             proc = subprocess.Popen([PYTHON, "-S", "-c", LAUNCH, PYTHON, "-c", code],
-                                    env={**env, "BENCH_MEASURE_OUT": measure_path}, cwd=ROOT,
+                                    env={**env, "BENCH_MEASURE_OUT": measure_path}, cwd=cwd,
                                     stdout=out, stderr=subprocess.DEVNULL,
                                     start_new_session=True)
             try:
@@ -270,12 +277,15 @@ def measure(code: str, env: dict[str, str], out_path: Path) -> dict[str, float]:
     finally:
         os.unlink(measure_path)
     assert launched["rc"] == 0, (code, launched, out_path.read_text())
-    # The handler may print EMF metrics lines to stdout first; ours is the last.
-    inner = json.loads(out_path.read_text().strip().splitlines()[-1])
+    # The handler prints its EMF metrics lines to stdout first; ours is the last.
+    lines = out_path.read_text().strip().splitlines()
+    inner = json.loads(lines[-1])
+    ran = inner.pop("file", None)  # the handler's module: from the checkout it was meant to be
+    assert ran is None or ran.startswith(env["PYTHONPATH"].split(os.pathsep)[0]), ran
     to_done = inner.pop("done_at") - launched["spawned"]
     return {"to_done_s": to_done, "wall_s": launched["wall"],
             "shutdown_s": launched["wall"] - to_done, "cpu_s": launched["cpu"],
-            "peak_rss_mb": launched["maxrss_kb"] / 1024, **inner}
+            "peak_rss_mb": launched["maxrss_kb"] / 1024, "stdout_lines": len(lines), **inner}
 
 
 if __name__ == "__main__":
