@@ -70,6 +70,8 @@ prof.disable()
 stats = pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative")
 stats.print_stats(45)
 stats.print_stats("_make_api_call|emf_for|motherduck.py.*_call")  # AWS and MotherDuck calls
+stats.sort_stats("tottime").print_stats(25)
+stats.print_callers("inspect.py.*getsource|tokenize.py.*_tokenize")  # source read at start-up
 """
 BASELINE = """
 import json, time

@@ -33,14 +33,16 @@ def import_structlog(*, want_rich: bool) -> None:
 
 
 def import_httpx() -> None:
-    """Import httpx without its command-line client (`httpx._main`).
+    """Import httpx without its command-line client (`httpx._main`) or async back-ends.
 
     httpx's package tries `from ._main import main`, which imports click, pygments and
     rich (~30 ms even when rich itself is blocked), and falls back to a stub on
-    ImportError. Every acting command makes the admin-token probe, so every scheduled
-    no-op imports httpx; its command-line client is never used by rotator.
+    ImportError; httpcore likewise tries anyio (whose import reads its own source through
+    `inspect.getsource`) and trio for its async classes. rotator's HTTP is synchronous
+    (`httpx.Client`) and never uses either. Every acting command makes the admin-token
+    probe, so every scheduled no-op imports httpx.
     """
-    _import_without("httpx", hidden=("httpx._main", "rich"))
+    _import_without("httpx", hidden=("httpx._main", "rich", "anyio", "trio"))
 
 
 def _import_without_rich(module: str, *, want_rich: bool) -> None:

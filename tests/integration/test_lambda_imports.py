@@ -2,8 +2,8 @@
 
 A fresh interpreter imports `rotator.aws_lambda` and handles one scheduled event (state in
 DynamoDB on moto, one adopted account not due), then prints `sys.modules`. Drawing for a
-person (rich, pygments), httpx's command-line client (click), Prometheus and boto3 itself
-(the clients come from botocore) must not be among them; the admin-token probe must still
+person (rich, pygments), httpx's command-line client (click), async back-ends (anyio),
+Prometheus and boto3 itself (the clients come from botocore) must not be among them; the admin-token probe must still
 be made, before anything else is asked of MotherDuck.
 """
 
@@ -29,7 +29,7 @@ print(json.dumps({"out": out, "modules": sorted(sys.modules)}))
 """
 NOT_LOADED = {
     "rich", "rich.console", "rich.traceback", "pygments", "pygments.lexers", "click",
-    "httpx._main", "prometheus_client", "boto3", "s3transfer",
+    "httpx._main", "anyio", "prometheus_client", "boto3", "s3transfer",
 }
 
 
