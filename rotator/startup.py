@@ -42,7 +42,7 @@ def import_httpx() -> None:
     (`httpx.Client`) and never uses either. Every acting command makes the admin-token
     probe, so every scheduled no-op imports httpx.
     """
-    _import_without("httpx", hidden=("httpx._main", "rich", "anyio", "trio"))
+    _import_without("httpx", "httpcore", hidden=("httpx._main", "rich", "anyio", "trio"))
 
 
 def _import_without_rich(module: str, *, want_rich: bool) -> None:
@@ -52,15 +52,16 @@ def _import_without_rich(module: str, *, want_rich: bool) -> None:
     _import_without(module, hidden=("rich",))
 
 
-def _import_without(module: str, *, hidden: tuple[str, ...]) -> None:
-    """Import `module` while each of `hidden` (not yet loaded) raises ImportError."""
-    if module in sys.modules:
+def _import_without(*modules: str, hidden: tuple[str, ...]) -> None:
+    """Import `modules` while each of `hidden` (not yet loaded) raises ImportError."""
+    if all(module in sys.modules for module in modules):
         return
     blocked = [name for name in hidden if name not in sys.modules]
     for name in blocked:
         sys.modules[name] = None  # type: ignore[assignment]  # `import name` -> ImportError
     try:
-        importlib.import_module(module)
+        for module in modules:
+            importlib.import_module(module)
     finally:
         for name in blocked:
             if sys.modules.get(name, 0) is None:
