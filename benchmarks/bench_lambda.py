@@ -169,11 +169,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, base: Path, sim: Simulator, endpoint: str) -> dict[str, Any]:
     from rotator import log as rlog
-    from rotator.checkpoint_dynamodb import DynamoDBStore, create_table
     from rotator.config import load_config
-    from rotator.motherduck import MotherDuckClient
+    from rotator.engine.workflow import Engine
+    from rotator.motherduck.client import MotherDuckClient
     from rotator.secret import Secret
-    from rotator.workflow import Engine
+    from rotator.state.dynamodb import DynamoDBStore, create_table
 
     rlog.configure("json", level="warning", stream=open(os.devnull, "w"))  # noqa: SIM115
     work = base / "fn"

@@ -25,7 +25,7 @@ malformed event is refused before anything is read or written.
 
 The engine is built on first use and reused while the function stays warm, and so are
 the AWS clients; botocore is imported only when the event needs it (boto3 not at all:
-`rotator.startup.aws_client`). Observability in Lambda: every run event is logged
+`rotator.util.startup.aws_client`). Observability in Lambda: every run event is logged
 as an `audit.recorded` line (the DynamoDB run record keeps its own `events` list),
 notifications go out as on the command line, and after each invocation one CloudWatch
 Embedded Metric Format line per account touched is printed on stdout (namespace
@@ -43,7 +43,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from rotator.startup import import_structlog
+from rotator.util.startup import import_structlog
 
 # Lambda logs JSON only: nothing is drawn for a person, so structlog loads without rich
 # (~40 ms of a cold start). This runs before any other rotator module imports structlog.
@@ -221,7 +221,7 @@ def _secretsmanager(secret_id: str | None = None) -> Any:
     region = parts[3] if len(parts) > 6 and parts[0] == "arn" and parts[3] else None
     client = _SM_CLIENTS.get(region)
     if client is None:
-        from rotator.startup import aws_client
+        from rotator.util.startup import aws_client
 
         client = _SM_CLIENTS[region] = aws_client("secretsmanager", region=region)
     return client

@@ -25,7 +25,7 @@ condition pins. Expiry is judged with a clock-skew margin (`[state] clock_skew`)
 is free only once `expires_at + clock_skew` has passed on the taker's clock.
 A lost condition is a lost race: LeaseHeld on acquire, LeaseLost on save.
 botocore is imported when the store is built, not when rotator is imported (and boto3
-not at all: `rotator.startup.aws_client`).
+not at all: `rotator.util.startup.aws_client`).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ FINISHED_RUN_TTL = timedelta(days=180)
 def _client(region: str | None, endpoint_url: str | None) -> Any:
     from botocore.config import Config as BotoConfig
 
-    from rotator.startup import aws_client
+    from rotator.util.startup import aws_client
 
     return aws_client(
         "dynamodb",

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from rotator import aws_lambda
-from rotator.checkpoint_dynamodb import create_table
+from rotator.state.dynamodb import create_table
 from tests.support.simulator_fixtures import unique_username
 
 CHILD = """
