@@ -15,15 +15,14 @@ are rejected. Backend tables are validated by the backend's own `Config` model.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -36,6 +35,7 @@ from pydantic import (
 )
 
 from backends import BackendConfig, validate_config
+from rotator.config.problems import config_error, did_you_mean, format_errors, validate
 from rotator.durations import format_duration, parse_duration
 from rotator.errors import ConfigError
 from rotator.netpolicy import check_aws_region, insecure_reason
@@ -55,7 +55,6 @@ __all__ = [
     "parse_config",
 ]
 
-_M = TypeVar("_M", bound=BaseModel)
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 USERNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{2,254}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -363,23 +362,23 @@ def parse_config(text: str, *, base_dir: Path, source: str = "<config>") -> Conf
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     problems: list[str] = []
-    raw = _validate(_RawConfig, data, "", problems)
+    raw = validate(_RawConfig, data, "", problems)
     bad_sections: set[str] = set()
     if raw is None:
         # Report the other sections' problems too: validate again without those at fault.
         bad_sections = {
-            key for key in data if _validate(_RawConfig, {key: data[key]}, "", []) is None
+            key for key in data if validate(_RawConfig, {key: data[key]}, "", []) is None
         }
-        raw = _validate(_RawConfig, {k: v for k, v in data.items() if k not in bad_sections},
-                        "", [])
+        raw = validate(_RawConfig, {k: v for k, v in data.items() if k not in bad_sections},
+                       "", [])
         if raw is None:
-            raise _config_error(source, problems)
+            raise config_error(source, problems)
     defaults, bad_keys = _validate_policy(raw.defaults, "defaults", problems)
     # A mistake in [defaults] is reported once, there: accounts inherit only the good keys.
     inherited = {k: v for k, v in raw.defaults.items() if k not in bad_keys}
     # The rules across keys (ttl against rotate_before_expiry, lease_ttl against the
     # settle window) are checked on the good keys too, so one typo hides no other problem.
-    good = defaults if defaults is not None else _validate(Policy, inherited, "defaults", [])
+    good = defaults if defaults is not None else validate(Policy, inherited, "defaults", [])
     if good is not None:
         _check_checks(good, "defaults", raw.motherduck.api_url, problems)
         _check_policy(good, "defaults", problems)
@@ -402,7 +401,7 @@ def parse_config(text: str, *, base_dir: Path, source: str = "<config>") -> Conf
         seen.add(account.username.lower())
         accounts.append(account)
     if problems or defaults is None:
-        raise _config_error(source, problems)
+        raise config_error(source, problems)
     return Config(
         raw.motherduck,
         raw.state,
@@ -418,16 +417,16 @@ def parse_config(text: str, *, base_dir: Path, source: str = "<config>") -> Conf
 def _account(
     data: dict[str, Any], where: str, defaults: Mapping[str, Any], problems: list[str]
 ) -> AccountConfig | None:
-    raw = _validate(_RawAccount, data, where, problems)
+    raw = validate(_RawAccount, data, where, problems)
     if raw is None:
         return None
     overrides = dict(raw.model_extra or {})
     unknown = sorted(set(overrides) - set(_POLICY_FIELDS))
     for key in unknown:
         known = [*_POLICY_FIELDS, *_RawAccount.model_fields]
-        problems.append(f"{where}.{key}: unknown field{_did_you_mean(key, known)}")
+        problems.append(f"{where}.{key}: unknown field{did_you_mean(key, known)}")
     known_overrides = {k: v for k, v in overrides.items() if k in _POLICY_FIELDS}
-    policy = _validate(Policy, {**defaults, **known_overrides}, where, problems)
+    policy = validate(Policy, {**defaults, **known_overrides}, where, problems)
     backends: list[BackendConfig] = []
     for j, table in enumerate(raw.backends):
         path = f"{where}.backends[{j}]"
@@ -436,7 +435,7 @@ def _account(
         except ConfigError as exc:
             problems.append(f"{path}.{exc}")
         except ValidationError as exc:
-            problems.extend(_format_errors(exc, path))
+            problems.extend(format_errors(exc, path))
     if policy is None or unknown or len(backends) != len(raw.backends):
         return None
     return AccountConfig(username=raw.username, backends=tuple(backends), policy=policy)
@@ -470,7 +469,7 @@ def _validate_policy(
     try:
         return Policy.model_validate(data), set()
     except ValidationError as exc:
-        problems.extend(_format_errors(exc, where, Policy))
+        problems.extend(format_errors(exc, where, Policy))
         return None, {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
 
 
@@ -492,55 +491,3 @@ def _check_policy(policy: Policy, where: str, problems: list[str]) -> None:
             f"{format_duration(max(life, timedelta(0)))} after it is made and every run "
             "rotates; raise ttl or lower rotate_before_expiry"
         )
-
-
-def _validate(model: type[_M], data: object, where: str, problems: list[str]) -> _M | None:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems.extend(_format_errors(exc, where, model))
-        return None
-
-
-def _format_errors(
-    exc: ValidationError, where: str, model: type[BaseModel] | None = None
-) -> list[str]:
-    lines = []
-    for err in exc.errors():
-        path = where
-        for part in err["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            known = _fields_at(model, err["loc"][:-1]) if model is not None else []
-            message = f"unknown field{_did_you_mean(str(err['loc'][-1]), known)}"
-        lines.append(f"{path or '<top>'}: {message}")
-    return lines
-
-
-def _fields_at(model: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
-    """The field names of the (nested) model that `loc` points into, if it is one."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field_info = getattr(current, "model_fields", {}).get(part)
-        if field_info is None:
-            return []
-        current = field_info.annotation
-    fields = getattr(current, "model_fields", None)
-    return list(fields) if isinstance(fields, dict) else []
-
-
-def _did_you_mean(key: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _config_error(source: str, problems: Sequence[str]) -> ConfigError:
-    more = (
-        f" (and {len(problems) - 1} more; run `rotator config validate`)"
-        if len(problems) > 1
-        else ""
-    )
-    return ConfigError(f"{source}: {problems[0]}{more}", problems=problems)
