@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from pydantic import ValidationError
 
 from backends import BackendConfig, validate_config
 from rotator.config.problems import config_error, did_you_mean, format_errors, validate
+from rotator.config.resolved import AccountConfig, Config
 from rotator.config.schema import (
     AuditSettings,
     MotherDuckSettings,
@@ -36,7 +36,6 @@ from rotator.config.schema import (
     RawAccount,
     RawConfig,
     StateSettings,
-    Strict,
 )
 from rotator.durations import format_duration
 from rotator.errors import ConfigError
@@ -59,66 +58,6 @@ __all__ = [
 _POLICY_FIELDS = tuple(Policy.model_fields)
 # A token that comes due sooner than this after it is made is replaced by every run.
 MIN_TOKEN_LIFE = timedelta(days=1)
-
-
-class AccountConfig(Strict):
-    username: str
-    backends: tuple[BackendConfig, ...]
-    policy: Policy
-
-    @property
-    def name(self) -> str:
-        return self.username
-
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    motherduck: MotherDuckSettings
-    state: StateSettings
-    defaults: Policy
-    accounts: tuple[AccountConfig, ...]
-    base_dir: Path
-    source: str
-    audit: AuditSettings = field(default_factory=AuditSettings)
-    notifications: Notifications = field(default_factory=Notifications)
-
-    def account(self, username: str) -> AccountConfig:
-        for account in self.accounts:
-            if account.username.lower() == username.lower():
-                return account
-        known = ", ".join(a.username for a in self.accounts) or "none"
-        raise ConfigError(f"account {username!r} is not in {self.source} (configured: {known})")
-
-    @property
-    def state_path(self) -> Path:
-        path = Path(self.state.path)
-        return path if path.is_absolute() else self.base_dir / path
-
-    @property
-    def audit_path(self) -> Path | None:
-        """The audit file, or None when events go to the log (DynamoDB store, no path)."""
-        if self.audit.path:
-            path = Path(self.audit.path)
-            return path if path.is_absolute() else self.base_dir / path
-        return self.state_path / "audit.jsonl" if self.state.store == "file" else None
-
-    def credential_env_names(self) -> set[str]:
-        """Environment variables this config reads credentials from (for the redactor)."""
-        names = {self.motherduck.admin_token_env}
-        for account in self.accounts:
-            for backend in account.backends:
-                auth = getattr(backend, "auth", None)
-                for attr in ("token_env", "secret_id_env", "role_id_env"):
-                    name = getattr(auth, attr, None)
-                    if isinstance(name, str) and name:
-                        names.add(name)
-        return names
-
-    def secret_values(self) -> list[str]:
-        """Values in the config itself that are secrets: the notification URLs."""
-        notes = self.notifications
-        return [target.url for target in (*notes.on_success, *notes.on_failure)]
 
 
 def default_config_path(explicit: str | None = None) -> Path:
