@@ -5,7 +5,7 @@
 its `checks` entries, CheckSpec); RawConfig is the whole document and RawAccount one
 `[[accounts]]` table before its overrides are merged. Unknown keys are refused. Rules
 across tables (lease timing, checks that build, ttl against rotate_before_expiry) are
-the loader's, in rotator/config/__init__.py.
+the loader's, in rotator/config/load.py.
 """
 
 from __future__ import annotations
