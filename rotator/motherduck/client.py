@@ -6,9 +6,8 @@ has a timeout; the admin token is revealed only to build the `Authorization` hea
 Errors are `rotator.errors.MotherDuckError` subclasses with one-line messages naming the
 method, the path (username, token id) and what to do; never a secret.
 
-Retries (a small policy object rather than stamina, because stamina can neither report
-the real wait of each retry to a per-client hook nor keep a Retry-After wait inside the
-deadline), bounded by `RetryPolicy.attempts` AND `RetryPolicy.timeout`:
+Retries (the policy is `rotator.motherduck.retry`), bounded by `RetryPolicy.attempts` AND
+`RetryPolicy.timeout`:
 
     429                            every method; waits Retry-After (capped) if given
     502, 503, 504                  GET, PUT, DELETE
@@ -30,14 +29,9 @@ reports as "already gone" (False).
 
 from __future__ import annotations
 
-import math
-import random
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
@@ -60,6 +54,7 @@ from rotator.errors import (
 from rotator.log import scrub
 from rotator.motherduck import parse as answers
 from rotator.motherduck.parse import CreatedToken, TokenInfo
+from rotator.motherduck.retry import EVENT_KEYS, RetryEvent, RetryPolicy, retry_after
 from rotator.netpolicy import insecure_reason
 from rotator.secret import MASK, TOKEN_PATTERN, Secret
 from rotator.util.httpbound import DeadlineTransport, TooLarge, deadline, read_capped
@@ -81,75 +76,12 @@ _TOKENS: Final = "/v1/users/{username}/tokens"
 _TOKEN: Final = "/v1/users/{username}/tokens/{token_id}"
 _USER: Final = "/v1/users/{username}"
 _INSTANCES: Final = "/v1/users/{username}/instances"
-_EVENT_KEYS: Final = ("method", "route", "attempt", "wait_seconds", "reason")
 _STATUS_ERRORS: Final[dict[int, type[MotherDuckError]]] = {
     400: BadRequest,
     403: Forbidden,
     404: NotFound,
 }
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True, slots=True)
-class RetryEvent:
-    """One scheduled retry: `attempt` failed for `reason`; the next starts after the wait."""
-
-    method: str
-    route: str
-    attempt: int
-    wait_seconds: float
-    reason: str
-
-
-class _VirtualTime:
-    """A clock that `sleep` moves forward instantly: deadline arithmetic without waiting."""
-
-    __slots__ = ("_offset",)
-
-    def __init__(self) -> None:
-        self._offset = 0.0
-
-    def sleep(self, seconds: float) -> None:
-        self._offset += max(seconds, 0.0)
-
-    def clock(self) -> float:
-        return time.monotonic() + self._offset
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often and how long to retry: jittered exponential backoff, count AND deadline.
-
-    `timeout` is the whole budget in seconds from the first attempt (Lambda passes its
-    remaining time); a retry whose wait would end past it is not scheduled, and each
-    attempt's HTTP timeout is trimmed to what is left (at least one second).
-    """
-
-    attempts: int = 4
-    wait_initial: float = 0.25
-    wait_max: float = 8.0
-    wait_jitter: float = 0.25
-    timeout: float = 30.0
-    retry_after_cap: float = 30.0
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
-    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("RetryPolicy.attempts must be at least 1")
-        if self.timeout <= 0 or min(self.wait_initial, self.wait_max, self.wait_jitter) < 0:
-            raise ValueError("RetryPolicy.timeout must be positive and waits not negative")
-
-    @classmethod
-    def no_wait(cls, attempts: int = 4) -> RetryPolicy:
-        """For tests: the same waits are computed and reported, but time only pretends."""
-        virtual = _VirtualTime()
-        return cls(attempts=attempts, sleep=virtual.sleep, clock=virtual.clock)
-
-    def backoff(self, attempt: int) -> float:
-        """The wait after failed attempt number `attempt` (1-based), jittered and capped."""
-        exponential = self.wait_initial * 2.0 ** (attempt - 1)
-        return min(self.wait_max, exponential + random.uniform(0, self.wait_jitter))
 
 
 @dataclass(slots=True)
@@ -364,7 +296,7 @@ class MotherDuckClient:
         if policy.clock() - start + wait >= policy.timeout:
             return False
         event = RetryEvent(method, route, attempt, wait, failure.reason)
-        log.warning("motherduck.retry_scheduled", **{k: getattr(event, k) for k in _EVENT_KEYS})
+        log.warning("motherduck.retry_scheduled", **{k: getattr(event, k) for k in EVENT_KEYS})
         if self._on_retry is not None:
             self._on_retry(event)
         policy.sleep(wait)
@@ -400,7 +332,7 @@ class MotherDuckClient:
         where = f"{method} {path}: {status}"
         extra: dict[str, Any] = {"status": status, "code": code, "issues": issues}
         if status == 429:
-            after = _retry_after(response.headers.get("Retry-After"))
+            after = retry_after(response.headers.get("Retry-After"))
             wait = None if after is None else min(after, self._retry.retry_after_cap)
             note = "" if after is None else f" (Retry-After {after:g}s)"
             extra = {"code": code, "issues": issues, "retry_after": after}
@@ -507,20 +439,3 @@ def _seg(value: str) -> str:
         raise ValueError("a username or token id must not be empty")
     quoted = quote(value, safe="")
     return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if unusable."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(seconds, 0.0) if math.isfinite(seconds) else None
