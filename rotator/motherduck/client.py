@@ -6,8 +6,8 @@ has a timeout; the admin token is revealed only to build the `Authorization` hea
 Errors are `rotator.errors.MotherDuckError` subclasses with one-line messages naming the
 method, the path (username, token id) and what to do; never a secret.
 
-Retries (the policy is `rotator.motherduck.retry`), bounded by `RetryPolicy.attempts` AND
-`RetryPolicy.timeout`:
+Retries (the policy is `rotator.motherduck.retry`, the classification of a failed attempt
+`rotator.motherduck.failure`), bounded by `RetryPolicy.attempts` AND `RetryPolicy.timeout`:
 
     429                            every method; waits Retry-After (capped) if given
     502, 503, 504                  GET, PUT, DELETE
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
@@ -39,12 +38,9 @@ import httpx
 import structlog
 
 from rotator.errors import (
-    BadRequest,
     ConfigError,
-    Forbidden,
     MotherDuckError,
     NotFound,
-    OutcomeUnknown,
     RateLimited,
     ServerError,
     TransportError,
@@ -53,6 +49,16 @@ from rotator.errors import (
 )
 from rotator.log import scrub
 from rotator.motherduck import parse as answers
+from rotator.motherduck.failure import (
+    GATEWAY_STATUSES,
+    IDEMPOTENT,
+    NEVER_SENT,
+    NOT_TRANSIENT,
+    RETRY_STATUSES,
+    STATUS_ERRORS,
+    Failure,
+    unknown,
+)
 from rotator.motherduck.parse import CreatedToken, TokenInfo
 from rotator.motherduck.retry import EVENT_KEYS, RetryEvent, RetryPolicy, retry_after
 from rotator.netpolicy import insecure_reason
@@ -63,11 +69,6 @@ __all__ = ["CreatedToken", "MotherDuckClient", "RetryEvent", "RetryPolicy", "Tok
 
 log = structlog.get_logger("rotator.motherduck")
 
-_IDEMPOTENT: Final = frozenset({"GET", "PUT", "DELETE"})
-_RETRY_STATUSES: Final = frozenset({502, 503, 504})
-_GATEWAY_STATUSES: Final = frozenset({502, 504})
-_NEVER_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_NOT_TRANSIENT: Final = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 _MIN_ATTEMPT_SECONDS: Final = 1.0
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 """No answer of the API is near this (10,000 tokens' metadata is ~2 MB); past it, stop."""
@@ -76,29 +77,7 @@ _TOKENS: Final = "/v1/users/{username}/tokens"
 _TOKEN: Final = "/v1/users/{username}/tokens/{token_id}"
 _USER: Final = "/v1/users/{username}"
 _INSTANCES: Final = "/v1/users/{username}/instances"
-_STATUS_ERRORS: Final[dict[int, type[MotherDuckError]]] = {
-    400: BadRequest,
-    403: Forbidden,
-    404: NotFound,
-}
 _T = TypeVar("_T")
-
-
-@dataclass(slots=True)
-class _Failure:
-    """One failed attempt: the error to raise if we stop, and whether we may go on."""
-
-    kind: type[MotherDuckError]
-    message: str
-    reason: str
-    retry: bool = False
-    wait: float | None = None
-    cause: BaseException | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def error(self, attempts: int) -> MotherDuckError:
-        tail = f" (gave up after {attempts} attempts)" if self.retry and attempts > 1 else ""
-        return self.kind(self.message + tail, **self.extra)
 
 
 class MotherDuckClient:
@@ -275,11 +254,11 @@ class MotherDuckClient:
 
     def _too_large(
         self, method: str, path: str, exc: TooLarge, creating: tuple[str, str] | None
-    ) -> _Failure:
+    ) -> Failure:
         if creating is not None:
-            return _unknown(method, path, str(exc), creating)
+            return unknown(method, path, str(exc), creating)
         message = f"{method} {path}: {exc} (is the api_url {self._shown_url} right?)"
-        return _Failure(MotherDuckError, message, "too_large")
+        return Failure(MotherDuckError, message, "too_large")
 
     def _attempt_timeout(self, remaining: float) -> float | httpx.Timeout:
         if isinstance(self._timeout, httpx.Timeout):
@@ -287,7 +266,7 @@ class MotherDuckClient:
         return min(self._timeout, max(remaining, _MIN_ATTEMPT_SECONDS))
 
     def _schedule(
-        self, method: str, route: str, attempt: int, failure: _Failure, start: float
+        self, method: str, route: str, attempt: int, failure: Failure, start: float
     ) -> bool:
         policy = self._retry
         if attempt >= policy.attempts:
@@ -304,19 +283,19 @@ class MotherDuckClient:
 
     def _transport_failure(
         self, method: str, path: str, exc: httpx.TransportError, creating: tuple[str, str] | None
-    ) -> _Failure:
+    ) -> Failure:
         reason = type(exc).__name__
-        never_sent = isinstance(exc, _NEVER_SENT + _NOT_TRANSIENT)
+        never_sent = isinstance(exc, NEVER_SENT + NOT_TRANSIENT)
         if creating is not None and not never_sent:
-            return _unknown(
+            return unknown(
                 method, path, f"{reason} after sending", creating, cause=exc, in_flight=True
             )
-        retry = not isinstance(exc, _NOT_TRANSIENT) and (
-            isinstance(exc, _NEVER_SENT) or method in _IDEMPOTENT
+        retry = not isinstance(exc, NOT_TRANSIENT) and (
+            isinstance(exc, NEVER_SENT) or method in IDEMPOTENT
         )
         detail = self._clean(str(exc)) or "no detail"
         message = f"{method} {path}: no answer from {self._shown_url} ({reason}: {detail})"
-        return _Failure(TransportError, message, reason, retry=retry, cause=exc)
+        return Failure(TransportError, message, reason, retry=retry, cause=exc)
 
     def _status_failure(
         self,
@@ -325,7 +304,7 @@ class MotherDuckClient:
         response: httpx.Response,
         body: bytes,
         creating: tuple[str, str] | None,
-    ) -> _Failure:
+    ) -> Failure:
         status = response.status_code
         code, text, issues = self._error_body(body)
         said = "; ".join(issues) or text or response.reason_phrase
@@ -336,14 +315,14 @@ class MotherDuckClient:
             wait = None if after is None else min(after, self._retry.retry_after_cap)
             note = "" if after is None else f" (Retry-After {after:g}s)"
             extra = {"code": code, "issues": issues, "retry_after": after}
-            return _Failure(
+            return Failure(
                 RateLimited, f"{where} rate limited{note}", "429", True, wait, None, extra
             )
         if status >= 500 and creating is not None:
             # A gateway's 502/504 means the origin may still be working on the request.
-            in_flight = status in _GATEWAY_STATUSES
-            return _unknown(method, path, f"{status} {said}", creating, in_flight=in_flight)
-        retry = status in _RETRY_STATUSES and method in _IDEMPOTENT
+            in_flight = status in GATEWAY_STATUSES
+            return unknown(method, path, f"{status} {said}", creating, in_flight=in_flight)
+        retry = status in RETRY_STATUSES and method in IDEMPOTENT
         if status == 404 and code != "NOT_FOUND":
             said = f"no such route (not an API error); is the api_url {self._shown_url} wrong?"
             kind: type[MotherDuckError] = WrongRoute
@@ -351,8 +330,8 @@ class MotherDuckClient:
             said = "the admin token was rejected (invalid, revoked or expired); check it"
             kind = Unauthorized
         else:
-            kind = _STATUS_ERRORS.get(status, ServerError if status >= 500 else MotherDuckError)
-        return _Failure(kind, f"{where} {said}", str(status), retry, None, None, extra)
+            kind = STATUS_ERRORS.get(status, ServerError if status >= 500 else MotherDuckError)
+        return Failure(kind, f"{where} {said}", str(status), retry, None, None, extra)
 
     def _parse(
         self,
@@ -369,7 +348,7 @@ class MotherDuckClient:
         except (answers.Malformed, RecursionError) as exc:
             what = f"200 with an unexpected body ({exc or type(exc).__name__})"
             if creating is not None:
-                raise _unknown(method, path, what, creating).error(1) from None
+                raise unknown(method, path, what, creating).error(1) from None
             raise MotherDuckError(f"{method} {path}: {what}", status=200) from None
 
     def _error_body(self, content: bytes) -> tuple[str | None, str, list[str]]:
@@ -398,24 +377,6 @@ class MotherDuckClient:
         if admin:
             text = text.replace(admin, MASK)
         return scrub(" ".join(_TOKEN_RE.sub(MASK, text).split()), 300, keep="head")
-
-
-def _unknown(
-    method: str,
-    path: str,
-    what: str,
-    creating: tuple[str, str],
-    cause: BaseException | None = None,
-    *,
-    in_flight: bool = False,
-) -> _Failure:
-    username, name = creating
-    message = (
-        f"{method} {path}: {what}; token {name!r} for {username} may or may not exist, "
-        "list tokens by name to find out"
-    )
-    extra = {"username": username, "token_name": name, "in_flight": in_flight}
-    return _Failure(OutcomeUnknown, message, "outcome_unknown", False, None, cause, extra)
 
 
 # -- helpers ---------------------------------------------------------------------------
