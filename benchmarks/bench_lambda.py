@@ -5,14 +5,18 @@
               state store on a local moto server (fake credentials)
     baseline  python -c: import boto3, create one Secrets Manager client
 
-Runs alternate (handler, baseline, handler, ...) so noise hits both alike; medians of
---runs. `python -X importtime -c "import rotator.aws_lambda"` gives the import breakdown.
-Two walls per run: the whole process (`wall_s`), and from its start to the moment the
-event was handled or the client made (`to_done_s`: interpreter shutdown excluded, which
-Lambda never pays; the child prints `time.monotonic()` then, the launcher read the same
-clock just before starting it).
+Rounds are interleaved (handler, baseline; with --before, the other checkout's handler
+too, the order rotating each round) so noise hits all alike; medians of --runs. The
+headline ratio excludes interpreter shutdown, which Lambda never pays (the function's
+process is frozen after it answers, not torn down): each child prints the moment its
+work is done (CLOCK_MONOTONIC, shared by every process), and its launcher noted the
+moment it spawned it. Wall clock including shutdown is reported as well.
+`python -X importtime -c "import rotator.aws_lambda"` gives the import breakdown.
 
-    .venv/bin/python benchmarks/bench_lambda.py [--runs 9]
+    .venv/bin/python benchmarks/bench_lambda.py [--runs 9] [--profile]
+    # before/after in one interleaved run: another checkout, e.g. main's
+    git archive main | tar -x -C /tmp/rotator-main
+    .venv/bin/python benchmarks/bench_lambda.py --runs 15 --before /tmp/rotator-main
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +41,6 @@ from _common import (
     Simulator,
     free_port,
     median,
-    run_child,
     save_result,
     stop_process,
     wait_for,
@@ -50,9 +55,10 @@ import rotator.aws_lambda as m
 imported = time.perf_counter()
 out = m.handler({"source": "aws.events", "detail-type": "Scheduled Event"}, None)
 done = time.perf_counter()
+done_at, cpu = time.monotonic(), time.process_time()
 assert out["failed"] == 0 and all(r["result"] == "not_due" for r in out["results"]), out
-print(json.dumps({"import_s": imported - t, "handle_s": done - imported,
-                  "done_monotonic": time.monotonic()}))
+print(json.dumps({"import_s": imported - t, "handle_s": done - imported, "done_at": done_at,
+                  "cpu_to_done_s": cpu, "file": m.__file__}))
 """
 PROFILED = """
 import cProfile, pstats, sys
@@ -64,6 +70,8 @@ prof.disable()
 stats = pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative")
 stats.print_stats(45)
 stats.print_stats("_make_api_call|emf_for|motherduck.py.*_call")  # AWS and MotherDuck calls
+stats.sort_stats("tottime").print_stats(25)
+stats.print_callers("inspect.py.*getsource|tokenize.py.*_tokenize")  # source read at start-up
 """
 BASELINE = """
 import json, time
@@ -72,8 +80,28 @@ import boto3
 imported = time.perf_counter()
 boto3.client("secretsmanager", region_name="us-east-1")
 done = time.perf_counter()
-print(json.dumps({"import_s": imported - t, "handle_s": done - imported,
-                  "done_monotonic": time.monotonic()}))
+done_at, cpu = time.monotonic(), time.process_time()
+print(json.dumps({"import_s": imported - t, "handle_s": done - imported, "done_at": done_at,
+                  "cpu_to_done_s": cpu}))
+"""
+# Like _common's launcher (a small parent, so peak RSS is the command's own), and it also
+# notes when it spawned the command, on the clock the command reports `done_at` on.
+LAUNCH = """
+import json, os, subprocess, sys, time
+out = os.environ.pop("BENCH_MEASURE_OUT")
+spawned = time.monotonic()
+t = time.perf_counter()
+p = subprocess.Popen(sys.argv[1:])
+while True:
+    try:
+        _, st, ru = os.wait4(p.pid, 0)
+        break
+    except InterruptedError:
+        continue
+w = time.perf_counter() - t
+with open(out, "w") as f:
+    json.dump({"spawned": spawned, "wall": w, "cpu": ru.ru_utime + ru.ru_stime,
+               "maxrss_kb": ru.ru_maxrss, "rc": os.waitstatus_to_exitcode(st)}, f)
 """
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -111,6 +139,9 @@ def importtime_top(env: dict[str, str], cwd: Path, n: int = 12) -> dict[str, Any
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--before", type=Path, default=None,
+                        help="another checkout of rotator (e.g. `git archive main`) whose "
+                        "handler runs are interleaved with this one's")
     parser.add_argument("--profile", action="store_true",
                         help="also print a cProfile of one cold handler run (stderr)")
     args = parser.parse_args(argv)
@@ -167,46 +198,99 @@ def run(args: argparse.Namespace, base: Path, sim: Simulator, endpoint: str) -> 
             assert engine.adopt(name, ids[name]).result == "adopted"
     env = {**os.environ, **AWS_ENV, "ROTATOR_CONFIG": str(config_path),
            "MOTHERDUCK_ADMIN_TOKEN": sim.admin_token, "LAMBDA_TASK_ROOT": str(work)}
-    sim.clear_requests()
-    handler_runs: list[dict[str, float]] = []
-    baseline_runs: list[dict[str, float]] = []
+    # The venv's editable install points at one checkout; each child names its own.
+    pythonpath = os.environ.get("PYTHONPATH", "")
+    envs = {"handler": {**env, "PYTHONPATH": _path(ROOT, pythonpath)},
+            "baseline_boto3_client": env}
+    codes = {"handler": HANDLER, "baseline_boto3_client": BASELINE}
+    if args.before is not None:
+        envs["before_handler"] = {**env, "PYTHONPATH": _path(args.before, pythonpath)}
+        codes["before_handler"] = HANDLER
     out_path = work / "child.out"
-    for code in (HANDLER, BASELINE):  # warm-up: fills the bytecode cache (see _common)
-        with open(out_path, "w") as out:
-            run_child([PYTHON, "-c", code], env=env, cwd=ROOT, stdout=out,
-                      stderr=subprocess.DEVNULL, timeout=120)
+    for name in codes:  # warm-up: fills the bytecode cache (see _common)
+        measure(codes[name], envs[name], out_path, cwd=work)
     sim.clear_requests()
-    for _ in range(args.runs):
-        for code, runs in ((HANDLER, handler_runs), (BASELINE, baseline_runs)):
-            with open(out_path, "w") as out:
-                child = run_child([PYTHON, "-c", code], env=env, cwd=ROOT, stdout=out,
-                                  stderr=subprocess.DEVNULL, timeout=120)
-            assert child.returncode == 0, (code, child, out_path.read_text())
-            # The handler may print EMF metrics lines to stdout first; ours is the last.
-            inner = json.loads(out_path.read_text().strip().splitlines()[-1])
-            to_done = inner.pop("done_monotonic") - child.start_monotonic
-            runs.append({"wall_s": child.wall, "to_done_s": to_done, "cpu_s": child.cpu,
-                         "peak_rss_mb": child.max_rss_mb, **inner})
-    api_calls = len(sim.requests())
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in codes}
+    load_before = os.getloadavg()
+    order = list(codes)
+    for i in range(args.runs):
+        for name in order[i % len(order):] + order[: i % len(order)]:  # rotate the order
+            runs[name].append(measure(codes[name], envs[name], out_path, cwd=work))
+    load_after = os.getloadavg()
+    per_run = len(sim.requests()) / args.runs / (2 if args.before else 1)
     if args.profile:
-        subprocess.run([PYTHON, "-c", PROFILED], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                       timeout=120, check=True)
+        subprocess.run([PYTHON, "-c", PROFILED], env=envs["handler"], cwd=work,
+                       stdout=subprocess.DEVNULL, timeout=120, check=True)
 
-    def med(runs: list[dict[str, float]]) -> dict[str, float]:
-        return {key: median([r[key] for r in runs]) for key in runs[0]}
+    def med(rows: list[dict[str, float]]) -> dict[str, float]:
+        return {key: median([r[key] for r in rows]) for key in rows[0]}
 
-    handler, baseline = med(handler_runs), med(baseline_runs)
-    return {
+    base = med(runs["baseline_boto3_client"])
+    result: dict[str, Any] = {
         "runs": args.runs,
         "accounts": len(names),
-        "handler": handler,
-        "baseline_boto3_client": baseline,
-        "ratio_wall": handler["wall_s"] / baseline["wall_s"],
-        # Interpreter shutdown excluded (Lambda never pays it).
-        "ratio_to_done": handler["to_done_s"] / baseline["to_done_s"],
-        "motherduck_requests_during_handler_runs": api_calls,
-        "importtime": importtime_top(env, ROOT),
+        "loadavg_during": {"before": [round(x, 2) for x in load_before],
+                           "after": [round(x, 2) for x in load_after]},
+        "baseline_boto3_client": base,
+        "motherduck_requests_per_handler_run": per_run,
     }
+    for name in codes:
+        if name == "baseline_boto3_client":
+            continue
+        handler = med(runs[name])
+        prefix = "" if name == "handler" else "before_"
+        # Per round: this handler run against the baseline run of the same round.
+        rounds = [h["to_done_s"] / b["to_done_s"]
+                  for h, b in zip(runs[name], runs["baseline_boto3_client"], strict=True)]
+        result[name] = handler
+        result[prefix + "ratio_to_done"] = handler["to_done_s"] / base["to_done_s"]
+        result[prefix + "ratio_to_done_rounds_min_max"] = [min(rounds), max(rounds)]
+        result[prefix + "ratio_wall"] = handler["wall_s"] / base["wall_s"]
+        # CPU time (user + system, from process start to done) moves less than wall
+        # clock on a loaded machine; ratio_cpu includes shutdown.
+        result[prefix + "ratio_cpu_to_done"] = handler["cpu_to_done_s"] / base["cpu_to_done_s"]
+        result[prefix + "ratio_cpu"] = handler["cpu_s"] / base["cpu_s"]
+    result["importtime"] = importtime_top(envs["handler"], work)
+    return result
+
+
+def _path(first: Path | str, rest: str) -> str:
+    return os.pathsep.join(p for p in (str(first), rest) if p)
+
+
+def measure(code: str, env: dict[str, str], out_path: Path, *, cwd: Path) -> dict[str, float]:
+    """One fresh interpreter running `code`: wall, wall to `done_at`, CPU, peak RSS.
+
+    `cwd` is the function's directory, not a checkout: `python -c` puts the working
+    directory first on sys.path, which would shadow the PYTHONPATH naming the checkout.
+    """
+    fd, measure_path = tempfile.mkstemp(prefix="rotator-bench-launch-", suffix=".json")
+    os.close(fd)
+    try:
+        with open(out_path, "w") as out:
+            proc = subprocess.Popen([PYTHON, "-S", "-c", LAUNCH, PYTHON, "-c", code],
+                                    env={**env, "BENCH_MEASURE_OUT": measure_path}, cwd=cwd,
+                                    stdout=out, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # the group this call started
+                proc.wait(timeout=10)
+                raise
+        launched = json.loads(Path(measure_path).read_text())
+    finally:
+        os.unlink(measure_path)
+    assert launched["rc"] == 0, (code, launched, out_path.read_text())
+    # The handler prints its EMF metrics lines to stdout first; ours is the last.
+    lines = out_path.read_text().strip().splitlines()
+    inner = json.loads(lines[-1])
+    ran = inner.pop("file", None)  # the handler's module: from the checkout it was meant to be
+    assert ran is None or ran.startswith(env["PYTHONPATH"].split(os.pathsep)[0]), ran
+    to_done = inner.pop("done_at") - launched["spawned"]
+    return {"to_done_s": to_done, "wall_s": launched["wall"],
+            "shutdown_s": launched["wall"] - to_done, "cpu_s": launched["cpu"],
+            "peak_rss_mb": launched["maxrss_kb"] / 1024, "stdout_lines": len(lines), **inner}
 
 
 if __name__ == "__main__":

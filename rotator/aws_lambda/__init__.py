@@ -23,14 +23,16 @@ malformed event is refused before anything is read or written.
   pending revokes. It never advances a run Secrets Manager is driving: such a run is
   reported as `in_progress`, except that the revoke it owes after the grace is finished.
 
-The engine is built on first use and reused while the function stays warm; boto3 is
-imported only when the event needs it. Observability in Lambda: every run event is logged
+The engine is built on first use and reused while the function stays warm, and so are
+the AWS clients; botocore is imported only when the event needs it (boto3 not at all:
+`rotator.util.startup.aws_client`). Observability in Lambda: every run event is logged
 as an `audit.recorded` line (the DynamoDB run record keeps its own `events` list),
 notifications go out as on the command line, and after each invocation one CloudWatch
 Embedded Metric Format line per account touched is printed on stdout (namespace
 `Rotator`; see docs/operations.md).
 """
 
+# ruff: noqa: E402  (structlog must be imported after import_structlog() below)
 from __future__ import annotations
 
 import json
@@ -40,6 +42,12 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from rotator.util.startup import import_structlog
+
+# Lambda logs JSON only: nothing is drawn for a person, so structlog loads without rich
+# (~40 ms of a cold start). This runs before any other rotator module imports structlog.
+import_structlog(want_rich=False)
 
 import structlog
 
@@ -56,6 +64,7 @@ __all__ = ["EventError", "RotationError", "handler"]
 log = structlog.get_logger("rotator.aws_lambda")
 
 _ENGINE: Engine | None = None
+_SM_CLIENTS: dict[str | None, Any] = {}  # Secrets Manager clients by region (None: default)
 _RUNS = RunCollector()  # what this invocation touched, for its EMF lines
 # Where each step stops the run (createSecret also stages just the event's secret).
 STEP_UNTIL: Mapping[str, RunState | None] = {
@@ -146,9 +155,10 @@ def _engine() -> Engine:
 
 
 def reset() -> None:
-    """Forget the warm engine (tests; a config change)."""
+    """Forget the warm engine and AWS clients (tests; a config change)."""
     global _ENGINE
     _ENGINE = None
+    _SM_CLIENTS.clear()
 
 
 def load_lambda_config() -> Config:
@@ -202,16 +212,19 @@ def admin_token(config: Config) -> Secret:
 
 
 def _secretsmanager(secret_id: str | None = None) -> Any:
-    """A Secrets Manager client in the region of `secret_id` when it is an ARN."""
-    import boto3
+    """A Secrets Manager client in the region of `secret_id` when it is an ARN.
 
+    Made once per region and reused while the function stays warm (botocore clients are
+    thread-safe); `reset()` forgets them.
+    """
     parts = (secret_id or "").split(":")
     region = parts[3] if len(parts) > 6 and parts[0] == "arn" and parts[3] else None
-    return (
-        boto3.client("secretsmanager", region_name=region)
-        if region
-        else boto3.client("secretsmanager")
-    )
+    client = _SM_CLIENTS.get(region)
+    if client is None:
+        from rotator.util.startup import aws_client
+
+        client = _SM_CLIENTS[region] = aws_client("secretsmanager", region=region)
+    return client
 
 
 def _aws_call(what: str, call: Any, **kwargs: Any) -> dict[str, Any]:

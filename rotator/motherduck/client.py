@@ -30,6 +30,7 @@ reports as "already gone" (False).
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
@@ -383,7 +384,46 @@ class MotherDuckClient:
 
 
 def _client(timeout: float | httpx.Timeout) -> httpx.Client:
-    return httpx.Client(timeout=timeout, transport=DeadlineTransport())
+    return httpx.Client(timeout=timeout, transport=_TransportPerScheme())
+
+
+class _TransportPerScheme(httpx.BaseTransport):
+    """A DeadlineTransport per URL scheme, each made at that scheme's first request.
+
+    A verifying TLS context (loading the CA bundle: ~40 ms of a Lambda cold start) is then
+    built when the first https request needs it, not with the client; an http-only client
+    (a loopback simulator) never builds one. Its plain-http transport gets a TLS context
+    that trusts nothing, so that if it ever were asked for TLS it would fail closed; https
+    always goes to the transport with the default, verifying context.
+    """
+
+    def __init__(self) -> None:
+        self._by_scheme: dict[str, httpx.BaseTransport] = {}
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        scheme = request.url.scheme
+        transport = self._by_scheme.get(scheme)
+        if transport is None:
+            with self._lock:
+                transport = self._by_scheme.get(scheme)
+                if transport is None:
+                    transport = self._by_scheme[scheme] = _transport_for(scheme)
+        return transport.handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            transports, self._by_scheme = list(self._by_scheme.values()), {}
+        for transport in transports:
+            transport.close()
+
+
+def _transport_for(scheme: str) -> httpx.BaseTransport:
+    if scheme != "http":
+        return DeadlineTransport()  # httpx's default context: certifi, or SSL_CERT_FILE/DIR
+    import ssl  # ssl itself loads lazily too, as in httpx
+
+    return DeadlineTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))  # trusts no CA
 
 
 def _seconds(timeout: float | httpx.Timeout) -> float:

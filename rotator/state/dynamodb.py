@@ -24,7 +24,8 @@ A renewal and a takeover can therefore never both succeed: each changes what the
 condition pins. Expiry is judged with a clock-skew margin (`[state] clock_skew`): a lease
 is free only once `expires_at + clock_skew` has passed on the taker's clock.
 A lost condition is a lost race: LeaseHeld on acquire, LeaseLost on save.
-boto3 is imported when the store is built, not when rotator is imported.
+botocore is imported when the store is built, not when rotator is imported (and boto3
+not at all: `rotator.util.startup.aws_client`).
 """
 
 from __future__ import annotations
@@ -57,12 +58,13 @@ FINISHED_RUN_TTL = timedelta(days=180)
 
 
 def _client(region: str | None, endpoint_url: str | None) -> Any:
-    import boto3
     from botocore.config import Config as BotoConfig
 
-    return boto3.client(
+    from rotator.util.startup import aws_client
+
+    return aws_client(
         "dynamodb",
-        region_name=region,
+        region=region,
         endpoint_url=endpoint_url,
         config=BotoConfig(retries={"mode": "standard"}, connect_timeout=5, read_timeout=10),
     )

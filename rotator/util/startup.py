@@ -1,18 +1,30 @@
-"""Start-up cost: import structlog without rich when nothing will be drawn for a person.
+"""Start-up cost: import only what the command uses.
+
+structlog without rich when nothing will be drawn for a person:
 
 structlog imports rich at import time, when it is installed, for its console tracebacks
 (some 60 ms of a scheduled run on a small machine). Under cron, systemd or Kubernetes
 (stderr not a terminal, JSON logs) nothing uses it, so the entry point imports structlog
 with `rich` hidden; rich stays importable for anything that draws later (status tables
 on a terminal import it themselves).
+
+AWS clients straight from botocore (`aws_client`): boto3 adds nothing to a low-level
+client but its own import (s3transfer and boto3's resource machinery, ~20 ms of a Lambda
+cold start). Credentials, region and retries come from botocore either way (the same
+environment variables, config files and instance/container roles).
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+import threading
+from typing import Any
 
-__all__ = ["import_httpx", "import_structlog"]
+__all__ = ["aws_client", "import_httpx", "import_structlog"]
+
+_SESSION: Any = None
+_SESSION_LOCK = threading.Lock()  # a botocore session is not safe to share unguarded
 
 
 def import_structlog(*, want_rich: bool) -> None:
@@ -21,22 +33,51 @@ def import_structlog(*, want_rich: bool) -> None:
 
 
 def import_httpx() -> None:
-    """Import httpx without the rich its command-line client pulls in (`httpx._main`).
+    """Import httpx without its command-line client (`httpx._main`) or async back-ends.
 
-    Every acting command makes the admin-token probe, so every scheduled no-op imports
-    httpx; rich comes along only if something already loaded it (console logs).
+    httpx's package tries `from ._main import main`, which imports click, pygments and
+    rich (~30 ms even when rich itself is blocked), and falls back to a stub on
+    ImportError; httpcore likewise tries anyio (whose import reads its own source through
+    `inspect.getsource`) and trio for its async classes. rotator's HTTP is synchronous
+    (`httpx.Client`) and never uses either. Every acting command makes the admin-token
+    probe, so every scheduled no-op imports httpx.
     """
-    _import_without_rich("httpx", want_rich=False)
+    _import_without("httpx", "httpcore", hidden=("httpx._main", "rich", "anyio", "trio"))
 
 
 def _import_without_rich(module: str, *, want_rich: bool) -> None:
-    if module in sys.modules or want_rich or "rich" in sys.modules:
+    if want_rich or "rich" in sys.modules:
         importlib.import_module(module)
         return
-    sys.modules["rich"] = None  # type: ignore[assignment]  # `import rich` -> ImportError
-    try:
-        importlib.import_module(module)
-    finally:
-        if sys.modules.get("rich", 0) is None:
-            del sys.modules["rich"]
+    _import_without(module, hidden=("rich",))
 
+
+def _import_without(*modules: str, hidden: tuple[str, ...]) -> None:
+    """Import `modules` while each of `hidden` (not yet loaded) raises ImportError."""
+    if all(module in sys.modules for module in modules):
+        return
+    blocked = [name for name in hidden if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import name` -> ImportError
+    try:
+        for module in modules:
+            importlib.import_module(module)
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
+
+def aws_client(service: str, *, region: str | None = None, **kwargs: Any) -> Any:
+    """A botocore client for `service` (what `boto3.client` returns), without importing boto3.
+
+    One botocore session per process, made on first use; `kwargs` go to `create_client`
+    (`endpoint_url`, `config`).
+    """
+    global _SESSION
+    with _SESSION_LOCK:
+        if _SESSION is None:
+            import botocore.session
+
+            _SESSION = botocore.session.get_session()
+        return _SESSION.create_client(service, region_name=region, **kwargs)
