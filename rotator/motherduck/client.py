@@ -29,7 +29,6 @@ reports as "already gone" (False).
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
@@ -38,32 +37,13 @@ from urllib.parse import quote
 import httpx
 import structlog
 
-from rotator.errors import (
-    ConfigError,
-    MotherDuckError,
-    NotFound,
-    RateLimited,
-    ServerError,
-    TransportError,
-    Unauthorized,
-    WrongRoute,
-)
-from rotator.log import scrub
+from rotator.errors import ConfigError, MotherDuckError, NotFound
 from rotator.motherduck import parse as answers
-from rotator.motherduck.failure import (
-    GATEWAY_STATUSES,
-    IDEMPOTENT,
-    NEVER_SENT,
-    NOT_TRANSIENT,
-    RETRY_STATUSES,
-    STATUS_ERRORS,
-    Failure,
-    unknown,
-)
+from rotator.motherduck.failure import Classifier, Failure, unknown
 from rotator.motherduck.parse import CreatedToken, TokenInfo
-from rotator.motherduck.retry import EVENT_KEYS, RetryEvent, RetryPolicy, retry_after
+from rotator.motherduck.retry import EVENT_KEYS, RetryEvent, RetryPolicy
 from rotator.netpolicy import insecure_reason
-from rotator.secret import MASK, TOKEN_PATTERN, Secret
+from rotator.secret import Secret
 from rotator.util.httpbound import DeadlineTransport, TooLarge, deadline, read_capped
 
 __all__ = ["CreatedToken", "MotherDuckClient", "RetryEvent", "RetryPolicy", "TokenInfo"]
@@ -73,7 +53,6 @@ log = structlog.get_logger("rotator.motherduck")
 _MIN_ATTEMPT_SECONDS: Final = 1.0
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 """No answer of the API is near this (10,000 tokens' metadata is ~2 MB); past it, stop."""
-_TOKEN_RE: Final = re.compile(TOKEN_PATTERN)
 _TOKENS: Final = "/v1/users/{username}/tokens"
 _TOKEN: Final = "/v1/users/{username}/tokens/{token_id}"
 _USER: Final = "/v1/users/{username}"
@@ -115,6 +94,7 @@ class MotherDuckClient:
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
         self._on_retry = on_retry
+        self._classify = Classifier(self._shown_url, admin_token, self._retry)
         self._owns_http = http is None
         self._http = http if http is not None else _client(timeout)
 
@@ -222,13 +202,13 @@ class MotherDuckClient:
             try:
                 response, body = self._send(method, path, json, timeout)
             except httpx.TransportError as exc:
-                failure = self._transport_failure(method, path, exc, creating)
+                failure = self._classify.transport_failure(method, path, exc, creating)
             except TooLarge as exc:
-                failure = self._too_large(method, path, exc, creating)
+                failure = self._classify.too_large(method, path, exc, creating)
             else:
                 if response.is_success:
                     return self._parse(method, path, body, parse, creating)
-                failure = self._status_failure(method, path, response, body, creating)
+                failure = self._classify.status_failure(method, path, response, body, creating)
             if not (failure.retry and self._schedule(method, route, attempt, failure, start)):
                 raise failure.error(attempt) from failure.cause
 
@@ -253,14 +233,6 @@ class MotherDuckClient:
             finally:
                 response.close()
 
-    def _too_large(
-        self, method: str, path: str, exc: TooLarge, creating: tuple[str, str] | None
-    ) -> Failure:
-        if creating is not None:
-            return unknown(method, path, str(exc), creating)
-        message = f"{method} {path}: {exc} (is the api_url {self._shown_url} right?)"
-        return Failure(MotherDuckError, message, "too_large")
-
     def _attempt_timeout(self, remaining: float) -> float | httpx.Timeout:
         if isinstance(self._timeout, httpx.Timeout):
             return self._timeout
@@ -282,58 +254,6 @@ class MotherDuckClient:
         policy.sleep(wait)
         return True
 
-    def _transport_failure(
-        self, method: str, path: str, exc: httpx.TransportError, creating: tuple[str, str] | None
-    ) -> Failure:
-        reason = type(exc).__name__
-        never_sent = isinstance(exc, NEVER_SENT + NOT_TRANSIENT)
-        if creating is not None and not never_sent:
-            return unknown(
-                method, path, f"{reason} after sending", creating, cause=exc, in_flight=True
-            )
-        retry = not isinstance(exc, NOT_TRANSIENT) and (
-            isinstance(exc, NEVER_SENT) or method in IDEMPOTENT
-        )
-        detail = self._clean(str(exc)) or "no detail"
-        message = f"{method} {path}: no answer from {self._shown_url} ({reason}: {detail})"
-        return Failure(TransportError, message, reason, retry=retry, cause=exc)
-
-    def _status_failure(
-        self,
-        method: str,
-        path: str,
-        response: httpx.Response,
-        body: bytes,
-        creating: tuple[str, str] | None,
-    ) -> Failure:
-        status = response.status_code
-        code, text, issues = self._error_body(body)
-        said = "; ".join(issues) or text or response.reason_phrase
-        where = f"{method} {path}: {status}"
-        extra: dict[str, Any] = {"status": status, "code": code, "issues": issues}
-        if status == 429:
-            after = retry_after(response.headers.get("Retry-After"))
-            wait = None if after is None else min(after, self._retry.retry_after_cap)
-            note = "" if after is None else f" (Retry-After {after:g}s)"
-            extra = {"code": code, "issues": issues, "retry_after": after}
-            return Failure(
-                RateLimited, f"{where} rate limited{note}", "429", True, wait, None, extra
-            )
-        if status >= 500 and creating is not None:
-            # A gateway's 502/504 means the origin may still be working on the request.
-            in_flight = status in GATEWAY_STATUSES
-            return unknown(method, path, f"{status} {said}", creating, in_flight=in_flight)
-        retry = status in RETRY_STATUSES and method in IDEMPOTENT
-        if status == 404 and code != "NOT_FOUND":
-            said = f"no such route (not an API error); is the api_url {self._shown_url} wrong?"
-            kind: type[MotherDuckError] = WrongRoute
-        elif status == 401:
-            said = "the admin token was rejected (invalid, revoked or expired); check it"
-            kind = Unauthorized
-        else:
-            kind = STATUS_ERRORS.get(status, ServerError if status >= 500 else MotherDuckError)
-        return Failure(kind, f"{where} {said}", str(status), retry, None, None, extra)
-
     def _parse(
         self,
         method: str,
@@ -351,33 +271,6 @@ class MotherDuckClient:
             if creating is not None:
                 raise unknown(method, path, what, creating).error(1) from None
             raise MotherDuckError(f"{method} {path}: {what}", status=200) from None
-
-    def _error_body(self, content: bytes) -> tuple[str | None, str, list[str]]:
-        """(code, message, issue messages) from an error body; (None, "", []) if not JSON."""
-        try:
-            body = answers.load_json(content)
-        except answers.Malformed:
-            return None, "", []
-        if not isinstance(body, dict):
-            return None, "", []
-        code, message, issues = body.get("code"), body.get("message"), body.get("issues")
-        texts = [
-            self._clean(issue["message"])
-            for issue in (issues if isinstance(issues, list) else [])
-            if isinstance(issue, dict) and isinstance(issue.get("message"), str)
-        ]
-        return (
-            code if isinstance(code, str) else None,
-            self._clean(message) if isinstance(message, str) else "",
-            [text for text in texts if text],
-        )
-
-    def _clean(self, text: str) -> str:
-        """Server-supplied text made safe for a message: one line, no secrets, then short."""
-        admin = self._admin_token.reveal()
-        if admin:
-            text = text.replace(admin, MASK)
-        return scrub(" ".join(_TOKEN_RE.sub(MASK, text).split()), 300, keep="head")
 
 
 # -- helpers ---------------------------------------------------------------------------
