@@ -6,9 +6,8 @@ has a timeout; the admin token is revealed only to build the `Authorization` hea
 Errors are `rotator.errors.MotherDuckError` subclasses with one-line messages naming the
 method, the path (username, token id) and what to do; never a secret.
 
-Retries (a small policy object rather than stamina, because stamina can neither report
-the real wait of each retry to a per-client hook nor keep a Retry-After wait inside the
-deadline), bounded by `RetryPolicy.attempts` AND `RetryPolicy.timeout`:
+Retries (the policy is `rotator.motherduck.retry`, the classification of a failed attempt
+`rotator.motherduck.failure`), bounded by `RetryPolicy.attempts` AND `RetryPolicy.timeout`:
 
     429                            every method; waits Retry-After (capped) if given
     502, 503, 504                  GET, PUT, DELETE
@@ -30,144 +29,35 @@ reports as "already gone" (False).
 
 from __future__ import annotations
 
-import math
-import random
-import re
 import threading
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import httpx
 import structlog
 
-from rotator.errors import (
-    BadRequest,
-    ConfigError,
-    Forbidden,
-    MotherDuckError,
-    NotFound,
-    OutcomeUnknown,
-    RateLimited,
-    ServerError,
-    TransportError,
-    Unauthorized,
-    WrongRoute,
-)
-from rotator.log import scrub
+from rotator.errors import ConfigError, MotherDuckError, NotFound
 from rotator.motherduck import parse as answers
+from rotator.motherduck.failure import Classifier, Failure, unknown
 from rotator.motherduck.parse import CreatedToken, TokenInfo
+from rotator.motherduck.retry import EVENT_KEYS, RetryEvent, RetryPolicy
 from rotator.netpolicy import insecure_reason
-from rotator.secret import MASK, TOKEN_PATTERN, Secret
+from rotator.secret import Secret
 from rotator.util.httpbound import DeadlineTransport, TooLarge, deadline, read_capped
 
 __all__ = ["CreatedToken", "MotherDuckClient", "RetryEvent", "RetryPolicy", "TokenInfo"]
 
 log = structlog.get_logger("rotator.motherduck")
 
-_IDEMPOTENT: Final = frozenset({"GET", "PUT", "DELETE"})
-_RETRY_STATUSES: Final = frozenset({502, 503, 504})
-_GATEWAY_STATUSES: Final = frozenset({502, 504})
-_NEVER_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_NOT_TRANSIENT: Final = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 _MIN_ATTEMPT_SECONDS: Final = 1.0
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 """No answer of the API is near this (10,000 tokens' metadata is ~2 MB); past it, stop."""
-_TOKEN_RE: Final = re.compile(TOKEN_PATTERN)
 _TOKENS: Final = "/v1/users/{username}/tokens"
 _TOKEN: Final = "/v1/users/{username}/tokens/{token_id}"
 _USER: Final = "/v1/users/{username}"
 _INSTANCES: Final = "/v1/users/{username}/instances"
-_EVENT_KEYS: Final = ("method", "route", "attempt", "wait_seconds", "reason")
-_STATUS_ERRORS: Final[dict[int, type[MotherDuckError]]] = {
-    400: BadRequest,
-    403: Forbidden,
-    404: NotFound,
-}
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True, slots=True)
-class RetryEvent:
-    """One scheduled retry: `attempt` failed for `reason`; the next starts after the wait."""
-
-    method: str
-    route: str
-    attempt: int
-    wait_seconds: float
-    reason: str
-
-
-class _VirtualTime:
-    """A clock that `sleep` moves forward instantly: deadline arithmetic without waiting."""
-
-    __slots__ = ("_offset",)
-
-    def __init__(self) -> None:
-        self._offset = 0.0
-
-    def sleep(self, seconds: float) -> None:
-        self._offset += max(seconds, 0.0)
-
-    def clock(self) -> float:
-        return time.monotonic() + self._offset
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often and how long to retry: jittered exponential backoff, count AND deadline.
-
-    `timeout` is the whole budget in seconds from the first attempt (Lambda passes its
-    remaining time); a retry whose wait would end past it is not scheduled, and each
-    attempt's HTTP timeout is trimmed to what is left (at least one second).
-    """
-
-    attempts: int = 4
-    wait_initial: float = 0.25
-    wait_max: float = 8.0
-    wait_jitter: float = 0.25
-    timeout: float = 30.0
-    retry_after_cap: float = 30.0
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
-    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("RetryPolicy.attempts must be at least 1")
-        if self.timeout <= 0 or min(self.wait_initial, self.wait_max, self.wait_jitter) < 0:
-            raise ValueError("RetryPolicy.timeout must be positive and waits not negative")
-
-    @classmethod
-    def no_wait(cls, attempts: int = 4) -> RetryPolicy:
-        """For tests: the same waits are computed and reported, but time only pretends."""
-        virtual = _VirtualTime()
-        return cls(attempts=attempts, sleep=virtual.sleep, clock=virtual.clock)
-
-    def backoff(self, attempt: int) -> float:
-        """The wait after failed attempt number `attempt` (1-based), jittered and capped."""
-        exponential = self.wait_initial * 2.0 ** (attempt - 1)
-        return min(self.wait_max, exponential + random.uniform(0, self.wait_jitter))
-
-
-@dataclass(slots=True)
-class _Failure:
-    """One failed attempt: the error to raise if we stop, and whether we may go on."""
-
-    kind: type[MotherDuckError]
-    message: str
-    reason: str
-    retry: bool = False
-    wait: float | None = None
-    cause: BaseException | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def error(self, attempts: int) -> MotherDuckError:
-        tail = f" (gave up after {attempts} attempts)" if self.retry and attempts > 1 else ""
-        return self.kind(self.message + tail, **self.extra)
 
 
 class MotherDuckClient:
@@ -204,6 +94,7 @@ class MotherDuckClient:
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
         self._on_retry = on_retry
+        self._classify = Classifier(self._shown_url, admin_token, self._retry)
         self._owns_http = http is None
         self._http = http if http is not None else _client(timeout)
 
@@ -311,13 +202,13 @@ class MotherDuckClient:
             try:
                 response, body = self._send(method, path, json, timeout)
             except httpx.TransportError as exc:
-                failure = self._transport_failure(method, path, exc, creating)
+                failure = self._classify.transport_failure(method, path, exc, creating)
             except TooLarge as exc:
-                failure = self._too_large(method, path, exc, creating)
+                failure = self._classify.too_large(method, path, exc, creating)
             else:
                 if response.is_success:
                     return self._parse(method, path, body, parse, creating)
-                failure = self._status_failure(method, path, response, body, creating)
+                failure = self._classify.status_failure(method, path, response, body, creating)
             if not (failure.retry and self._schedule(method, route, attempt, failure, start)):
                 raise failure.error(attempt) from failure.cause
 
@@ -342,21 +233,13 @@ class MotherDuckClient:
             finally:
                 response.close()
 
-    def _too_large(
-        self, method: str, path: str, exc: TooLarge, creating: tuple[str, str] | None
-    ) -> _Failure:
-        if creating is not None:
-            return _unknown(method, path, str(exc), creating)
-        message = f"{method} {path}: {exc} (is the api_url {self._shown_url} right?)"
-        return _Failure(MotherDuckError, message, "too_large")
-
     def _attempt_timeout(self, remaining: float) -> float | httpx.Timeout:
         if isinstance(self._timeout, httpx.Timeout):
             return self._timeout
         return min(self._timeout, max(remaining, _MIN_ATTEMPT_SECONDS))
 
     def _schedule(
-        self, method: str, route: str, attempt: int, failure: _Failure, start: float
+        self, method: str, route: str, attempt: int, failure: Failure, start: float
     ) -> bool:
         policy = self._retry
         if attempt >= policy.attempts:
@@ -365,63 +248,11 @@ class MotherDuckClient:
         if policy.clock() - start + wait >= policy.timeout:
             return False
         event = RetryEvent(method, route, attempt, wait, failure.reason)
-        log.warning("motherduck.retry_scheduled", **{k: getattr(event, k) for k in _EVENT_KEYS})
+        log.warning("motherduck.retry_scheduled", **{k: getattr(event, k) for k in EVENT_KEYS})
         if self._on_retry is not None:
             self._on_retry(event)
         policy.sleep(wait)
         return True
-
-    def _transport_failure(
-        self, method: str, path: str, exc: httpx.TransportError, creating: tuple[str, str] | None
-    ) -> _Failure:
-        reason = type(exc).__name__
-        never_sent = isinstance(exc, _NEVER_SENT + _NOT_TRANSIENT)
-        if creating is not None and not never_sent:
-            return _unknown(
-                method, path, f"{reason} after sending", creating, cause=exc, in_flight=True
-            )
-        retry = not isinstance(exc, _NOT_TRANSIENT) and (
-            isinstance(exc, _NEVER_SENT) or method in _IDEMPOTENT
-        )
-        detail = self._clean(str(exc)) or "no detail"
-        message = f"{method} {path}: no answer from {self._shown_url} ({reason}: {detail})"
-        return _Failure(TransportError, message, reason, retry=retry, cause=exc)
-
-    def _status_failure(
-        self,
-        method: str,
-        path: str,
-        response: httpx.Response,
-        body: bytes,
-        creating: tuple[str, str] | None,
-    ) -> _Failure:
-        status = response.status_code
-        code, text, issues = self._error_body(body)
-        said = "; ".join(issues) or text or response.reason_phrase
-        where = f"{method} {path}: {status}"
-        extra: dict[str, Any] = {"status": status, "code": code, "issues": issues}
-        if status == 429:
-            after = _retry_after(response.headers.get("Retry-After"))
-            wait = None if after is None else min(after, self._retry.retry_after_cap)
-            note = "" if after is None else f" (Retry-After {after:g}s)"
-            extra = {"code": code, "issues": issues, "retry_after": after}
-            return _Failure(
-                RateLimited, f"{where} rate limited{note}", "429", True, wait, None, extra
-            )
-        if status >= 500 and creating is not None:
-            # A gateway's 502/504 means the origin may still be working on the request.
-            in_flight = status in _GATEWAY_STATUSES
-            return _unknown(method, path, f"{status} {said}", creating, in_flight=in_flight)
-        retry = status in _RETRY_STATUSES and method in _IDEMPOTENT
-        if status == 404 and code != "NOT_FOUND":
-            said = f"no such route (not an API error); is the api_url {self._shown_url} wrong?"
-            kind: type[MotherDuckError] = WrongRoute
-        elif status == 401:
-            said = "the admin token was rejected (invalid, revoked or expired); check it"
-            kind = Unauthorized
-        else:
-            kind = _STATUS_ERRORS.get(status, ServerError if status >= 500 else MotherDuckError)
-        return _Failure(kind, f"{where} {said}", str(status), retry, None, None, extra)
 
     def _parse(
         self,
@@ -438,53 +269,8 @@ class MotherDuckClient:
         except (answers.Malformed, RecursionError) as exc:
             what = f"200 with an unexpected body ({exc or type(exc).__name__})"
             if creating is not None:
-                raise _unknown(method, path, what, creating).error(1) from None
+                raise unknown(method, path, what, creating).error(1) from None
             raise MotherDuckError(f"{method} {path}: {what}", status=200) from None
-
-    def _error_body(self, content: bytes) -> tuple[str | None, str, list[str]]:
-        """(code, message, issue messages) from an error body; (None, "", []) if not JSON."""
-        try:
-            body = answers.load_json(content)
-        except answers.Malformed:
-            return None, "", []
-        if not isinstance(body, dict):
-            return None, "", []
-        code, message, issues = body.get("code"), body.get("message"), body.get("issues")
-        texts = [
-            self._clean(issue["message"])
-            for issue in (issues if isinstance(issues, list) else [])
-            if isinstance(issue, dict) and isinstance(issue.get("message"), str)
-        ]
-        return (
-            code if isinstance(code, str) else None,
-            self._clean(message) if isinstance(message, str) else "",
-            [text for text in texts if text],
-        )
-
-    def _clean(self, text: str) -> str:
-        """Server-supplied text made safe for a message: one line, no secrets, then short."""
-        admin = self._admin_token.reveal()
-        if admin:
-            text = text.replace(admin, MASK)
-        return scrub(" ".join(_TOKEN_RE.sub(MASK, text).split()), 300, keep="head")
-
-
-def _unknown(
-    method: str,
-    path: str,
-    what: str,
-    creating: tuple[str, str],
-    cause: BaseException | None = None,
-    *,
-    in_flight: bool = False,
-) -> _Failure:
-    username, name = creating
-    message = (
-        f"{method} {path}: {what}; token {name!r} for {username} may or may not exist, "
-        "list tokens by name to find out"
-    )
-    extra = {"username": username, "token_name": name, "in_flight": in_flight}
-    return _Failure(OutcomeUnknown, message, "outcome_unknown", False, None, cause, extra)
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -547,20 +333,3 @@ def _seg(value: str) -> str:
         raise ValueError("a username or token id must not be empty")
     quoted = quote(value, safe="")
     return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if unusable."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(seconds, 0.0) if math.isfinite(seconds) else None

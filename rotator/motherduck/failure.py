@@ -1,0 +1,187 @@
+"""How one failed attempt of the MotherDuck client is classified.
+
+Its one job is turning a failed attempt into a `Failure`: the error to raise if we stop
+(a one-line message, server text cleaned of secrets) and whether a retry may follow. The
+`Classifier` does it for a transport error, an error status or an oversized answer, with
+the tables that decide it (which methods are idempotent, which statuses are retried or
+come from a gateway, which transport errors mean the request was never sent or will not
+get better by retrying); `unknown` is the Outcome-Unknown failure of a token-creating
+POST. `rotator.motherduck.client` sends, schedules the retries and raises.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import httpx
+
+from rotator.errors import (
+    BadRequest,
+    Forbidden,
+    MotherDuckError,
+    NotFound,
+    OutcomeUnknown,
+    RateLimited,
+    ServerError,
+    TransportError,
+    Unauthorized,
+    WrongRoute,
+)
+from rotator.log import scrub
+from rotator.motherduck import parse as answers
+from rotator.motherduck.retry import RetryPolicy, retry_after
+from rotator.secret import MASK, TOKEN_PATTERN, Secret
+from rotator.util.httpbound import TooLarge
+
+__all__ = ["Classifier", "Failure", "unknown"]
+
+_IDEMPOTENT: Final = frozenset({"GET", "PUT", "DELETE"})
+_RETRY_STATUSES: Final = frozenset({502, 503, 504})
+_GATEWAY_STATUSES: Final = frozenset({502, 504})
+_NEVER_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_NOT_TRANSIENT: Final = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
+_STATUS_ERRORS: Final[dict[int, type[MotherDuckError]]] = {
+    400: BadRequest,
+    403: Forbidden,
+    404: NotFound,
+}
+_TOKEN_RE: Final = re.compile(TOKEN_PATTERN)
+
+
+@dataclass(slots=True)
+class Failure:
+    """One failed attempt: the error to raise if we stop, and whether we may go on."""
+
+    kind: type[MotherDuckError]
+    message: str
+    reason: str
+    retry: bool = False
+    wait: float | None = None
+    cause: BaseException | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def error(self, attempts: int) -> MotherDuckError:
+        tail = f" (gave up after {attempts} attempts)" if self.retry and attempts > 1 else ""
+        return self.kind(self.message + tail, **self.extra)
+
+
+def unknown(
+    method: str,
+    path: str,
+    what: str,
+    creating: tuple[str, str],
+    cause: BaseException | None = None,
+    *,
+    in_flight: bool = False,
+) -> Failure:
+    username, name = creating
+    message = (
+        f"{method} {path}: {what}; token {name!r} for {username} may or may not exist, "
+        "list tokens by name to find out"
+    )
+    extra = {"username": username, "token_name": name, "in_flight": in_flight}
+    return Failure(OutcomeUnknown, message, "outcome_unknown", False, None, cause, extra)
+
+
+class Classifier:
+    """Turns one failed attempt of a client into a Failure, in one-line, secret-free words.
+
+    `shown_url` is the api_url as messages may show it; the admin token is only used to
+    mask it out of server-supplied text; `retry` caps a Retry-After wait.
+    """
+
+    __slots__ = ("_admin_token", "_retry", "_shown_url")
+
+    def __init__(self, shown_url: str, admin_token: Secret, retry: RetryPolicy) -> None:
+        self._shown_url = shown_url
+        self._admin_token = admin_token
+        self._retry = retry
+
+    def transport_failure(
+        self, method: str, path: str, exc: httpx.TransportError, creating: tuple[str, str] | None
+    ) -> Failure:
+        reason = type(exc).__name__
+        never_sent = isinstance(exc, _NEVER_SENT + _NOT_TRANSIENT)
+        if creating is not None and not never_sent:
+            return unknown(
+                method, path, f"{reason} after sending", creating, cause=exc, in_flight=True
+            )
+        retry = not isinstance(exc, _NOT_TRANSIENT) and (
+            isinstance(exc, _NEVER_SENT) or method in _IDEMPOTENT
+        )
+        detail = self._clean(str(exc)) or "no detail"
+        message = f"{method} {path}: no answer from {self._shown_url} ({reason}: {detail})"
+        return Failure(TransportError, message, reason, retry=retry, cause=exc)
+
+    def status_failure(
+        self,
+        method: str,
+        path: str,
+        response: httpx.Response,
+        body: bytes,
+        creating: tuple[str, str] | None,
+    ) -> Failure:
+        status = response.status_code
+        code, text, issues = self._error_body(body)
+        said = "; ".join(issues) or text or response.reason_phrase
+        where = f"{method} {path}: {status}"
+        extra: dict[str, Any] = {"status": status, "code": code, "issues": issues}
+        if status == 429:
+            after = retry_after(response.headers.get("Retry-After"))
+            wait = None if after is None else min(after, self._retry.retry_after_cap)
+            note = "" if after is None else f" (Retry-After {after:g}s)"
+            extra = {"code": code, "issues": issues, "retry_after": after}
+            return Failure(
+                RateLimited, f"{where} rate limited{note}", "429", True, wait, None, extra
+            )
+        if status >= 500 and creating is not None:
+            # A gateway's 502/504 means the origin may still be working on the request.
+            in_flight = status in _GATEWAY_STATUSES
+            return unknown(method, path, f"{status} {said}", creating, in_flight=in_flight)
+        retry = status in _RETRY_STATUSES and method in _IDEMPOTENT
+        if status == 404 and code != "NOT_FOUND":
+            said = f"no such route (not an API error); is the api_url {self._shown_url} wrong?"
+            kind: type[MotherDuckError] = WrongRoute
+        elif status == 401:
+            said = "the admin token was rejected (invalid, revoked or expired); check it"
+            kind = Unauthorized
+        else:
+            kind = _STATUS_ERRORS.get(status, ServerError if status >= 500 else MotherDuckError)
+        return Failure(kind, f"{where} {said}", str(status), retry, None, None, extra)
+
+    def too_large(
+        self, method: str, path: str, exc: TooLarge, creating: tuple[str, str] | None
+    ) -> Failure:
+        if creating is not None:
+            return unknown(method, path, str(exc), creating)
+        message = f"{method} {path}: {exc} (is the api_url {self._shown_url} right?)"
+        return Failure(MotherDuckError, message, "too_large")
+
+    def _error_body(self, content: bytes) -> tuple[str | None, str, list[str]]:
+        """(code, message, issue messages) from an error body; (None, "", []) if not JSON."""
+        try:
+            body = answers.load_json(content)
+        except answers.Malformed:
+            return None, "", []
+        if not isinstance(body, dict):
+            return None, "", []
+        code, message, issues = body.get("code"), body.get("message"), body.get("issues")
+        texts = [
+            self._clean(issue["message"])
+            for issue in (issues if isinstance(issues, list) else [])
+            if isinstance(issue, dict) and isinstance(issue.get("message"), str)
+        ]
+        return (
+            code if isinstance(code, str) else None,
+            self._clean(message) if isinstance(message, str) else "",
+            [text for text in texts if text],
+        )
+
+    def _clean(self, text: str) -> str:
+        """Server-supplied text made safe for a message: one line, no secrets, then short."""
+        admin = self._admin_token.reveal()
+        if admin:
+            text = text.replace(admin, MASK)
+        return scrub(" ".join(_TOKEN_RE.sub(MASK, text).split()), 300, keep="head")
