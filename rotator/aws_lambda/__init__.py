@@ -51,6 +51,7 @@ import_structlog(want_rich=False)
 
 import structlog
 
+from rotator.aws_lambda.errors import RotationError
 from rotator.aws_lambda.events import EventError, RotationEvent, ScheduledEvent, parse_event
 from rotator.config import AccountConfig, Config, load_config, parse_config
 from rotator.engine.runrecord import Run, RunState
@@ -89,10 +90,6 @@ PREVIOUS_STEP = {
 _FORWARD = list(RunState)[: list(RunState).index(RunState.COMPLETED) + 1]
 _FAILED = (RunState.ROLLED_BACK, RunState.FAILED_NEEDS_ATTENTION)
 _ARN_SUFFIX = re.compile(r"-[A-Za-z0-9]{6}$")  # the random suffix AWS appends to a secret ARN
-
-
-class RotationError(RotatorError):
-    """A rotation step failed; Lambda reports it to Secrets Manager as a failed step."""
 
 
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
