@@ -10,7 +10,8 @@ malformed event is refused before anything is read or written.
 * A scheduled run (EventBridge, `{"source": "rotator.schedule"}`, `{"accounts": [...]}`):
   rotate every due account in the config, or those listed in `accounts`, and finish
   pending revokes. It never advances a run Secrets Manager is driving: such a run is
-  reported as `in_progress`, except that the revoke it owes after the grace is finished.
+  reported as `in_progress`, except that the revoke it owes after the grace is finished
+  (rotator/aws_lambda/scheduled_pass.py).
 
 The engine is built on first use and reused while the function stays warm, and so are
 the AWS clients; botocore is imported only when the event needs it (boto3 not at all:
@@ -40,7 +41,8 @@ import_structlog(want_rich=False)
 import structlog
 
 from rotator.aws_lambda.errors import RotationError
-from rotator.aws_lambda.events import EventError, RotationEvent, ScheduledEvent, parse_event
+from rotator.aws_lambda.events import EventError, RotationEvent, parse_event
+from rotator.aws_lambda.scheduled_pass import scheduled, scheduled_names
 from rotator.aws_lambda.secretsmanager import _SM_CLIENTS, _secretsmanager, rotation_step
 from rotator.aws_lambda.secretsmanager import PREVIOUS_STEP as PREVIOUS_STEP
 from rotator.aws_lambda.secretsmanager import STEP_DONE as STEP_DONE
@@ -48,7 +50,7 @@ from rotator.aws_lambda.secretsmanager import STEP_UNTIL as STEP_UNTIL
 from rotator.aws_lambda.secretsmanager import account_for_secret as account_for_secret
 from rotator.config import Config, load_config, parse_config
 from rotator.engine.workflow import Engine
-from rotator.errors import ConfigError, RotatorError
+from rotator.errors import ConfigError
 from rotator.ops.metrics import RunCollector
 from rotator.secret import Secret
 
@@ -97,19 +99,6 @@ def emit_metrics(engine: Engine, accounts: list[str]) -> None:
     for record in records:
         sys.stdout.write(json.dumps(record) + "\n")
     sys.stdout.flush()
-
-
-def scheduled_names(engine: Engine, event: ScheduledEvent) -> list[str]:
-    """The configured usernames a scheduled event covers; EventError for an unknown one."""
-    if event.accounts is None:
-        return [a.username for a in engine.config.accounts]
-    names = []
-    for i, name in enumerate(event.accounts):
-        try:
-            names.append(engine.config.account(name).username)
-        except ConfigError as exc:
-            raise EventError(f"event.accounts[{i}]: {exc}") from None
-    return list(dict.fromkeys(names))
 
 
 def _engine() -> Engine:
@@ -174,32 +163,3 @@ def admin_token(config: Config) -> Secret:
     if not token:
         raise ConfigError(f"set {name} or [motherduck] admin_token_secret_id for the admin token")
     return Secret(token)
-
-
-# -- scheduled runs ----------------------------------------------------------------------
-
-
-def scheduled(engine: Engine, names: list[str]) -> dict[str, Any]:
-    """Rotate every due account in `names`; one failure never stops the rest.
-
-    First one cheap admin-only call, as every acting CLI command makes: a revoked or garbage
-    admin token fails the invocation the day it breaks, not the day a token is next due.
-    """
-    if names:
-        engine.client.active_accounts()
-    results = []
-    for name in names:
-        try:
-            outcome = engine.rotate(name, trigger="schedule")
-            results.append(
-                {"account": outcome.account, "result": outcome.result, "message": outcome.message}
-            )
-        except RotatorError as exc:
-            results.append({"account": name, "result": "error", "message": str(exc)})
-        log.info("lambda.account_done", **results[-1])
-    failed = [r for r in results if r["result"] in ("rolled_back", "needs_attention", "error")]
-    summary = {"results": results, "failed": len(failed)}
-    if failed:
-        # Raising marks the invocation failed, so CloudWatch alarms and EventBridge retries see it.
-        raise RotationError(f"{len(failed)} of {len(results)} account(s) failed: {failed}")
-    return summary
