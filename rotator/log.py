@@ -1,6 +1,6 @@
 """Logging for rotator: structlog configured once, JSON or console, secrets redacted.
 
-Entry points (`cli.py`, `aws_lambda.py`) call `configure()` once; library modules only
+Entry points (`cli.py`, `rotator/aws_lambda/`) call `configure()` once; library modules only
 hold `log = structlog.get_logger()` (a lazy proxy, so importing this module or theirs
 before `configure()` is safe). Every event, ours or a stdlib `logging` record from httpx,
 botocore or hvac, goes through the same list of small processors:
