@@ -1,0 +1,59 @@
+"""`rotate --processes`: how the accounts are dealt to workers and how many workers run."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from rotator import cli, fleet_procs
+from rotator.fleet_procs import MIN_ACCOUNTS_PER_PROCESS, auto_processes, deal
+
+
+@pytest.mark.parametrize(("count", "processes"), [(7, 3), (200, 2), (1000, 7), (2, 2)])
+def test_shares_are_disjoint_cover_everything_and_balanced(count: int, processes: int) -> None:
+    names = [f"svc_{i}" for i in range(count)]
+    shares = deal(names, processes)
+    flat = [n for share in shares for n in share]
+    assert sorted(flat) == sorted(names) and len(flat) == len(set(flat))
+    sizes = [len(s) for s in shares]
+    assert max(sizes) - min(sizes) <= 1
+    for share in shares:  # configuration order kept within a share
+        assert share == sorted(share, key=names.index)
+
+
+def test_auto_is_one_per_core_with_enough_accounts_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fleet_procs, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(fleet_procs, "can_fork", lambda: True)
+    assert auto_processes(1000, 32) == 4
+    assert auto_processes(1000, 2) == 2  # never more processes than the concurrency
+    assert auto_processes(2 * MIN_ACCOUNTS_PER_PROCESS, 32) == 2
+    assert auto_processes(MIN_ACCOUNTS_PER_PROCESS - 1, 32) == 1
+    monkeypatch.setattr(fleet_procs, "can_fork", lambda: False)
+    assert auto_processes(1000, 32) == 1
+
+
+def test_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fleet_procs, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(fleet_procs, "can_fork", lambda: True)
+
+    def count(*argv: str, accounts: int = 100) -> int:
+        args = cli.build_parser().parse_args(["rotate", "--all", *argv])
+        assert isinstance(args, argparse.Namespace)
+        return cli._process_count(args, accounts)
+
+    assert count() == 2  # auto
+    assert count("--processes", "auto") == 2
+    assert count("--processes", "1") == 1
+    assert count("--processes", "8") == 8
+    assert count("--processes", "8", accounts=3) == 3  # never an idle worker
+    assert count("--processes", "8", accounts=1) == 1  # one account: errors raise as today
+    assert count("--processes", "8", "--dry-run") == 1  # a plan reads only: one process
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", ""])
+def test_bad_values_are_usage_errors(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.build_parser().parse_args(["rotate", "--all", "--processes", value])
+    assert exc.value.code == 2
+    assert "--processes" in capsys.readouterr().err
