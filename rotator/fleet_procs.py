@@ -143,6 +143,11 @@ def run_fleet_processes(
             _supervise(workers, progress, results, emit)
     finally:
         _reap_all(workers)
+    if log_format != "console":  # the parent's own share of the CPU, for benchmarks
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        log.debug("fleet.parent_usage", cpu_s=round(usage.ru_utime + usage.ru_stime, 3))
     for worker in workers:
         for name in worker.names:
             if name not in results:
@@ -195,7 +200,10 @@ def _spawn(
         os.set_blocking(fd, False)
 
 
-def _emitter(reporter: _LogTicker | _TerminalLine, err: TextIO) -> Callable[[str], None]:
+Emit = Callable[[Sequence[str]], None]
+
+
+def _emitter(reporter: _LogTicker | _TerminalLine, err: TextIO) -> Emit:
     """How the parent writes one forwarded log line: above the terminal line, or plain."""
     from rotator import log as rlog
     from rotator.fleet import _Above
@@ -203,9 +211,12 @@ def _emitter(reporter: _LogTicker | _TerminalLine, err: TextIO) -> Callable[[str
     lock = threading.Lock()
     target: Any = _Above(reporter) if isinstance(reporter, _TerminalLine) else err
 
-    def emit(line: str) -> None:
+    def emit(lines: Sequence[str]) -> None:
+        # Whole lines only, in one write: no line of another worker (or of the parent's
+        # own log) can land inside one of these.
+        text = "".join(rlog.redact(line) + "\n" for line in lines)
         with lock:
-            target.write(rlog.redact(line) + "\n")
+            target.write(text)
             target.flush()
 
     return emit
@@ -215,7 +226,7 @@ def _supervise(
     workers: list[_Worker],
     progress: FleetProgress,
     results: dict[str, tuple[Outcome, int]],
-    emit: Callable[[str], None],
+    emit: Emit,
 ) -> None:
     """Read the workers' pipes until each has exited; forward a stop request once."""
     sel = selectors.DefaultSelector()
@@ -258,7 +269,7 @@ def _read(
     which: str,
     progress: FleetProgress,
     results: dict[str, tuple[Outcome, int]],
-    emit: Callable[[str], None],
+    emit: Emit,
     *,
     drain: bool = False,
 ) -> bool:
@@ -277,8 +288,8 @@ def _read(
     if which == "err":
         lines = (worker.err_buf + data).split(b"\n")
         worker.err_buf = lines.pop()
-        for line in lines:
-            emit(line.decode("utf-8", "replace"))
+        if lines:
+            emit([line.decode("utf-8", "replace") for line in lines])
         return True
     lines = (worker.chan_buf + data).split(b"\n")
     worker.chan_buf = lines.pop()
@@ -308,17 +319,26 @@ def _event(
         progress.finished(name, outcome.result)
 
 
-def _flush_partial(worker: _Worker, emit: Callable[[str], None]) -> None:
+def _flush_partial(worker: _Worker, emit: Emit) -> None:
     if worker.err_buf:
-        emit(worker.err_buf.decode("utf-8", "replace"))
+        emit([worker.err_buf.decode("utf-8", "replace")])
         worker.err_buf = b""
 
 
 def _waitpid(pid: int, flags: int) -> tuple[int, int]:
     try:
-        return os.waitpid(pid, flags)
+        got, status, usage = os.wait4(pid, flags)
     except ChildProcessError:
         return pid, 0
+    if got:
+        log.debug(
+            "fleet.worker_exited",
+            worker_pid=pid,
+            how=_how(os.waitstatus_to_exitcode(status)),
+            cpu_s=round(usage.ru_utime + usage.ru_stime, 3),
+            max_rss_mb=round(usage.ru_maxrss / 1024, 1),
+        )
+    return got, status
 
 
 def _stop_signal() -> int:
