@@ -48,11 +48,13 @@ def children(pid: int) -> set[int]:
 
 
 def alive(pid: int) -> bool:
+    """Running (a zombie no parent reaped yet counts as gone: it runs nothing)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
         return False
-    return True
+    state = next((line for line in status.splitlines() if line.startswith("State:")), "")
+    return "zombie" not in state and "(dead)" not in state
 
 
 def assert_consistent(sim: Any, cli: CliSetup, users: list[str]) -> None:
@@ -259,4 +261,36 @@ class TestStops:
         assert again.returncode == 0, again.stderr
         results = {d["account"]: d["result"] for d in json_lines(again.stdout)}
         assert results[victim] in {"completed", "rolled_back"} and results[users[2]] == "completed"
+        assert_consistent(simulator, cli, users)
+
+    def test_workers_stop_when_the_parent_is_killed(self, simulator: Any, tmp_path: Path) -> None:
+        """SIGKILL to the parent: each worker gets SIGTERM (PR_SET_PDEATHSIG), stops at its
+        next step boundary and exits; no orphan keeps running; the next pass finishes."""
+        cli, users = fleet(simulator, tmp_path, 4)
+        simulator.add_fault(route="create_token", action="delay", seconds=2, times=2)
+        proc = cli.start("rotate", "--all", "--force", "--json", "--processes", "2",
+                         "--concurrency", "2")
+        workers: set[int] = set()
+        try:
+            def both_creating() -> bool:
+                workers.update(children(proc.pid))
+                return proc.poll() is None and simulator.faults()[0]["fired"] == 2
+
+            wait_until(both_creating, timeout=60, what="both workers in a delayed create")
+            workers.update(children(proc.pid))
+            proc.kill()
+            proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert len(workers) == 2, workers
+        wait_until(lambda: not [p for p in workers if alive(p)], timeout=60,
+                   what="the workers to stop after their parent died")
+        # They stopped, not finished: the second account of each worker never started.
+        assert sorted(r["account"].lower() for r in cli.runs()) == sorted(
+            u.lower() for u in users[:2]
+        )
+        again = cli.run("rotate", "--all", "--force", "--json")
+        assert again.returncode == 0, again.stderr
         assert_consistent(simulator, cli, users)
