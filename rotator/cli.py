@@ -429,7 +429,8 @@ def _process_count(args: argparse.Namespace, accounts: int) -> int:
     wanted: int | None = args.processes
     if wanted is None:
         return auto_processes(accounts, args.concurrency)
-    return min(wanted, accounts)
+    # No idle worker, and never more calls in flight than --concurrency allows.
+    return min(wanted, accounts, args.concurrency)
 
 
 def _rotate_one(

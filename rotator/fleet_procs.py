@@ -2,13 +2,14 @@
 
 One Python process running 32 threads spends much of its CPU handing the GIL between
 them (issue 16: ~4,650 futex calls per rotation at concurrency 32, 7 at concurrency 1)
-and can use one core. N workers, each with concurrency/N threads, use N cores and
-contend less. What a user sees does not change:
+and can use one core. N workers, sharing the concurrency (its threads dealt out, so
+no more calls are in flight than `--concurrency` says), use N cores and contend less.
+What a user sees does not change:
 
 - The parent loads the config, probes the admin token, and forks the workers (nothing
   is threaded yet; it has opened no state store). Each worker builds its own engine
   (its own MotherDuck client, state store handle and lease owner `host:pid`) and rotates
-  its share: the due accounts dealt round-robin in configuration order, so the shares
+  its share: the selected accounts dealt round-robin in configuration order, so the shares
   are disjoint and within one account of each other in size. (A hash split like
   `--shard` would be uneven at small N and, nested inside a user's `--shard I/N`, would
   put every account in one worker.) Leases still guard each account.
@@ -55,7 +56,14 @@ from rotator.safeio import SafeStream
 if TYPE_CHECKING:
     from rotator.outcome import Outcome
 
-__all__ = ["MIN_ACCOUNTS_PER_PROCESS", "auto_processes", "can_fork", "run_fleet_processes"]
+__all__ = [
+    "MIN_ACCOUNTS_PER_PROCESS",
+    "auto_processes",
+    "can_fork",
+    "deal",
+    "run_fleet_processes",
+    "split_concurrency",
+]
 
 log = structlog.get_logger("rotator.fleet")
 
@@ -92,6 +100,12 @@ def deal(names: Sequence[str], processes: int) -> list[list[str]]:
     return [list(names[i::processes]) for i in range(processes)]
 
 
+def split_concurrency(concurrency: int, processes: int) -> list[int]:
+    """Threads per worker: `concurrency` in all (each worker at least one)."""
+    base, extra = divmod(concurrency, processes)
+    return [max(1, base + (1 if i < extra else 0)) for i in range(processes)]
+
+
 @dataclass
 class _Worker:
     index: int
@@ -125,8 +139,8 @@ def run_fleet_processes(
     progress = FleetProgress(total=len(names))
     err = cast(TextIO, SafeStream(sys.stderr if stream is None else stream))
     live = _isatty(err) and log_format != "json"
-    threads = max(1, -(-concurrency // processes))
     workers = [_Worker(i, share) for i, share in enumerate(deal(names, processes)) if share]
+    threads = split_concurrency(concurrency, len(workers))
     results: dict[str, tuple[Outcome, int]] = {}
     if interrupt.stop_requested():
         return [(interrupt.not_started(n), 3) for n in names]
@@ -135,8 +149,8 @@ def run_fleet_processes(
             stream_.flush()
     parent = os.getpid()
     try:
-        for worker in workers:
-            _spawn(worker, workers, setup, threads, parent)
+        for worker, count in zip(workers, threads, strict=True):
+            _spawn(worker, workers, setup, count, parent)
         reporter = _TerminalLine(err, progress) if live else _LogTicker(progress)
         emit = _emitter(reporter, err)
         with reporter.running():

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from rotator import cli, fleet_procs
-from rotator.fleet_procs import MIN_ACCOUNTS_PER_PROCESS, auto_processes, deal
+from rotator.fleet_procs import MIN_ACCOUNTS_PER_PROCESS, auto_processes, deal, split_concurrency
 
 
 @pytest.mark.parametrize(("count", "processes"), [(7, 3), (200, 2), (1000, 7), (2, 2)])
@@ -45,7 +45,8 @@ def test_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
     assert count() == 2  # auto
     assert count("--processes", "auto") == 2
     assert count("--processes", "1") == 1
-    assert count("--processes", "8") == 8
+    assert count("--processes", "8") == 4  # at most --concurrency (default 4)
+    assert count("--processes", "8", "--concurrency", "32") == 8
     assert count("--processes", "8", accounts=3) == 3  # never an idle worker
     assert count("--processes", "8", accounts=1) == 1  # one account: errors raise as today
     assert count("--processes", "8", "--dry-run") == 1  # a plan reads only: one process
@@ -57,3 +58,13 @@ def test_bad_values_are_usage_errors(value: str, capsys: pytest.CaptureFixture[s
         cli.build_parser().parse_args(["rotate", "--all", "--processes", value])
     assert exc.value.code == 2
     assert "--processes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "processes", "threads"),
+    [(32, 2, [16, 16]), (5, 2, [3, 2]), (4, 4, [1, 1, 1, 1]), (7, 3, [3, 2, 2])],
+)
+def test_threads_add_up_to_the_concurrency(
+    concurrency: int, processes: int, threads: list[int]
+) -> None:
+    assert split_concurrency(concurrency, processes) == threads
