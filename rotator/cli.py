@@ -427,10 +427,11 @@ def _process_count(args: argparse.Namespace, accounts: int) -> int:
     if not can_fork():
         return 1
     wanted: int | None = args.processes
+    concurrency: int = args.concurrency
     if wanted is None:
-        return auto_processes(accounts, args.concurrency)
+        return auto_processes(accounts, concurrency)
     # No idle worker, and never more calls in flight than --concurrency allows.
-    return min(wanted, accounts, args.concurrency)
+    return min(wanted, accounts, concurrency)
 
 
 def _rotate_one(

@@ -117,6 +117,7 @@ class _Worker:
     err_buf: bytes = b""
     started: set[str] = field(default_factory=set)
     status: int | None = None  # os.waitstatus_to_exitcode once reaped
+    failed: str | None = None  # why it never started (a fork that failed)
 
 
 def run_fleet_processes(
@@ -157,11 +158,10 @@ def run_fleet_processes(
             _supervise(workers, progress, results, emit)
     finally:
         _reap_all(workers)
-    if log_format != "console":  # the parent's own share of the CPU, for benchmarks
-        import resource
+    import resource
 
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        log.debug("fleet.parent_usage", cpu_s=round(usage.ru_utime + usage.ru_stime, 3))
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # the parent's share, for benchmarks
+    log.debug("fleet.parent_usage", cpu_s=round(usage.ru_utime + usage.ru_stime, 3))
     for worker in workers:
         for name in worker.names:
             if name not in results:
@@ -170,7 +170,7 @@ def run_fleet_processes(
                     "fleet.worker_lost",
                     account=name,
                     worker_pid=worker.pid,
-                    how=_how(worker.status),
+                    how=_how(worker.status, worker.failed),
                 )
     out: list[tuple[Outcome, int]] = []
     for name in names:
@@ -188,7 +188,15 @@ def _spawn(
 ) -> None:
     chan_r, chan_w = os.pipe()
     err_r, err_w = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as exc:  # out of processes or memory: its accounts are reported, not run
+        for fd in (chan_r, chan_w, err_r, err_w):
+            os.close(fd)
+        worker.failed = f"could not be started ({exc.strerror or exc})"
+        worker.status = 1
+        log.error("fleet.worker_not_started", error=worker.failed)
+        return
     if pid == 0:  # the worker: never returns
         code = 70
         try:
@@ -245,8 +253,9 @@ def _supervise(
     """Read the workers' pipes until each has exited; forward a stop request once."""
     sel = selectors.DefaultSelector()
     for worker in workers:
-        sel.register(worker.chan, selectors.EVENT_READ, (worker, "chan"))
-        sel.register(worker.err, selectors.EVENT_READ, (worker, "err"))
+        if worker.pid:
+            sel.register(worker.chan, selectors.EVENT_READ, (worker, "chan"))
+            sel.register(worker.err, selectors.EVENT_READ, (worker, "err"))
     forwarded = False
     try:
         while any(w.status is None for w in workers):
@@ -308,8 +317,12 @@ def _read(
     lines = (worker.chan_buf + data).split(b"\n")
     worker.chan_buf = lines.pop()
     for line in lines:
-        if line:
-            _event(worker, json.loads(line), progress, results)
+        try:
+            event = json.loads(line) if line else None
+        except ValueError:
+            event = None  # never: a worker writes whole JSON lines under a lock
+        if isinstance(event, dict):
+            _event(worker, event, progress, results)
     return True
 
 
@@ -390,7 +403,9 @@ def _reap_all(workers: Sequence[_Worker], grace: float = 30.0) -> None:
         worker.chan = worker.err = -1
 
 
-def _how(status: int | None) -> str:
+def _how(status: int | None, failed: str | None = None) -> str:
+    if failed:
+        return failed
     if status is None:
         return "did not report"
     if status < 0:
@@ -403,7 +418,7 @@ def _how(status: int | None) -> str:
 def _lost(worker: _Worker, name: str) -> Outcome:
     from rotator.outcome import Outcome
 
-    how = _how(worker.status)
+    how = _how(worker.status, worker.failed)
     if name in worker.started:
         text = (
             f"worker process {worker.pid} {how} during this account's run; its checkpoints "

@@ -68,3 +68,26 @@ def test_threads_add_up_to_the_concurrency(
     concurrency: int, processes: int, threads: list[int]
 ) -> None:
     assert split_concurrency(concurrency, processes) == threads
+
+
+def test_a_worker_that_cannot_be_forked_has_its_accounts_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """fork() failing (EAGAIN: out of processes): every account still printed, as an error
+    saying it was not started; nothing hangs and nothing runs."""
+    import errno
+
+    def no_fork() -> int:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    def setup() -> fleet_procs.One:
+        raise AssertionError("no worker runs")
+
+    monkeypatch.setattr(fleet_procs.os, "fork", no_fork)
+    names = ["a", "b", "c"]
+    pairs = fleet_procs.run_fleet_processes(
+        names, setup, processes=2, concurrency=4, log_format="json"
+    )
+    assert [o.account for o, _ in pairs] == names
+    assert {(o.result, code) for o, code in pairs} == {("error", 1)}
+    assert all("not started" in o.message and "could not be started" in o.message for o, _ in pairs)
