@@ -72,6 +72,9 @@ MIN_ACCOUNTS_PER_PROCESS = 16
 _FAILED = 1  # EXIT_FAILED (rotator.cli), for the accounts of a worker that died
 _PR_SET_PDEATHSIG = 1
 _TICK = 0.2  # seconds between looks at the stop flag and the workers' exits
+# After reading, let the pipes fill this long: a read then carries many lines, not one,
+# which cuts the parent's CPU (a pipe holds 64 KiB; a worker logs a few KiB in this time).
+_GATHER = 0.02
 
 One = Callable[[str], "tuple[Outcome, int]"]
 
@@ -259,10 +262,13 @@ def _supervise(
     forwarded = False
     try:
         while any(w.status is None for w in workers):
-            for key, _ in sel.select(timeout=_TICK):
+            ready = sel.select(timeout=_TICK)
+            for key, _ in ready:
                 worker, which = key.data
                 if not _read(worker, which, progress, results, emit):
                     sel.unregister(key.fd)
+            if ready:
+                time.sleep(_GATHER)
             if interrupt.stop_requested() and not forwarded:
                 forwarded = True
                 signum = _stop_signal()
