@@ -84,10 +84,34 @@ def can_fork() -> bool:
 
 
 def usable_cpus() -> int:
+    """The CPUs this process may run on, and no more than a container's CPU quota allows
+    (a Kubernetes pod limited to 1 CPU on a 64-core node gets 1)."""
     try:
-        return len(os.sched_getaffinity(0))
+        count = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        count = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return max(1, min(count, quota)) if quota else count
+
+
+def _cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> int | None:
+    """cgroup v2 `cpu.max` (or v1 `cpu.cfs_quota_us`/`cpu.cfs_period_us`), rounded up."""
+    try:
+        with open(f"{root}/cpu.max", encoding="ascii") as handle:
+            quota, period = handle.read().split()[:2]
+    except (OSError, ValueError):
+        try:
+            with open(f"{root}/cpu/cpu.cfs_quota_us", encoding="ascii") as handle:
+                quota = handle.read().strip()
+            with open(f"{root}/cpu/cpu.cfs_period_us", encoding="ascii") as handle:
+                period = handle.read().strip()
+        except OSError:
+            return None
+    try:
+        q, p = int(quota), int(period)
+    except ValueError:  # "max": no quota
+        return None
+    return -(-q // p) if q > 0 and p > 0 else None
 
 
 def auto_processes(accounts: int, concurrency: int) -> int:

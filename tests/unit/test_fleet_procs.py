@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,23 @@ def test_a_worker_that_cannot_be_forked_has_its_accounts_reported(
     assert [o.account for o, _ in pairs] == names
     assert {(o.result, code) for o, code in pairs} == {("error", 1)}
     assert all("not started" in o.message and "could not be started" in o.message for o, _ in pairs)
+
+
+@pytest.mark.parametrize(
+    ("files", "quota"),
+    [
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu.max": "100000 100000\n"}, 1),
+        ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: two workers may share them
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2),
+        ({}, None),
+    ],
+)
+def test_a_container_cpu_quota_bounds_auto(
+    tmp_path: Path, files: dict[str, str], quota: int | None
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert fleet_procs._cgroup_cpu_quota(str(tmp_path)) == quota
