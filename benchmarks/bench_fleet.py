@@ -94,6 +94,26 @@ ids_path.write_text(json.dumps(ids))
 """
 
 
+_SPIN = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(6_000_000): x += i\n" \
+    "print(time.perf_counter() - t)"
+
+
+def parallel_capacity() -> float:
+    """How many cores two CPU-bound processes actually got just now (2.0 on an idle
+    2-core machine; ~1.0 when other work holds one core): the same loop alone, then two
+    copies at once. A second worker process can only help as far as this exceeds 1."""
+    import subprocess
+
+    def spin(n: int) -> float:
+        procs = [subprocess.Popen([PYTHON, "-S", "-c", _SPIN], stdout=subprocess.PIPE,
+                                  text=True) for _ in range(n)]
+        return max(float(p.communicate()[0]) for p in procs)
+
+    alone = spin(1)
+    together = spin(2)
+    return round(2 * alone / together, 2) if together > 0 else float("nan")
+
+
 def _pss_mb(pid: int) -> float:
     """Proportional set size: shared pages (a forked worker's, say) split among sharers."""
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
@@ -232,6 +252,7 @@ def run_fleet(accounts: int, latency: float, concurrency: int, repeats: int,
     `processes`: the `--processes` values to compare (None: the option is not passed).
     """
     variants: list[str | None] = list(processes) if processes else [None]
+    capacity_start = parallel_capacity() if processes else None
     with workdir(f"fleet-{accounts}") as base, Simulator(base / "sim") as sim:
         started = time.perf_counter()
         fleet = make_fleet(sim, base / "fleet", accounts)
@@ -298,6 +319,8 @@ def run_fleet(accounts: int, latency: float, concurrency: int, repeats: int,
             "median_by_variant": by_variant,
             "ratios_vs_script": ratios,
             "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+            "parallel_capacity_start_end": [capacity_start,
+                                            parallel_capacity() if processes else None],
             "runs": runs,
         }
 
