@@ -114,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--json", action="store_true", help="one JSON object per account")
     rotate.add_argument("--metrics-file", metavar="PATH", help="write Prometheus textfile metrics")
     rotate.add_argument("--shard", type=_shard, metavar="I/N", help="only shard I of N (0-based)")
+    rotate.add_argument(
+        "--processes",
+        type=_processes,
+        default="auto",
+        metavar="N|auto",
+        help="split the accounts across N worker processes (default auto: one per core "
+        "from 32 accounts; 1: all in this process)",
+    )
 
     status = sub.add_parser("status", help="token age, next due date, pending revoke, last run")
     status.add_argument("usernames", nargs="*", metavar="USERNAME")
@@ -231,6 +239,11 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _processes(text: str) -> int | None:
+    """`auto` (None: decided from the cores and the accounts) or a whole number >= 1."""
+    return None if text == "auto" else _positive_int(text)
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -363,7 +376,6 @@ def _selected(config: Config, names: Sequence[str], all_: bool) -> list[str]:
 
 
 def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
-    from rotator.engine.outcome import Outcome
     from rotator.ops.fleet import prune_after_pass, run_fleet, select_shard
 
     config = _config(args)
@@ -374,6 +386,65 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
     engine = make_engine(config)
     probe_admin_token(engine)
 
+    one = _rotate_one(engine, args, single=len(names) == 1)
+    processes = _process_count(args, len(names))
+    codes: dict[str, int] = {}
+    if processes > 1:
+        from rotator.ops.fleet_procs import run_fleet_processes
+
+        pairs = run_fleet_processes(
+            names,
+            lambda: _rotate_one(make_engine(config), args, single=False),
+            processes=processes,
+            concurrency=args.concurrency,
+            log_format=args.log_format,
+        )
+        outcomes = [outcome for outcome, _ in pairs]
+        codes = {outcome.account: code for outcome, code in pairs}
+    else:
+        def tracked(name: str) -> Outcome:
+            outcome, codes[name] = one(name)
+            return outcome
+
+        outcomes = run_fleet(
+            names, tracked, concurrency=args.concurrency, log_format=args.log_format
+        )
+    if not args.dry_run and not interrupt.stop_requested():  # a stopped pass starts nothing
+        prune_after_pass(engine, outcomes)
+    _print_outcomes(outcomes, out, as_json=args.json)
+    if args.metrics_file:
+        # A stopped pass calls MotherDuck no more: the gauges from the state store only.
+        live = not args.dry_run and not interrupt.stop_requested()
+        _write_metrics(engine, names, args.metrics_file, live=live)
+    return worst(list(codes.values()))
+
+
+def _process_count(args: argparse.Namespace, accounts: int) -> int:
+    """`--processes`, or its automatic value; 1 for a dry run or a single account."""
+    if args.dry_run or accounts < 2 or args.processes == 1:
+        return 1
+    from rotator.ops.fleet_procs import auto_processes, can_fork
+
+    if not can_fork():
+        return 1
+    wanted: int | None = args.processes
+    concurrency: int = args.concurrency
+    if wanted is None:
+        return auto_processes(accounts, concurrency)
+    # No idle worker, and never more calls in flight than --concurrency allows.
+    return min(wanted, accounts, concurrency)
+
+
+def _rotate_one(
+    engine: Engine, args: argparse.Namespace, *, single: bool
+) -> Callable[[str], tuple[Outcome, int]]:
+    """One account's rotation (or plan) as an outcome and its exit status.
+
+    With `single`, an error is raised (the command's one line and exit status); in a
+    fleet it becomes that account's outcome and the pass goes on.
+    """
+    from rotator.engine.outcome import Outcome
+
     def one(name: str) -> tuple[Outcome, int]:
         if interrupt.stop_requested():
             return interrupt.not_started(name), EXIT_INCOMPLETE
@@ -383,7 +454,7 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
             else:
                 outcome = engine.rotate(name, force=args.force, revoke_now=args.revoke_now)
         except RotatorError as exc:
-            if len(names) == 1:
+            if single:
                 raise
             code = exit_code_for(exc)
             result = {EXIT_INCOMPLETE: "incomplete", EXIT_ATTENTION: "needs_attention"}.get(
@@ -392,21 +463,7 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
             return Outcome(name, result, str(exc)), code
         return outcome, outcome.exit_code
 
-    codes: dict[str, int] = {}
-
-    def tracked(name: str) -> Outcome:
-        outcome, codes[name] = one(name)
-        return outcome
-
-    outcomes = run_fleet(names, tracked, concurrency=args.concurrency, log_format=args.log_format)
-    if not args.dry_run and not interrupt.stop_requested():  # a stopped pass starts nothing
-        prune_after_pass(engine, outcomes)
-    _print_outcomes(outcomes, out, as_json=args.json)
-    if args.metrics_file:
-        # A stopped pass calls MotherDuck no more: the gauges from the state store only.
-        live = not args.dry_run and not interrupt.stop_requested()
-        _write_metrics(engine, names, args.metrics_file, live=live)
-    return worst(list(codes.values()))
+    return one
 
 
 def probe_admin_token(engine: Engine) -> None:

@@ -1,0 +1,523 @@
+"""`rotate --processes N`: a fleet split across N forked worker processes, one parent.
+
+One Python process running 32 threads spends much of its CPU handing the GIL between
+them (issue 16: ~4,650 futex calls per rotation at concurrency 32, 7 at concurrency 1)
+and can use one core. N workers, sharing the concurrency (its threads dealt out, so
+no more calls are in flight than `--concurrency` says), use N cores and contend less.
+What a user sees does not change:
+
+- The parent loads the config, probes the admin token, and forks the workers (nothing
+  is threaded yet; it has opened no state store). Each worker builds its own engine
+  (its own MotherDuck client, state store handle and lease owner `host:pid`) and rotates
+  its share: the selected accounts dealt round-robin in configuration order, so the shares
+  are disjoint and within one account of each other in size. (A hash split like
+  `--shard` would be uneven at small N and, nested inside a user's `--shard I/N`, would
+  put every account in one worker.) Leases still guard each account.
+- Workers report on a pipe, one JSON line per event: `{"k": "s", "a": account}` when an
+  account starts, `{"k": "f", "a": ..., "o": {outcome}, "c": exit code}` when it ends.
+  Outcome text is redacted in the worker (which knows the new tokens) and again in the
+  parent; no secret is ever a field of an Outcome. The parent keeps the fleet progress
+  from these events and prints every account once, in configuration order, with one
+  summary and the same exit status as one process.
+- A worker's stderr (its log lines) is a pipe too; the parent writes each complete line
+  whole to its own stderr (above the progress line on a terminal), so lines from
+  different workers never interleave.
+- SIGINT/SIGTERM to the parent: it forwards the signal to every live worker, each stops
+  at its next step boundary and reports `interrupted`/`not_started` as one process
+  would. Workers die with the parent (`PR_SET_PDEATHSIG`: a SIGTERM, so even then they
+  stop at a step boundary). A worker that dies (SIGKILL, OOM) is reaped; each of its
+  accounts that did not finish is reported as an `error` (exit 1) saying the next
+  `rotator rotate` resumes it (its checkpoints survive; the dead holder's lease is taken
+  over at once on this host). The parent reaps every worker before it returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import selectors
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO, cast
+
+import structlog
+
+from rotator.engine import interrupt
+from rotator.ops.fleet import FleetProgress, _isatty, _LogTicker, _TerminalLine
+from rotator.util.safeio import SafeStream
+
+if TYPE_CHECKING:
+    from rotator.engine.outcome import Outcome
+
+__all__ = [
+    "MIN_ACCOUNTS_PER_PROCESS",
+    "auto_processes",
+    "can_fork",
+    "deal",
+    "run_fleet_processes",
+    "split_concurrency",
+]
+
+log = structlog.get_logger("rotator.fleet")
+
+# A worker costs a fork, an engine and ~30 MB: worth it from this many accounts each.
+MIN_ACCOUNTS_PER_PROCESS = 16
+_FAILED = 1  # EXIT_FAILED (rotator.cli), for the accounts of a worker that died
+_PR_SET_PDEATHSIG = 1
+_TICK = 0.2  # seconds between looks at the stop flag and the workers' exits
+# After reading, let the pipes fill this long: a read then carries many lines, not one,
+# which cuts the parent's CPU (a pipe holds 64 KiB; a worker logs a few KiB in this time).
+_GATHER = 0.02
+
+One = Callable[[str], "tuple[Outcome, int]"]
+
+
+def can_fork() -> bool:
+    return hasattr(os, "fork") and sys.platform != "darwin"  # macOS: fork after imports is unsafe
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on, and no more than a container's CPU quota allows
+    (a Kubernetes pod limited to 1 CPU on a 64-core node gets 1)."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return max(1, min(count, quota)) if quota else count
+
+
+def _cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> int | None:
+    """cgroup v2 `cpu.max` (or v1 `cpu.cfs_quota_us`/`cpu.cfs_period_us`), rounded up."""
+    try:
+        with open(f"{root}/cpu.max", encoding="ascii") as handle:
+            quota, period = handle.read().split()[:2]
+    except (OSError, ValueError):
+        try:
+            with open(f"{root}/cpu/cpu.cfs_quota_us", encoding="ascii") as handle:
+                quota = handle.read().strip()
+            with open(f"{root}/cpu/cpu.cfs_period_us", encoding="ascii") as handle:
+                period = handle.read().strip()
+        except OSError:
+            return None
+    try:
+        q, p = int(quota), int(period)
+    except ValueError:  # "max": no quota
+        return None
+    return -(-q // p) if q > 0 and p > 0 else None
+
+
+def auto_processes(accounts: int, concurrency: int) -> int:
+    """The default for `--processes`: one per usable core, but no more than the
+    concurrency allows and at least `MIN_ACCOUNTS_PER_PROCESS` accounts each."""
+    if not can_fork():
+        return 1
+    return max(1, min(usable_cpus(), concurrency, accounts // MIN_ACCOUNTS_PER_PROCESS))
+
+
+def deal(names: Sequence[str], processes: int) -> list[list[str]]:
+    """Round-robin in configuration order: disjoint shares, sizes within one of each other."""
+    return [list(names[i::processes]) for i in range(processes)]
+
+
+def split_concurrency(concurrency: int, processes: int) -> list[int]:
+    """Threads per worker: `concurrency` in all (each worker at least one)."""
+    base, extra = divmod(concurrency, processes)
+    return [max(1, base + (1 if i < extra else 0)) for i in range(processes)]
+
+
+@dataclass
+class _Worker:
+    index: int
+    names: list[str]
+    pid: int = 0
+    chan: int = -1  # read end of the event pipe
+    err: int = -1  # read end of the worker's stderr
+    chan_buf: bytes = b""
+    err_buf: bytes = b""
+    started: set[str] = field(default_factory=set)
+    status: int | None = None  # os.waitstatus_to_exitcode once reaped
+    failed: str | None = None  # why it never started (a fork that failed)
+
+
+def run_fleet_processes(
+    names: Sequence[str],
+    setup: Callable[[], One],
+    *,
+    processes: int,
+    concurrency: int,
+    log_format: str = "auto",
+    stream: TextIO | None = None,
+) -> list[tuple[Outcome, int]]:
+    """Every account of `names` once, in order, rotated by `processes` forked workers.
+
+    `setup()` runs in each worker and returns its per-account function (building the
+    worker's own engine). Returns (outcome, exit code) per account.
+    """
+    from rotator import log as rlog
+    from rotator.engine.outcome import Outcome
+
+    progress = FleetProgress(total=len(names))
+    err = cast(TextIO, SafeStream(sys.stderr if stream is None else stream))
+    live = _isatty(err) and log_format != "json"
+    workers = [_Worker(i, share) for i, share in enumerate(deal(names, processes)) if share]
+    threads = split_concurrency(concurrency, len(workers))
+    results: dict[str, tuple[Outcome, int]] = {}
+    if interrupt.stop_requested():
+        return [(interrupt.not_started(n), 3) for n in names]
+    for stream_ in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream_.flush()
+    parent = os.getpid()
+    try:
+        for worker, count in zip(workers, threads, strict=True):
+            _spawn(worker, workers, setup, count, parent)
+        reporter = _TerminalLine(err, progress) if live else _LogTicker(progress)
+        emit = _emitter(reporter, err)
+        with reporter.running():
+            _supervise(workers, progress, results, emit)
+    finally:
+        _reap_all(workers)
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # the parent's share, for benchmarks
+    log.debug("fleet.parent_usage", cpu_s=round(usage.ru_utime + usage.ru_stime, 3))
+    for worker in workers:
+        for name in worker.names:
+            if name not in results:
+                results[name] = (_lost(worker, name), _FAILED)
+                log.error(
+                    "fleet.worker_lost",
+                    account=name,
+                    worker_pid=worker.pid,
+                    how=_how(worker.status, worker.failed),
+                )
+    out: list[tuple[Outcome, int]] = []
+    for name in names:
+        outcome, code = results[name]
+        out.append((Outcome(**{**asdict(outcome), "message": rlog.redact(outcome.message)}), code))
+    return out
+
+
+# -- the parent --------------------------------------------------------------------------
+
+
+def _spawn(
+    worker: _Worker, workers: Sequence[_Worker], setup: Callable[[], One], threads: int,
+    parent: int,
+) -> None:
+    chan_r, chan_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError as exc:  # out of processes or memory: its accounts are reported, not run
+        for fd in (chan_r, chan_w, err_r, err_w):
+            os.close(fd)
+        worker.failed = f"could not be started ({exc.strerror or exc})"
+        worker.status = 1
+        log.error("fleet.worker_not_started", error=worker.failed)
+        return
+    if pid == 0:  # the worker: never returns
+        code = 70
+        try:
+            os.close(chan_r)
+            os.close(err_r)
+            for other in workers:
+                for fd in (other.chan, other.err):
+                    if fd >= 0:
+                        with contextlib.suppress(OSError):
+                            os.close(fd)
+            code = _worker_main(worker.names, setup, threads, chan_w, err_w, parent)
+        except BaseException:  # a worker must never unwind into the parent's code
+            with contextlib.suppress(BaseException):
+                log.exception("fleet.worker_crashed")
+        finally:
+            with contextlib.suppress(BaseException):
+                sys.stderr.flush()
+            os._exit(code)
+    os.close(chan_w)
+    os.close(err_w)
+    worker.pid, worker.chan, worker.err = pid, chan_r, err_r
+    for fd in (chan_r, err_r):
+        os.set_blocking(fd, False)
+
+
+Emit = Callable[[Sequence[str]], None]
+
+
+def _emitter(reporter: _LogTicker | _TerminalLine, err: TextIO) -> Emit:
+    """How the parent writes one forwarded log line: above the terminal line, or plain."""
+    from rotator import log as rlog
+    from rotator.ops.fleet import _Above
+
+    lock = threading.Lock()
+    target: Any = _Above(reporter) if isinstance(reporter, _TerminalLine) else err
+
+    def emit(lines: Sequence[str]) -> None:
+        # Whole lines only, in one write: no line of another worker (or of the parent's
+        # own log) can land inside one of these.
+        text = "".join(rlog.redact(line) + "\n" for line in lines)
+        with lock:
+            target.write(text)
+            target.flush()
+
+    return emit
+
+
+def _supervise(
+    workers: list[_Worker],
+    progress: FleetProgress,
+    results: dict[str, tuple[Outcome, int]],
+    emit: Emit,
+) -> None:
+    """Read the workers' pipes until each has exited; forward a stop request once."""
+    sel = selectors.DefaultSelector()
+    for worker in workers:
+        if worker.pid:
+            sel.register(worker.chan, selectors.EVENT_READ, (worker, "chan"))
+            sel.register(worker.err, selectors.EVENT_READ, (worker, "err"))
+    forwarded = False
+    try:
+        while any(w.status is None for w in workers):
+            ready = sel.select(timeout=_TICK)
+            for key, _ in ready:
+                worker, which = key.data
+                if not _read(worker, which, progress, results, emit):
+                    sel.unregister(key.fd)
+            if ready:
+                time.sleep(_GATHER)
+            if interrupt.stop_requested() and not forwarded:
+                forwarded = True
+                signum = _stop_signal()
+                for worker in workers:
+                    if worker.status is None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(worker.pid, signum)
+            for worker in workers:
+                if worker.status is None:
+                    pid, status = _waitpid(worker.pid, os.WNOHANG)
+                    if pid:
+                        worker.status = os.waitstatus_to_exitcode(status)
+                        # Whatever it wrote before exiting is in the pipes: read it all, then
+                        # stop listening (a grandchild holding the pipe must not stall us).
+                        for fd, which in ((worker.chan, "chan"), (worker.err, "err")):
+                            with contextlib.suppress(KeyError, ValueError):
+                                while _read(worker, which, progress, results, emit, drain=True):
+                                    pass
+                                sel.unregister(fd)
+                        _flush_partial(worker, emit)
+    finally:
+        sel.close()
+
+
+def _read(
+    worker: _Worker,
+    which: str,
+    progress: FleetProgress,
+    results: dict[str, tuple[Outcome, int]],
+    emit: Emit,
+    *,
+    drain: bool = False,
+) -> bool:
+    """Read what is there; False at end of file (or nothing more, when draining)."""
+    fd = worker.chan if which == "chan" else worker.err
+    try:
+        data = os.read(fd, 65536)
+    except BlockingIOError:
+        return not drain
+    except OSError as exc:
+        if exc.errno in (errno.EBADF, errno.EIO):
+            return False
+        raise
+    if not data:
+        return False
+    if which == "err":
+        lines = (worker.err_buf + data).split(b"\n")
+        worker.err_buf = lines.pop()
+        if lines:
+            emit([line.decode("utf-8", "replace") for line in lines])
+        return True
+    lines = (worker.chan_buf + data).split(b"\n")
+    worker.chan_buf = lines.pop()
+    for line in lines:
+        try:
+            event = json.loads(line) if line else None
+        except ValueError:
+            event = None  # never: a worker writes whole JSON lines under a lock
+        if isinstance(event, dict):
+            _event(worker, event, progress, results)
+    return True
+
+
+def _event(
+    worker: _Worker,
+    event: dict[str, Any],
+    progress: FleetProgress,
+    results: dict[str, tuple[Outcome, int]],
+) -> None:
+    from rotator.engine.outcome import Outcome
+
+    name = event["a"]
+    if name not in worker.names:
+        return  # never: a worker reports only its own accounts
+    if event["k"] == "s":
+        worker.started.add(name)
+        progress.started(name)
+    elif event["k"] == "f":
+        outcome = Outcome(**event["o"])
+        results[name] = (outcome, int(event["c"]))
+        progress.finished(name, outcome.result)
+
+
+def _flush_partial(worker: _Worker, emit: Emit) -> None:
+    if worker.err_buf:
+        emit([worker.err_buf.decode("utf-8", "replace")])
+        worker.err_buf = b""
+
+
+def _waitpid(pid: int, flags: int) -> tuple[int, int]:
+    try:
+        got, status, usage = os.wait4(pid, flags)
+    except ChildProcessError:
+        return pid, 0
+    if got:
+        log.debug(
+            "fleet.worker_exited",
+            worker_pid=pid,
+            how=_how(os.waitstatus_to_exitcode(status)),
+            cpu_s=round(usage.ru_utime + usage.ru_stime, 3),
+            max_rss_mb=round(usage.ru_maxrss / 1024, 1),
+        )
+    return got, status
+
+
+def _stop_signal() -> int:
+    try:
+        return int(signal.Signals[interrupt.stop_reason()])
+    except KeyError:
+        return int(signal.SIGTERM)
+
+
+def _reap_all(workers: Sequence[_Worker], grace: float = 30.0) -> None:
+    """Every worker reaped before we return: SIGTERM (a step boundary), then SIGKILL."""
+    live = [w for w in workers if w.pid and w.status is None]
+    if live:
+        for worker in live:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while live and time.monotonic() < deadline:
+            for worker in list(live):
+                pid, status = _waitpid(worker.pid, os.WNOHANG)
+                if pid:
+                    worker.status = os.waitstatus_to_exitcode(status)
+                    live.remove(worker)
+            if live:
+                time.sleep(0.05)
+        for worker in live:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGKILL)
+            worker.status = os.waitstatus_to_exitcode(_waitpid(worker.pid, 0)[1])
+    for worker in workers:
+        for fd in (worker.chan, worker.err):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        worker.chan = worker.err = -1
+
+
+def _how(status: int | None, failed: str | None = None) -> str:
+    if failed:
+        return failed
+    if status is None:
+        return "did not report"
+    if status < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-status).name}"
+        return f"was killed by signal {-status}"
+    return f"exited with status {status}"
+
+
+def _lost(worker: _Worker, name: str) -> Outcome:
+    from rotator.engine.outcome import Outcome
+
+    how = _how(worker.status, worker.failed)
+    if name in worker.started:
+        text = (
+            f"worker process {worker.pid} {how} during this account's run; its checkpoints "
+            "are kept and the next `rotator rotate` resumes it"
+        )
+    else:
+        text = (
+            f"not started: worker process {worker.pid} {how}; "
+            "the next `rotator rotate` covers it"
+        )
+    return Outcome(name, "error", text)
+
+
+# -- a worker ----------------------------------------------------------------------------
+
+
+def _worker_main(
+    names: list[str], setup: Callable[[], One], threads: int, chan: int, err: int, parent: int
+) -> int:
+    _die_with_parent(parent)
+    for signum in interrupt.STOP_SIGNALS:
+        # The parent says what stops us and forwards it; a worker only obeys (quietly).
+        signal.signal(signum, lambda s, f: interrupt.request_stop(s))
+    os.dup2(err, 2)
+    os.close(err)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    from rotator import log as rlog
+
+    one = setup()
+    lock = threading.Lock()
+
+    def send(event: dict[str, Any]) -> None:
+        data = (json.dumps(event, separators=(",", ":")) + "\n").encode()
+        with lock:
+            view = memoryview(data)
+            while view:
+                try:
+                    view = view[os.write(chan, view) :]
+                except BrokenPipeError:
+                    return  # the parent is gone; PDEATHSIG stops us at a step boundary
+
+    def run(name: str) -> None:
+        send({"k": "s", "a": name})
+        try:
+            outcome, code = one(name)
+        except Exception as exc:  # what one process would end on (exit 4), for this account
+            from rotator.engine.containment import describe
+            from rotator.engine.outcome import Outcome
+
+            log.exception("fleet.worker_account_failed", account=name)
+            outcome, code = Outcome(name, "needs_attention", describe(exc)), 4
+        doc = asdict(outcome)
+        doc["message"] = rlog.redact(outcome.message)
+        send({"k": "f", "a": name, "o": doc, "c": code})
+
+    with ThreadPoolExecutor(max_workers=min(threads, len(names))) as pool:
+        for future in [pool.submit(run, name) for name in names]:
+            future.result()
+    return 0
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGTERM when the parent dies (a cooperative stop), not an orphan."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:  # it died before the prctl took effect
+        interrupt.request_stop(int(signal.SIGTERM))

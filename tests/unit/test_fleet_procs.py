@@ -1,0 +1,120 @@
+"""`rotate --processes`: how the accounts are dealt to workers and how many workers run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from rotator import cli
+from rotator.ops import fleet_procs
+from rotator.ops.fleet_procs import (
+    MIN_ACCOUNTS_PER_PROCESS,
+    auto_processes,
+    deal,
+    split_concurrency,
+)
+
+
+@pytest.mark.parametrize(("count", "processes"), [(7, 3), (200, 2), (1000, 7), (2, 2)])
+def test_shares_are_disjoint_cover_everything_and_balanced(count: int, processes: int) -> None:
+    names = [f"svc_{i}" for i in range(count)]
+    shares = deal(names, processes)
+    flat = [n for share in shares for n in share]
+    assert sorted(flat) == sorted(names) and len(flat) == len(set(flat))
+    sizes = [len(s) for s in shares]
+    assert max(sizes) - min(sizes) <= 1
+    for share in shares:  # configuration order kept within a share
+        assert share == sorted(share, key=names.index)
+
+
+def test_auto_is_one_per_core_with_enough_accounts_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fleet_procs, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(fleet_procs, "can_fork", lambda: True)
+    assert auto_processes(1000, 32) == 4
+    assert auto_processes(1000, 2) == 2  # never more processes than the concurrency
+    assert auto_processes(2 * MIN_ACCOUNTS_PER_PROCESS, 32) == 2
+    assert auto_processes(MIN_ACCOUNTS_PER_PROCESS - 1, 32) == 1
+    monkeypatch.setattr(fleet_procs, "can_fork", lambda: False)
+    assert auto_processes(1000, 32) == 1
+
+
+def test_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fleet_procs, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(fleet_procs, "can_fork", lambda: True)
+
+    def count(*argv: str, accounts: int = 100) -> int:
+        args = cli.build_parser().parse_args(["rotate", "--all", *argv])
+        assert isinstance(args, argparse.Namespace)
+        return cli._process_count(args, accounts)
+
+    assert count() == 2  # auto
+    assert count("--processes", "auto") == 2
+    assert count("--processes", "1") == 1
+    assert count("--processes", "8") == 4  # at most --concurrency (default 4)
+    assert count("--processes", "8", "--concurrency", "32") == 8
+    assert count("--processes", "8", accounts=3) == 3  # never an idle worker
+    assert count("--processes", "8", accounts=1) == 1  # one account: errors raise as today
+    assert count("--processes", "8", "--dry-run") == 1  # a plan reads only: one process
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", ""])
+def test_bad_values_are_usage_errors(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.build_parser().parse_args(["rotate", "--all", "--processes", value])
+    assert exc.value.code == 2
+    assert "--processes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "processes", "threads"),
+    [(32, 2, [16, 16]), (5, 2, [3, 2]), (4, 4, [1, 1, 1, 1]), (7, 3, [3, 2, 2])],
+)
+def test_threads_add_up_to_the_concurrency(
+    concurrency: int, processes: int, threads: list[int]
+) -> None:
+    assert split_concurrency(concurrency, processes) == threads
+
+
+def test_a_worker_that_cannot_be_forked_has_its_accounts_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """fork() failing (EAGAIN: out of processes): every account still printed, as an error
+    saying it was not started; nothing hangs and nothing runs."""
+    import errno
+
+    def no_fork() -> int:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    def setup() -> fleet_procs.One:
+        raise AssertionError("no worker runs")
+
+    monkeypatch.setattr(fleet_procs.os, "fork", no_fork)
+    names = ["a", "b", "c"]
+    pairs = fleet_procs.run_fleet_processes(
+        names, setup, processes=2, concurrency=4, log_format="json"
+    )
+    assert [o.account for o, _ in pairs] == names
+    assert {(o.result, code) for o, code in pairs} == {("error", 1)}
+    assert all("not started" in o.message and "could not be started" in o.message for o, _ in pairs)
+
+
+@pytest.mark.parametrize(
+    ("files", "quota"),
+    [
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu.max": "100000 100000\n"}, 1),
+        ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: two workers may share them
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2),
+        ({}, None),
+    ],
+)
+def test_a_container_cpu_quota_bounds_auto(
+    tmp_path: Path, files: dict[str, str], quota: int | None
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert fleet_procs._cgroup_cpu_quota(str(tmp_path)) == quota
