@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 import structlog
 
 from rotator.engine import interrupt
-from rotator.ops.fleet import FleetProgress, _isatty, _LogTicker, _TerminalLine
+from rotator.ops.progress import Above, FleetProgress, LogTicker, TerminalLine, isatty
 from rotator.util.safeio import SafeStream
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ def run_fleet_processes(
 
     progress = FleetProgress(total=len(names))
     err = cast(TextIO, SafeStream(sys.stderr if stream is None else stream))
-    live = _isatty(err) and log_format != "json"
+    live = isatty(err) and log_format != "json"
     workers = [_Worker(i, share) for i, share in enumerate(deal(names, processes)) if share]
     threads = split_concurrency(concurrency, len(workers))
     results: dict[str, tuple[Outcome, int]] = {}
@@ -179,7 +179,7 @@ def run_fleet_processes(
     try:
         for worker, count in zip(workers, threads, strict=True):
             _spawn(worker, workers, setup, count, parent)
-        reporter = _TerminalLine(err, progress) if live else _LogTicker(progress)
+        reporter = TerminalLine(err, progress) if live else LogTicker(progress)
         emit = _emitter(reporter, err)
         with reporter.running():
             _supervise(workers, progress, results, emit)
@@ -252,13 +252,12 @@ def _spawn(
 Emit = Callable[[Sequence[str]], None]
 
 
-def _emitter(reporter: _LogTicker | _TerminalLine, err: TextIO) -> Emit:
+def _emitter(reporter: LogTicker | TerminalLine, err: TextIO) -> Emit:
     """How the parent writes one forwarded log line: above the terminal line, or plain."""
     from rotator import log as rlog
-    from rotator.ops.fleet import _Above
 
     lock = threading.Lock()
-    target: Any = _Above(reporter) if isinstance(reporter, _TerminalLine) else err
+    target: Any = Above(reporter) if isinstance(reporter, TerminalLine) else err
 
     def emit(lines: Sequence[str]) -> None:
         # Whole lines only, in one write: no line of another worker (or of the parent's
