@@ -50,6 +50,13 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 import structlog
 
 from rotator.engine import interrupt
+from rotator.ops.fleet_sizing import (
+    MIN_ACCOUNTS_PER_PROCESS,
+    auto_processes,
+    can_fork,
+    deal,
+    split_concurrency,
+)
 from rotator.ops.progress import Above, FleetProgress, LogTicker, TerminalLine, isatty
 from rotator.util.safeio import SafeStream
 
@@ -67,8 +74,6 @@ __all__ = [
 
 log = structlog.get_logger("rotator.fleet")
 
-# A worker costs a fork, an engine and ~30 MB: worth it from this many accounts each.
-MIN_ACCOUNTS_PER_PROCESS = 16
 _FAILED = 1  # EXIT_FAILED (rotator.cli), for the accounts of a worker that died
 _PR_SET_PDEATHSIG = 1
 _TICK = 0.2  # seconds between looks at the stop flag and the workers' exits
@@ -77,60 +82,6 @@ _TICK = 0.2  # seconds between looks at the stop flag and the workers' exits
 _GATHER = 0.02
 
 One = Callable[[str], "tuple[Outcome, int]"]
-
-
-def can_fork() -> bool:
-    return hasattr(os, "fork") and sys.platform != "darwin"  # macOS: fork after imports is unsafe
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on, and no more than a container's CPU quota allows
-    (a Kubernetes pod limited to 1 CPU on a 64-core node gets 1)."""
-    try:
-        count = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        count = os.cpu_count() or 1
-    quota = _cgroup_cpu_quota()
-    return max(1, min(count, quota)) if quota else count
-
-
-def _cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> int | None:
-    """cgroup v2 `cpu.max` (or v1 `cpu.cfs_quota_us`/`cpu.cfs_period_us`), rounded up."""
-    try:
-        with open(f"{root}/cpu.max", encoding="ascii") as handle:
-            quota, period = handle.read().split()[:2]
-    except (OSError, ValueError):
-        try:
-            with open(f"{root}/cpu/cpu.cfs_quota_us", encoding="ascii") as handle:
-                quota = handle.read().strip()
-            with open(f"{root}/cpu/cpu.cfs_period_us", encoding="ascii") as handle:
-                period = handle.read().strip()
-        except OSError:
-            return None
-    try:
-        q, p = int(quota), int(period)
-    except ValueError:  # "max": no quota
-        return None
-    return -(-q // p) if q > 0 and p > 0 else None
-
-
-def auto_processes(accounts: int, concurrency: int) -> int:
-    """The default for `--processes`: one per usable core, but no more than the
-    concurrency allows and at least `MIN_ACCOUNTS_PER_PROCESS` accounts each."""
-    if not can_fork():
-        return 1
-    return max(1, min(usable_cpus(), concurrency, accounts // MIN_ACCOUNTS_PER_PROCESS))
-
-
-def deal(names: Sequence[str], processes: int) -> list[list[str]]:
-    """Round-robin in configuration order: disjoint shares, sizes within one of each other."""
-    return [list(names[i::processes]) for i in range(processes)]
-
-
-def split_concurrency(concurrency: int, processes: int) -> list[int]:
-    """Threads per worker: `concurrency` in all (each worker at least one)."""
-    base, extra = divmod(concurrency, processes)
-    return [max(1, base + (1 if i < extra else 0)) for i in range(processes)]
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rotator import cli
-from rotator.ops import fleet_procs
+from rotator.ops import fleet_procs, fleet_sizing
 from rotator.ops.fleet_procs import (
     MIN_ACCOUNTS_PER_PROCESS,
     auto_processes,
@@ -30,19 +30,20 @@ def test_shares_are_disjoint_cover_everything_and_balanced(count: int, processes
 
 
 def test_auto_is_one_per_core_with_enough_accounts_each(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fleet_procs, "usable_cpus", lambda: 4)
-    monkeypatch.setattr(fleet_procs, "can_fork", lambda: True)
+    monkeypatch.setattr(fleet_sizing, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(fleet_sizing, "can_fork", lambda: True)
     assert auto_processes(1000, 32) == 4
     assert auto_processes(1000, 2) == 2  # never more processes than the concurrency
     assert auto_processes(2 * MIN_ACCOUNTS_PER_PROCESS, 32) == 2
     assert auto_processes(MIN_ACCOUNTS_PER_PROCESS - 1, 32) == 1
-    monkeypatch.setattr(fleet_procs, "can_fork", lambda: False)
+    monkeypatch.setattr(fleet_sizing, "can_fork", lambda: False)
     assert auto_processes(1000, 32) == 1
 
 
 def test_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fleet_procs, "usable_cpus", lambda: 2)
-    monkeypatch.setattr(fleet_procs, "can_fork", lambda: True)
+    monkeypatch.setattr(fleet_sizing, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(fleet_sizing, "can_fork", lambda: True)
+    monkeypatch.setattr(fleet_procs, "can_fork", lambda: True)  # what cli imports
 
     def count(*argv: str, accounts: int = 100) -> int:
         args = cli.build_parser().parse_args(["rotate", "--all", *argv])
@@ -117,4 +118,4 @@ def test_a_container_cpu_quota_bounds_auto(
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    assert fleet_procs._cgroup_cpu_quota(str(tmp_path)) == quota
+    assert fleet_sizing._cgroup_cpu_quota(str(tmp_path)) == quota
