@@ -29,6 +29,12 @@ What a user sees does not change:
   accounts that did not finish is reported as an `error` (exit 1) saying the next
   `rotator rotate` resumes it (its checkpoints survive; the dead holder's lease is taken
   over at once on this host). The parent reaps every worker before it returns.
+
+This module is the parent side: `run_fleet_processes` forks the workers, deals them
+their shares, relays their event and log lines, keeps the progress, forwards the stop
+signals, reaps the workers and assembles the outcomes. What runs in a forked worker is
+rotator.ops.fleet_worker; how many workers and what each gets, rotator.ops.fleet_sizing
+(its names are re-exported here).
 """
 
 from __future__ import annotations
@@ -43,7 +49,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
@@ -57,6 +62,7 @@ from rotator.ops.fleet_sizing import (
     deal,
     split_concurrency,
 )
+from rotator.ops.fleet_worker import One, worker_main
 from rotator.ops.progress import Above, FleetProgress, LogTicker, TerminalLine, isatty
 from rotator.util.safeio import SafeStream
 
@@ -65,6 +71,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MIN_ACCOUNTS_PER_PROCESS",
+    "One",
     "auto_processes",
     "can_fork",
     "deal",
@@ -75,13 +82,10 @@ __all__ = [
 log = structlog.get_logger("rotator.fleet")
 
 _FAILED = 1  # EXIT_FAILED (rotator.cli), for the accounts of a worker that died
-_PR_SET_PDEATHSIG = 1
 _TICK = 0.2  # seconds between looks at the stop flag and the workers' exits
 # After reading, let the pipes fill this long: a read then carries many lines, not one,
 # which cuts the parent's CPU (a pipe holds 64 KiB; a worker logs a few KiB in this time).
 _GATHER = 0.02
-
-One = Callable[[str], "tuple[Outcome, int]"]
 
 
 @dataclass
@@ -185,7 +189,7 @@ def _spawn(
                     if fd >= 0:
                         with contextlib.suppress(OSError):
                             os.close(fd)
-            code = _worker_main(worker.names, setup, threads, chan_w, err_w, parent)
+            code = worker_main(worker.names, setup, threads, chan_w, err_w, parent)
         except BaseException:  # a worker must never unwind into the parent's code
             with contextlib.suppress(BaseException):
                 log.exception("fleet.worker_crashed")
@@ -410,64 +414,3 @@ def _lost(worker: _Worker, name: str) -> Outcome:
             "the next `rotator rotate` covers it"
         )
     return Outcome(name, "error", text)
-
-
-# -- a worker ----------------------------------------------------------------------------
-
-
-def _worker_main(
-    names: list[str], setup: Callable[[], One], threads: int, chan: int, err: int, parent: int
-) -> int:
-    _die_with_parent(parent)
-    for signum in interrupt.STOP_SIGNALS:
-        # The parent says what stops us and forwards it; a worker only obeys (quietly).
-        signal.signal(signum, lambda s, f: interrupt.request_stop(s))
-    os.dup2(err, 2)
-    os.close(err)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-    from rotator import log as rlog
-
-    one = setup()
-    lock = threading.Lock()
-
-    def send(event: dict[str, Any]) -> None:
-        data = (json.dumps(event, separators=(",", ":")) + "\n").encode()
-        with lock:
-            view = memoryview(data)
-            while view:
-                try:
-                    view = view[os.write(chan, view) :]
-                except BrokenPipeError:
-                    return  # the parent is gone; PDEATHSIG stops us at a step boundary
-
-    def run(name: str) -> None:
-        send({"k": "s", "a": name})
-        try:
-            outcome, code = one(name)
-        except Exception as exc:  # what one process would end on (exit 4), for this account
-            from rotator.engine.containment import describe
-            from rotator.engine.outcome import Outcome
-
-            log.exception("fleet.worker_account_failed", account=name)
-            outcome, code = Outcome(name, "needs_attention", describe(exc)), 4
-        doc = asdict(outcome)
-        doc["message"] = rlog.redact(outcome.message)
-        send({"k": "f", "a": name, "o": doc, "c": code})
-
-    with ThreadPoolExecutor(max_workers=min(threads, len(names))) as pool:
-        for future in [pool.submit(run, name) for name in names]:
-            future.result()
-    return 0
-
-
-def _die_with_parent(parent: int) -> None:
-    """Linux: SIGTERM when the parent dies (a cooperative stop), not an orphan."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    if os.getppid() != parent:  # it died before the prctl took effect
-        interrupt.request_stop(int(signal.SIGTERM))

@@ -1,0 +1,100 @@
+"""`rotate --processes N`: one worker's run, in the forked child: engine to event lines.
+
+`worker_main` builds the worker's own engine (`setup()`: its own MotherDuck client, state
+store handle and lease owner `host:pid`), rotates its share of the accounts on
+`threads` threads and reports each one on the event pipe, one JSON line per event:
+`{"k": "s", "a": account}` when an account starts, `{"k": "f", "a": ..., "o": {outcome},
+"c": exit code}` when it ends (outcome text redacted here, where the new tokens are
+known). Its stderr (log lines) is the other pipe; stdout goes to /dev/null.
+
+It obeys the stop signals the parent forwards (stopping at a step boundary) and asks for
+SIGTERM when the parent dies (`PR_SET_PDEATHSIG`). The parent side — forking, dealing,
+relaying the pipes, reaping — is rotator.ops.fleet_procs, whose fork calls `worker_main`
+in the child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from rotator.engine import interrupt
+
+if TYPE_CHECKING:
+    from rotator.engine.outcome import Outcome
+
+__all__ = ["One", "worker_main"]
+
+log = structlog.get_logger("rotator.fleet")
+
+_PR_SET_PDEATHSIG = 1
+
+One = Callable[[str], "tuple[Outcome, int]"]
+
+
+def worker_main(
+    names: list[str], setup: Callable[[], One], threads: int, chan: int, err: int, parent: int
+) -> int:
+    _die_with_parent(parent)
+    for signum in interrupt.STOP_SIGNALS:
+        # The parent says what stops us and forwards it; a worker only obeys (quietly).
+        signal.signal(signum, lambda s, f: interrupt.request_stop(s))
+    os.dup2(err, 2)
+    os.close(err)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    from rotator import log as rlog
+
+    one = setup()
+    lock = threading.Lock()
+
+    def send(event: dict[str, Any]) -> None:
+        data = (json.dumps(event, separators=(",", ":")) + "\n").encode()
+        with lock:
+            view = memoryview(data)
+            while view:
+                try:
+                    view = view[os.write(chan, view) :]
+                except BrokenPipeError:
+                    return  # the parent is gone; PDEATHSIG stops us at a step boundary
+
+    def run(name: str) -> None:
+        send({"k": "s", "a": name})
+        try:
+            outcome, code = one(name)
+        except Exception as exc:  # what one process would end on (exit 4), for this account
+            from rotator.engine.containment import describe
+            from rotator.engine.outcome import Outcome
+
+            log.exception("fleet.worker_account_failed", account=name)
+            outcome, code = Outcome(name, "needs_attention", describe(exc)), 4
+        doc = asdict(outcome)
+        doc["message"] = rlog.redact(outcome.message)
+        send({"k": "f", "a": name, "o": doc, "c": code})
+
+    with ThreadPoolExecutor(max_workers=min(threads, len(names))) as pool:
+        for future in [pool.submit(run, name) for name in names]:
+            future.result()
+    return 0
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGTERM when the parent dies (a cooperative stop), not an orphan."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:  # it died before the prctl took effect
+        interrupt.request_stop(int(signal.SIGTERM))
