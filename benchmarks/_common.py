@@ -393,6 +393,23 @@ def run_child(argv: Sequence[str], *, env: dict[str, str], cwd: Path, stdout: An
                     measured["sys"], capped, measured["start_monotonic"])
 
 
+def count_files(path: Path) -> int:
+    """Entries in a directory (0 if it does not exist yet)."""
+    try:
+        return sum(1 for _ in os.scandir(path))
+    except FileNotFoundError:
+        return 0
+
+
+def dir_size_mb(path: Path) -> float:
+    """Total size of the files below `path`, in MiB."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            total += os.path.getsize(os.path.join(root, name))
+    return total / 2**20
+
+
 def proc_rss_now_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
