@@ -32,13 +32,16 @@ divides by --concurrency.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +51,10 @@ from _common import (
     ADMIN_ENV,
     PYTHON,
     ROTATOR,
+    Fleet,
     Simulator,
+    count_files,
+    dir_size_mb,
     make_fleet,
     median,
     proc_rss_mb,
@@ -59,23 +65,12 @@ from _common import (
     workdir,
 )
 
-
-def count_files(path: Path) -> int:
-    try:
-        return sum(1 for _ in os.scandir(path))
-    except FileNotFoundError:
-        return 0
-
-
-def state_size_mb(path: Path) -> float:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            total += os.path.getsize(os.path.join(root, name))
-    return total / 2**20
-
-
 HAND_SCRIPT = str(Path(__file__).resolve().parent / "hand_script.py")
+
+# The medians reported of rotator's runs (the JSON's "median"; report.py reads them).
+MEDIAN_KEYS = ("wall_s", "cpu_s", "user_s", "sys_s", "peak_rss_mb", "critical_path_s",
+               "ratio", "simulator_cpu_s", "per_rotation_ms", "cpu_per_rotation_ms",
+               "requests_per_rotation")
 
 
 def make_script_fleet(sim: Simulator, directory: Path, n: int) -> None:
@@ -93,18 +88,124 @@ def make_script_fleet(sim: Simulator, directory: Path, n: int) -> None:
         list(pool.map(seed_one, range(n)))
 
 
-def run_script_fleet(sim: Simulator, directory: Path, concurrency: int, accounts: int,
-                     env: dict[str, str], timeout: float) -> dict[str, Any]:
+def run_script_fleet(sim: Simulator, directory: Path, concurrency: int, env: dict[str, str],
+                     timeout: float, *, sync: bool = True) -> dict[str, Any]:
+    """`hand_script.py --fleet` over `directory` as a child process, timed; "rotated" is
+    how many token files it says it rotated (0 if it failed)."""
     out_path = directory.parent / "script.out"
-    os.sync()  # the previous run's writeback stays out of this one
+    if sync:
+        os.sync()  # the previous run's writeback stays out of this one
     with open(out_path, "w") as out, open(directory.parent / "script.log", "w") as err:
         child = run_child([PYTHON, HAND_SCRIPT, "--fleet", str(directory), "--concurrency",
                            str(concurrency), sim.url], env=env, cwd=directory.parent,
                           stdout=out, stderr=err, timeout=timeout)
     rotated = int(out_path.read_text().strip() or 0) if child.returncode == 0 else 0
-    assert rotated == accounts, (child, rotated)
     return {"wall_s": child.wall, "cpu_s": child.cpu, "peak_rss_mb": child.max_rss_mb,
             "returncode": child.returncode, "rotated": rotated}
+
+
+@dataclass
+class Setup:
+    """A running simulator with rotator's fleet (and the script's, if asked) seeded."""
+
+    base: Path
+    sim: Simulator
+    fleet: Fleet
+    script_dir: Path | None  # the script's token files
+    setup_s: float
+
+
+@contextlib.contextmanager
+def fleet_setup(accounts: int, latency: float, *, script: bool) -> Iterator[Setup]:
+    """Seed and adopt `accounts` accounts (and as many for the script), untimed, then set
+    the simulator's latency; the simulator is stopped and the files removed on exit."""
+    with workdir(f"fleet-{accounts}") as base, Simulator(base / "sim") as sim:
+        started = time.perf_counter()
+        fleet = make_fleet(sim, base / "fleet", accounts)
+        script_dir = base / "script" / "secrets" if script else None
+        if script_dir is not None:
+            make_script_fleet(sim, script_dir, accounts)
+        setup_s = time.perf_counter() - started
+        sim.set_latency(latency)
+        yield Setup(base, sim, fleet, script_dir, setup_s)
+
+
+def time_rotator(sim: Simulator, fleet: Fleet, accounts: int, latency: float,
+                 concurrency: int, extra_args: list[str], timeout: float, cap: float | None,
+                 *, sample_every: float, rss_now: Callable[[int], float] = proc_rss_now_mb,
+                 sync: bool = True) -> dict[str, Any]:
+    """One timed `rotate --all --force` over the fleet: wall, CPU, peak RSS, the requests
+    it made and the critical path. `rss_now(pid)` is sampled every `sample_every` seconds
+    into the progress samples."""
+    sim.clear_requests()
+    sim_cpu_before = sim.cpu_seconds()
+    out_path = fleet.workdir / "rotate.out"
+    runs_dir = fleet.workdir / "state" / "runs"
+    runs_before = count_files(runs_dir)
+    progress: list[tuple[float, int, float]] = []
+
+    def sample(elapsed: float, pid: int) -> None:
+        progress.append((round(elapsed, 2), count_files(runs_dir) - runs_before,
+                         round(rss_now(pid), 1)))
+
+    if sync:
+        os.sync()  # the previous run's writeback stays out of this one
+    with open(out_path, "w") as out, open(fleet.workdir / "rotate.log", "w") as err:
+        child = run_child(
+            [ROTATOR, "--log-format", "json", "rotate", "--all", "--force",
+             "--concurrency", str(concurrency), "--json", *extra_args],
+            env=fleet.env, cwd=fleet.workdir, stdout=out, stderr=err, timeout=timeout,
+            cap=cap, sample=sample, sample_every=sample_every)
+    sim_cpu = sim.cpu_seconds() - sim_cpu_before
+    results = Counter(json.loads(line)["result"] for line in out_path.open())
+    # Each completed rotation ends with one revoke (of the previous token).
+    expected = results.get("completed", 0)
+    requests = sim.settled_requests("revoke_token", expected)
+    routes = Counter(r["route"] for r in requests)
+    done = routes.get("revoke_token", 0) if child.capped else accounts
+    per_rotation = len(requests) / max(done, 1) if not child.capped else 4.0
+    critical = per_rotation * latency * math.ceil(accounts / concurrency)
+    return {
+        "capped": child.capped,
+        "rotations_done": done,
+        "progress_t_runs_rssmb": progress,
+        "wall_s": child.wall,
+        "cpu_s": child.cpu,
+        "user_s": child.user,
+        "sys_s": child.sys,
+        "peak_rss_mb": child.max_rss_mb,
+        "returncode": child.returncode,
+        "results": dict(results),
+        "requests": len(requests),
+        "requests_per_rotation": per_rotation,
+        "routes": dict(routes),
+        "critical_path_s": critical,
+        "ratio": child.wall / critical if critical else None,
+        "simulator_cpu_s": sim_cpu,
+        "per_rotation_ms": child.wall / max(done, 1) * 1000,
+        "cpu_per_rotation_ms": child.cpu / max(done, 1) * 1000,
+    }
+
+
+def print_run(run: dict[str, Any]) -> None:
+    """One run's line on stdout, without its progress samples."""
+    print(json.dumps({k: v for k, v in run.items() if k != "progress_t_runs_rssmb"}),
+          flush=True)
+
+
+def fleet_header(setup: Setup, accounts: int, latency: float, concurrency: int,
+                 **more: Any) -> dict[str, Any]:
+    """The result's first keys: what was run (`more` after the concurrency), then the
+    setup's own figures."""
+    return {
+        "accounts": accounts,
+        "latency_s": latency,
+        "concurrency": concurrency,
+        **more,
+        "setup_s": setup.setup_s,
+        "state_dir_mb": dir_size_mb(setup.fleet.workdir / "state"),
+        "simulator_peak_rss_mb": proc_rss_mb(setup.sim.pid),
+    }
 
 
 def run_fleet(accounts: int, latency: float, concurrency: int, repeats: int,
@@ -112,81 +213,31 @@ def run_fleet(accounts: int, latency: float, concurrency: int, repeats: int,
               extra_args: list[str] | None = None) -> dict[str, Any]:
     """`cap` seconds: stop the CLI there and report how far it got (progress samples)."""
     extra_args = rotate_extra_args() if extra_args is None else extra_args
-    with workdir(f"fleet-{accounts}") as base, Simulator(base / "sim") as sim:
-        started = time.perf_counter()
-        fleet = make_fleet(sim, base / "fleet", accounts)
-        if vs_script:
-            make_script_fleet(sim, base / "script" / "secrets", accounts)
-        setup_s = time.perf_counter() - started
-        sim.set_latency(latency)
+    with fleet_setup(accounts, latency, script=vs_script) as setup:
+        sim = setup.sim
         script_env = {**os.environ, ADMIN_ENV: sim.admin_token}
         runs = []
         script_runs: list[dict[str, Any]] = []
+
+        def script_run() -> None:
+            assert setup.script_dir is not None
+            run = run_script_fleet(sim, setup.script_dir, concurrency, script_env, timeout)
+            assert run["rotated"] == accounts, run
+            script_runs.append(run)
+
         for repeat in range(repeats):
             if vs_script and repeat % 2 == 0:  # script first in even repeats, last in odd
-                script_runs.append(run_script_fleet(sim, base / "script" / "secrets",
-                                                    concurrency, accounts, script_env, timeout))
-            sim.clear_requests()
-            sim_cpu_before = sim.cpu_seconds()
-            out_path = fleet.workdir / "rotate.out"
-            runs_dir = fleet.workdir / "state" / "runs"
-            runs_before = count_files(runs_dir)
-            progress: list[tuple[float, int, float]] = []
-
-            def sample(elapsed: float, pid: int, progress: Any = progress,
-                       runs_before: int = runs_before, runs_dir: Path = runs_dir) -> None:
-                progress.append((round(elapsed, 2), count_files(runs_dir) - runs_before,
-                                 round(proc_rss_now_mb(pid), 1)))
-
-            os.sync()  # the previous run's writeback stays out of this one
-            with open(out_path, "w") as out, open(fleet.workdir / "rotate.log", "w") as err:
-                child = run_child(
-                    [ROTATOR, "--log-format", "json", "rotate", "--all", "--force",
-                     "--concurrency", str(concurrency), "--json", *extra_args],
-                    env=fleet.env, cwd=fleet.workdir, stdout=out, stderr=err, timeout=timeout,
-                    cap=cap, sample=sample, sample_every=2.0 if cap else 5.0)
-            sim_cpu = sim.cpu_seconds() - sim_cpu_before
-            results = Counter(json.loads(line)["result"] for line in out_path.open())
-            # Each completed rotation ends with one revoke (of the previous token).
-            expected = results.get("completed", 0)
-            requests = sim.settled_requests("revoke_token", expected)
-            routes = Counter(r["route"] for r in requests)
-            done = routes.get("revoke_token", 0) if child.capped else accounts
-            per_rotation = len(requests) / max(done, 1) if not child.capped else 4.0
-            critical = per_rotation * latency * math.ceil(accounts / concurrency)
-            runs.append({
-                "capped": child.capped,
-                "rotations_done": done,
-                "progress_t_runs_rssmb": progress,
-                "wall_s": child.wall,
-                "cpu_s": child.cpu,
-                "user_s": child.user,
-                "sys_s": child.sys,
-                "peak_rss_mb": child.max_rss_mb,
-                "returncode": child.returncode,
-                "results": dict(results),
-                "requests": len(requests),
-                "requests_per_rotation": per_rotation,
-                "routes": dict(routes),
-                "critical_path_s": critical,
-                "ratio": child.wall / critical if critical else None,
-                "simulator_cpu_s": sim_cpu,
-                "per_rotation_ms": child.wall / max(done, 1) * 1000,
-                "cpu_per_rotation_ms": child.cpu / max(done, 1) * 1000,
-            })
-            print(json.dumps({k: v for k, v in runs[-1].items()
-                              if k != "progress_t_runs_rssmb"}), flush=True)
-            if child.returncode != 0:
+                script_run()
+            runs.append(time_rotator(sim, setup.fleet, accounts, latency, concurrency,
+                                     extra_args, timeout, cap,
+                                     sample_every=2.0 if cap else 5.0))
+            print_run(runs[-1])
+            if runs[-1]["returncode"] != 0:
                 break
             if vs_script and repeat % 2 == 1:
-                script_runs.append(run_script_fleet(sim, base / "script" / "secrets",
-                                                    concurrency, accounts, script_env, timeout))
-        summary = {
-            key: median([r[key] for r in runs if r[key] is not None])
-            for key in ("wall_s", "cpu_s", "user_s", "sys_s", "peak_rss_mb", "critical_path_s",
-                        "ratio", "simulator_cpu_s", "per_rotation_ms", "cpu_per_rotation_ms",
-                        "requests_per_rotation")
-        }
+                script_run()
+        summary = {key: median([r[key] for r in runs if r[key] is not None])
+                   for key in MEDIAN_KEYS}
         comparison = None
         if script_runs:
             pairs = [r["wall_s"] / s["wall_s"] for r, s in zip(runs, script_runs, strict=False)]
@@ -201,22 +252,17 @@ def run_fleet(accounts: int, latency: float, concurrency: int, repeats: int,
                 "script_runs": script_runs,
             }
         return {
-            "accounts": accounts,
-            "latency_s": latency,
-            "concurrency": concurrency,
-            "rotate_extra_args": extra_args,
-            "repeats": len(runs),
-            "setup_s": setup_s,
-            "state_dir_mb": state_size_mb(fleet.workdir / "state"),
-            "simulator_peak_rss_mb": proc_rss_mb(sim.pid),
+            **fleet_header(setup, accounts, latency, concurrency,
+                           rotate_extra_args=extra_args, repeats=len(runs)),
             "median": summary,
             "vs_script": comparison,
             "runs": runs,
         }
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def fleet_parser(description: str) -> argparse.ArgumentParser:
+    """The options both fleet benchmarks take."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=32)
@@ -225,6 +271,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--cap", type=float, default=None,
                         help="stop the CLI after this many seconds and report progress")
     parser.add_argument("--name", default=None, help="results file name (default fleet-N)")
+    return parser
+
+
+def save_and_print(name: str, result: dict[str, Any]) -> None:
+    save_result(name, result)
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = fleet_parser(__doc__.splitlines()[0])
     parser.add_argument("--vs-script", action="store_true",
                         help="interleave the hand-written script over as many accounts")
     parser.add_argument("--rotate-args", default=None,
@@ -233,8 +289,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = run_fleet(args.accounts, args.latency, args.concurrency, args.repeats, args.timeout,
                        args.cap, vs_script=args.vs_script,
                        extra_args=rotate_extra_args(args.rotate_args))
-    save_result(args.name or f"fleet-{args.accounts}", result)
-    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+    save_and_print(args.name or f"fleet-{args.accounts}", result)
     return result
 
 
