@@ -1,25 +1,18 @@
-"""Benchmarks 2 and 4: a fleet rotated by the real CLI, wall time vs the network's critical path.
+"""Benchmark 2 by `rotate --processes`: bench_fleet.py's fleet, one variant after another.
 
-Seeds N service accounts in the simulator, writes each one's token file, adopts each
-current token (setup, not timed), sets the simulator's latency, then times
-
-    rotator rotate --all --force --concurrency C --json
-
-as a child process (wall clock; CPU and peak RSS from wait4). The simulator's request
-log gives the requests per rotation; the critical path is
-requests_per_rotation x latency x ceil(N / C). The simulator's own CPU is read from /proc
-to show whether it kept up. Every repeat rotates the whole fleet again (each account's
-previous new token is the next run's old token), so repeats need no re-seeding.
-
-    .venv/bin/python benchmarks/bench_fleet.py --accounts 1000 --latency 0.05 --repeats 3
+The fleet, its setup and each timed `rotator rotate --all --force --concurrency C --json`
+(wall clock, CPU and peak RSS from wait4, requests per rotation and the critical path
+from the simulator's log, the simulator's CPU) are bench_fleet.py's; see its docstring.
 
 `--processes 1,2` times each value of `rotate --processes` in turn, and `--script` adds
-the hand-written script's logic (benchmarks/hand_script.py: create, durable file write,
-revoke, on `--concurrency` threads with one httpx client, as a child process) over the
-same number of its own accounts in the same simulator: the variants are interleaved,
-each repeat in a rotated order, and compared by median ratios. The script's accounts
-are separate because rotating rotator's accounts behind its back would break its state.
-The peak RSS of the rotator's whole process tree (parent plus workers) is sampled.
+the hand-written script's logic (`benchmarks/hand_script.py --fleet`: create, durable
+file write, revoke, on `--concurrency` threads with one httpx client, as a child process)
+over the same number of its own accounts in the same simulator: the variants are
+interleaved, each repeat in a rotated order, and compared by median ratios. The script's
+accounts are separate because rotating rotator's accounts behind its back would break
+its state. The peak RSS and PSS of the rotator's whole process tree (parent plus
+workers) are sampled every 0.25 s, and how many cores two CPU-bound processes get
+(parallel capacity) is probed before and after, when --processes is given.
 
     .venv/bin/python benchmarks/bench_fleet_procs.py --accounts 200 --processes 1,2 --script \
         --repeats 5 --name fleet-procs-200
@@ -27,72 +20,19 @@ The peak RSS of the rotator's whole process tree (parent plus workers) is sample
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import math
 import os
+import subprocess
 import sys
-import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import hand_script
-from _common import (
-    PYTHON,
-    ROTATOR,
-    Simulator,
-    make_fleet,
-    median,
-    proc_rss_mb,
-    proc_rss_now_mb,
-    run_child,
-    save_result,
-    workdir,
-)
-
-
-def count_files(path: Path) -> int:
-    try:
-        return sum(1 for _ in os.scandir(path))
-    except FileNotFoundError:
-        return 0
-
-
-def state_size_mb(path: Path) -> float:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            total += os.path.getsize(os.path.join(root, name))
-    return total / 2**20
-
-
-# The hand-written script's logic over a fleet: a child process, `concurrency` threads.
-_SCRIPT_FLEET = """
-import json, sys
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-import httpx
-sys.path.insert(0, sys.argv[1])
-import hand_script
-import os
-url, ids_path, secrets_dir = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
-concurrency = int(sys.argv[5])
-admin = os.environ["MOTHERDUCK_ADMIN_TOKEN"]
-ids = json.loads(ids_path.read_text())
-limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-with httpx.Client(timeout=30.0, limits=limits) as http:
-    def one(name):
-        return name, hand_script.rotate_once(http, url, admin, name, ids[name],
-                                             secrets_dir / f"{name}.json")
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        ids = dict(pool.map(one, list(ids)))
-ids_path.write_text(json.dumps(ids))
-"""
-
+import bench_fleet
+from _common import ADMIN_ENV, PYTHON, Fleet, Simulator, median, proc_rss_now_mb
+from bench_fleet import fleet_header, fleet_parser, fleet_setup, print_run, save_and_print
 
 _SPIN = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(6_000_000): x += i\n" \
     "print(time.perf_counter() - t)"
@@ -102,8 +42,6 @@ def parallel_capacity() -> float:
     """How many cores two CPU-bound processes actually got just now (2.0 on an idle
     2-core machine; ~1.0 when other work holds one core): the same loop alone, then two
     copies at once. A second worker process can only help as far as this exceeds 1."""
-    import subprocess
-
     def spin(n: int) -> float:
         procs = [subprocess.Popen([PYTHON, "-S", "-c", _SPIN], stdout=subprocess.PIPE,
                                   text=True) for _ in range(n)]
@@ -135,113 +73,57 @@ def tree_rss_mb(pid: int) -> tuple[float, float]:
     return rss, pss
 
 
-def seed_script_fleet(sim: Simulator, workdir: Path, n: int) -> tuple[Path, list[str]]:
-    """`n` accounts for the script (own names), token files, and their current ids."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    (workdir / "secrets").mkdir(parents=True, exist_ok=True)
-    names = [f"hs_{i:05d}" for i in range(n)]
-
-    def seed_one(name: str) -> tuple[str, str]:
-        secret, token_id = sim.seed(name)
-        (workdir / "secrets" / f"{name}.json").write_text(
-            json.dumps({"motherduck_token": secret, "token_id": token_id}))
-        return name, token_id
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        ids = dict(pool.map(seed_one, names))
-    ids_path = workdir / "ids.json"
-    ids_path.write_text(json.dumps(ids))
-    return ids_path, names
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
-def time_rotator(sim: Simulator, fleet: Any, accounts: int, latency: float, concurrency: int,
+def time_rotator(sim: Simulator, fleet: Fleet, accounts: int, latency: float, concurrency: int,
                  processes: str | None, timeout: float, cap: float | None) -> dict[str, Any]:
-    sim.clear_requests()
-    sim_cpu_before = sim.cpu_seconds()
-    out_path = fleet.workdir / "rotate.out"
-    runs_dir = fleet.workdir / "state" / "runs"
-    runs_before = count_files(runs_dir)
-    progress: list[tuple[float, int, float]] = []
+    """bench_fleet's timed run with `--processes` (if not None), plus the process tree's
+    peak RSS and PSS."""
     tree_peak = [0.0, 0.0]
 
-    def sample(elapsed: float, pid: int) -> None:
+    def tree_rss_now(pid: int) -> float:
         rss, pss = tree_rss_mb(pid)
         tree_peak[0] = max(tree_peak[0], rss)
         tree_peak[1] = max(tree_peak[1], pss)
-        progress.append((round(elapsed, 2), count_files(runs_dir) - runs_before, round(rss, 1)))
+        return rss
 
-    argv = [ROTATOR, "--log-format", "json", "rotate", "--all", "--force",
-            "--concurrency", str(concurrency), "--json"]
-    if processes is not None:
-        argv += ["--processes", processes]
-    load = [round(x, 2) for x in os.getloadavg()]
-    with open(out_path, "w") as out, open(fleet.workdir / "rotate.log", "w") as err:
-        child = run_child(argv, env=fleet.env, cwd=fleet.workdir, stdout=out, stderr=err,
-                          timeout=timeout, cap=cap, sample=sample,
-                          sample_every=2.0 if cap else 0.25)
-    sim_cpu = sim.cpu_seconds() - sim_cpu_before
-    results = Counter(json.loads(line)["result"] for line in out_path.open())
-    # Each completed rotation ends with one revoke (of the previous token).
-    expected = results.get("completed", 0)
-    requests = sim.settled_requests("revoke_token", expected)
-    routes = Counter(r["route"] for r in requests)
-    done = routes.get("revoke_token", 0) if child.capped else accounts
-    per_rotation = len(requests) / max(done, 1) if not child.capped else 4.0
-    critical = per_rotation * latency * math.ceil(accounts / concurrency)
+    load = _load()
+    run = bench_fleet.time_rotator(
+        sim, fleet, accounts, latency, concurrency,
+        ["--processes", processes] if processes is not None else [], timeout, cap,
+        sample_every=2.0 if cap else 0.25, rss_now=tree_rss_now, sync=False)
     return {
         "variant": f"rotator-p{processes}" if processes else "rotator",
         "loadavg_before": load,
-        "capped": child.capped,
-        "rotations_done": done,
-        "progress_t_runs_rssmb": progress,
-        "wall_s": child.wall,
-        "cpu_s": child.cpu,
-        "user_s": child.user,
-        "sys_s": child.sys,
-        "peak_rss_mb": child.max_rss_mb,
+        **run,
         "tree_peak_rss_mb": tree_peak[0] or None,  # sampled every 0.25 s: a lower bound
         "tree_peak_pss_mb": tree_peak[1] or None,
-        "returncode": child.returncode,
-        "results": dict(results),
-        "requests": len(requests),
-        "requests_per_rotation": per_rotation,
-        "routes": dict(routes),
-        "critical_path_s": critical,
-        "ratio": child.wall / critical if critical else None,
-        "simulator_cpu_s": sim_cpu,
-        "per_rotation_ms": child.wall / max(done, 1) * 1000,
-        "cpu_per_rotation_ms": child.cpu / max(done, 1) * 1000,
     }
 
 
-def time_script(sim: Simulator, workdir: Path, ids_path: Path, accounts: int, latency: float,
+def time_script(sim: Simulator, script_dir: Path, accounts: int, latency: float,
                 concurrency: int, timeout: float) -> dict[str, Any]:
+    """bench_fleet's timed hand_script.py --fleet run, with its critical path (create and
+    revoke: two requests per rotation) and the simulator's CPU."""
     sim_cpu_before = sim.cpu_seconds()
-    load = [round(x, 2) for x in os.getloadavg()]
-    env = {**os.environ, "MOTHERDUCK_ADMIN_TOKEN": sim.admin_token}
-    child = run_child(
-        [PYTHON, "-c", _SCRIPT_FLEET, str(Path(hand_script.__file__).parent), sim.url,
-         str(ids_path), str(workdir / "secrets"), str(concurrency)],
-        env=env, cwd=workdir, stdout=sys.stderr, stderr=sys.stderr, timeout=timeout)
+    load = _load()
+    env = {**os.environ, ADMIN_ENV: sim.admin_token}
+    run = bench_fleet.run_script_fleet(sim, script_dir, concurrency, env, timeout, sync=False)
     critical = 2 * latency * math.ceil(accounts / concurrency)
     return {
         "variant": "script",
         "loadavg_before": load,
-        "wall_s": child.wall,
-        "cpu_s": child.cpu,
-        "peak_rss_mb": child.max_rss_mb,
-        "returncode": child.returncode,
+        **{key: run[key] for key in ("wall_s", "cpu_s", "peak_rss_mb", "returncode")},
         "critical_path_s": critical,
-        "ratio": child.wall / critical if critical else None,
+        "ratio": run["wall_s"] / critical if critical else None,
         "simulator_cpu_s": sim.cpu_seconds() - sim_cpu_before,
-        "cpu_per_rotation_ms": child.cpu / max(accounts, 1) * 1000,
+        "cpu_per_rotation_ms": run["cpu_s"] / max(accounts, 1) * 1000,
     }
 
 
-_KEYS = ("wall_s", "cpu_s", "user_s", "sys_s", "peak_rss_mb", "tree_peak_rss_mb",
-         "tree_peak_pss_mb", "critical_path_s", "ratio", "simulator_cpu_s", "per_rotation_ms",
-         "cpu_per_rotation_ms", "requests_per_rotation")
+_KEYS = (*bench_fleet.MEDIAN_KEYS, "tree_peak_rss_mb", "tree_peak_pss_mb")
 
 
 def run_fleet(accounts: int, latency: float, concurrency: int, repeats: int,
@@ -253,14 +135,7 @@ def run_fleet(accounts: int, latency: float, concurrency: int, repeats: int,
     """
     variants: list[str | None] = list(processes) if processes else [None]
     capacity_start = parallel_capacity() if processes else None
-    with workdir(f"fleet-{accounts}") as base, Simulator(base / "sim") as sim:
-        started = time.perf_counter()
-        fleet = make_fleet(sim, base / "fleet", accounts)
-        ids_path = None
-        if script:
-            ids_path, _ = seed_script_fleet(sim, base / "script", accounts)
-        setup_s = time.perf_counter() - started
-        sim.set_latency(latency)
+    with fleet_setup(accounts, latency, script=script) as setup:
         labels: list[str] = [f"p{v}" if v else "rotator" for v in variants]
         if script:
             labels.append("script")
@@ -270,17 +145,16 @@ def run_fleet(accounts: int, latency: float, concurrency: int, repeats: int,
             shift = repeat % len(labels)
             for label in labels[shift:] + labels[:shift]:
                 if label == "script":
-                    assert ids_path is not None
-                    run = time_script(sim, base / "script", ids_path, accounts, latency,
+                    assert setup.script_dir is not None
+                    run = time_script(setup.sim, setup.script_dir, accounts, latency,
                                       concurrency, timeout)
                 else:
                     procs = variants[labels.index(label)]
-                    run = time_rotator(sim, fleet, accounts, latency, concurrency, procs,
-                                       timeout, cap)
+                    run = time_rotator(setup.sim, setup.fleet, accounts, latency, concurrency,
+                                       procs, timeout, cap)
                 run["repeat"] = repeat
                 runs.append(run)
-                print(json.dumps({k: v for k, v in run.items()
-                                  if k not in ("progress_t_runs_rssmb",)}), flush=True)
+                print_run(run)
                 failed = failed or run["returncode"] != 0
             if failed:
                 break
@@ -307,18 +181,12 @@ def run_fleet(accounts: int, latency: float, concurrency: int, repeats: int,
                                                "per_repeat": per_repeat}
         first = next(iter(by_variant.values()))
         return {
-            "accounts": accounts,
-            "latency_s": latency,
-            "concurrency": concurrency,
-            "repeats": repeats,
-            "variants": list(by_variant),
-            "setup_s": setup_s,
-            "state_dir_mb": state_size_mb(fleet.workdir / "state"),
-            "simulator_peak_rss_mb": proc_rss_mb(sim.pid),
+            **fleet_header(setup, accounts, latency, concurrency, repeats=repeats,
+                           variants=list(by_variant)),
             "median": first,
             "median_by_variant": by_variant,
             "ratios_vs_script": ratios,
-            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+            "loadavg_end": _load(),
             "parallel_capacity_start_end": [capacity_start,
                                             parallel_capacity() if processes else None],
             "runs": runs,
@@ -326,15 +194,7 @@ def run_fleet(accounts: int, latency: float, concurrency: int, repeats: int,
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--accounts", type=int, default=1000)
-    parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--timeout", type=float, default=900)
-    parser.add_argument("--cap", type=float, default=None,
-                        help="stop the CLI after this many seconds and report progress")
-    parser.add_argument("--name", default=None, help="results file name (default fleet-N)")
+    parser = fleet_parser(__doc__.splitlines()[0])
     parser.add_argument("--processes", default=None,
                         help="comma-separated `rotate --processes` values to interleave")
     parser.add_argument("--script", action="store_true",
@@ -343,8 +203,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     processes = args.processes.split(",") if args.processes else None
     result = run_fleet(args.accounts, args.latency, args.concurrency, args.repeats, args.timeout,
                        args.cap, processes, args.script)
-    save_result(args.name or f"fleet-{args.accounts}", result)
-    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+    save_and_print(args.name or f"fleet-{args.accounts}", result)
     return result
 
 
