@@ -318,8 +318,9 @@ class ChildRun:
 # A tiny measuring parent. Linux's ru_maxrss counts the memory a child inherited at
 # fork() (before exec), so a child forked straight from this (large) benchmark process
 # would report at least our own RSS. This launcher is small, forks the command, waits
-# with wait4 and writes {wall, cpu, maxrss, rc} to the file named by BENCH_MEASURE_OUT.
-_MEASURE = """
+# with wait4 and writes {wall, start_monotonic (when it started the command, on the clock
+# every process shares), user, sys, maxrss_kb, rc} to the file named by BENCH_MEASURE_OUT.
+MEASURE = """
 import json, os, signal, subprocess, sys, time
 out = os.environ.pop("BENCH_MEASURE_OUT")
 t = time.perf_counter()
@@ -352,7 +353,7 @@ def run_child(argv: Sequence[str], *, env: dict[str, str], cwd: Path, stdout: An
               sample_every: float = 2.0) -> ChildRun:
     """Run a child to completion; wall clock, CPU (user+sys) and peak RSS from wait4.
 
-    The command runs under a small launcher (see `_MEASURE`) so its peak RSS is its own.
+    The command runs under a small launcher (see `MEASURE`) so its peak RSS is its own.
     `timeout` raises TimeoutError; `cap` instead stops the child (SIGTERM) and returns
     what it used so far with `capped=True`. `sample(elapsed, pid)` is called every
     `sample_every` seconds while it runs.
@@ -360,7 +361,7 @@ def run_child(argv: Sequence[str], *, env: dict[str, str], cwd: Path, stdout: An
     fd, measure_path = tempfile.mkstemp(prefix="rotator-bench-measure-", suffix=".json")
     os.close(fd)
     started = time.perf_counter()
-    proc = subprocess.Popen([PYTHON, "-S", "-c", _MEASURE, *argv],
+    proc = subprocess.Popen([PYTHON, "-S", "-c", MEASURE, *argv],
                             env={**env, "BENCH_MEASURE_OUT": measure_path}, cwd=cwd,
                             stdout=stdout, stderr=stderr, start_new_session=True)
     deadline = time.monotonic() + timeout

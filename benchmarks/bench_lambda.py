@@ -36,6 +36,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
+    MEASURE,
     PYTHON,
     ROOT,
     Simulator,
@@ -83,25 +84,6 @@ done = time.perf_counter()
 done_at, cpu = time.monotonic(), time.process_time()
 print(json.dumps({"import_s": imported - t, "handle_s": done - imported, "done_at": done_at,
                   "cpu_to_done_s": cpu}))
-"""
-# Like _common's launcher (a small parent, so peak RSS is the command's own), and it also
-# notes when it spawned the command, on the clock the command reports `done_at` on.
-LAUNCH = """
-import json, os, subprocess, sys, time
-out = os.environ.pop("BENCH_MEASURE_OUT")
-spawned = time.monotonic()
-t = time.perf_counter()
-p = subprocess.Popen(sys.argv[1:])
-while True:
-    try:
-        _, st, ru = os.wait4(p.pid, 0)
-        break
-    except InterruptedError:
-        continue
-w = time.perf_counter() - t
-with open(out, "w") as f:
-    json.dump({"spawned": spawned, "wall": w, "cpu": ru.ru_utime + ru.ru_stime,
-               "maxrss_kb": ru.ru_maxrss, "rc": os.waitstatus_to_exitcode(st)}, f)
 """
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -268,7 +250,7 @@ def measure(code: str, env: dict[str, str], out_path: Path, *, cwd: Path) -> dic
     os.close(fd)
     try:
         with open(out_path, "w") as out:
-            proc = subprocess.Popen([PYTHON, "-S", "-c", LAUNCH, PYTHON, "-c", code],
+            proc = subprocess.Popen([PYTHON, "-S", "-c", MEASURE, PYTHON, "-c", code],
                                     env={**env, "BENCH_MEASURE_OUT": measure_path}, cwd=cwd,
                                     stdout=out, stderr=subprocess.DEVNULL,
                                     start_new_session=True)
@@ -287,9 +269,11 @@ def measure(code: str, env: dict[str, str], out_path: Path, *, cwd: Path) -> dic
     inner = json.loads(lines[-1])
     ran = inner.pop("file", None)  # the handler's module: from the checkout it was meant to be
     assert ran is None or ran.startswith(env["PYTHONPATH"].split(os.pathsep)[0]), ran
-    to_done = inner.pop("done_at") - launched["spawned"]
+    # The launcher notes when it spawned the command, on the clock `done_at` is read on.
+    to_done = inner.pop("done_at") - launched["start_monotonic"]
     return {"to_done_s": to_done, "wall_s": launched["wall"],
-            "shutdown_s": launched["wall"] - to_done, "cpu_s": launched["cpu"],
+            "shutdown_s": launched["wall"] - to_done,
+            "cpu_s": launched["user"] + launched["sys"],
             "peak_rss_mb": launched["maxrss_kb"] / 1024, "stdout_lines": len(lines), **inner}
 
 
