@@ -8,7 +8,7 @@ consumers. A check raises CheckFailed naming itself and the backend, never the s
 read at most `MAX_CHECK_BODY` bytes within a wall-clock deadline (`rotator.util.httpbound`).
 
 Built-in types: `readback`, `simulator`, `http`, `command`, and `duckdb`/`postgres`
-(in checks_sql.py); more register through the
+(in sql.py); more register through the
 `rotator.checks` entry-point group (a class with `from_options(options, *, api_url)`).
 """
 
