@@ -749,7 +749,3 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "tokens": cmd_tokens,
     "config": cmd_config,
 }
-
-
-if __name__ == "__main__":
-    sys.exit(main())
