@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -26,10 +25,10 @@ from rotator.cli.exitcodes import (
     worst,
 )
 from rotator.cli.parser import build_parser
+from rotator.cli.wiring import command_config, make_engine, probe_admin_token
 from rotator.engine import interrupt
 from rotator.errors import ConfigError, RotatorError
 from rotator.ops.status_view import attention_lines, attention_of
-from rotator.secret import Secret
 from rotator.tables import format_time, plain_table, short_id
 from rotator.util.safeio import SafeStream
 
@@ -48,6 +47,8 @@ __all__ = [
     "build_parser",
     "exit_code_for",
     "main",
+    "make_engine",
+    "probe_admin_token",
     "worst",
 ]
 
@@ -129,38 +130,6 @@ def _say(err: TextIO, line: str) -> None:
     err.flush()
 
 
-# -- wiring --------------------------------------------------------------------------------
-
-
-def _config(args: argparse.Namespace) -> Config:
-    from rotator.config import default_config_path, load_config
-
-    return load_config(default_config_path(args.config))
-
-
-def _admin_token(config: Config) -> Secret:
-    name = config.motherduck.admin_token_env
-    value = os.environ.get(name, "").strip()
-    if not value and config.motherduck.admin_token_secret_id:
-        # The Lambda config keeps the admin token in Secrets Manager; read it the same way.
-        from rotator.aws_lambda import admin_token
-
-        return admin_token(config)
-    if not value:
-        raise ConfigError(
-            f"environment variable {name} is not set; it must hold a MotherDuck admin token "
-            "([motherduck] admin_token_env names it)"
-        )
-    return Secret(value)
-
-
-def make_engine(config: Config) -> Engine:
-    """The CLI's engine: the admin token from the environment (or Secrets Manager)."""
-    from rotator.assembly import build_engine
-
-    return build_engine(config, _admin_token)
-
-
 def _selected(config: Config, names: Sequence[str], all_: bool) -> list[str]:
     if names and all_:
         raise ConfigError("give account names or --all, not both")
@@ -179,7 +148,7 @@ def _selected(config: Config, names: Sequence[str], all_: bool) -> list[str]:
 def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
     from rotator.ops.fleet import prune_after_pass, run_fleet, select_shard
 
-    config = _config(args)
+    config = command_config(args)
     if args.shard and args.usernames:
         raise ConfigError("give account names or --shard, not both")
     selected = _selected(config, args.usernames, args.all or bool(args.shard))
@@ -267,16 +236,6 @@ def _rotate_one(
     return one
 
 
-def probe_admin_token(engine: Engine) -> None:
-    """One cheap admin-only call (`GET /v1/active_accounts`) before anything is done.
-
-    A broken admin token then fails the run the day it breaks (exit 2), not on the day a
-    token is next due. Raises Unauthorized/Forbidden (2), ConfigError (2, no token) or
-    TransportError (1).
-    """
-    engine.client.active_accounts()
-
-
 def _write_metrics(
     engine: Engine,
     names: Sequence[str],
@@ -333,7 +292,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
         status_rows,
     )
 
-    config = _config(args)
+    config = command_config(args)
     if args.shard and args.usernames:
         raise ConfigError("give account names or --shard, not both")
     names = [config.account(n).username for n in args.usernames] or [
@@ -367,7 +326,7 @@ def cmd_drift(args: argparse.Namespace, out: TextIO) -> int:
     """Exit 0 clean, 1 drift at or above --fail-on, 2 usage/config/credential errors."""
     from rotator.ops.status_view import DRIFT_HEADER, drift_rows, render_table
 
-    config = _config(args)
+    config = command_config(args)
     names = [config.account(n).username for n in args.usernames] or [
         a.username for a in config.accounts
     ]
@@ -384,7 +343,7 @@ def cmd_drift(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
-    config = _config(args)
+    config = command_config(args)
     engine = make_engine(config)
     name = config.account(args.username).username
     runs = [engine.load_run(rid) for rid in reversed(engine.account_record(name).runs)]
@@ -408,7 +367,7 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
-    config = _config(args)
+    config = command_config(args)
     engine = make_engine(config)
     probe_admin_token(engine)
     run = engine.load_run(args.run_id)
@@ -420,7 +379,7 @@ def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace, out: TextIO) -> int:
-    config = _config(args)
+    config = command_config(args)
     engine = make_engine(config)
     outcome = engine.revoke(config.account(args.username).username, args.token_id, force=args.force)
     _print_outcomes([outcome], out, as_json=args.json)
@@ -428,7 +387,7 @@ def cmd_revoke(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_adopt(args: argparse.Namespace, out: TextIO) -> int:
-    config = _config(args)
+    config = command_config(args)
     engine = make_engine(config)
     probe_admin_token(engine)
     outcome = engine.adopt(args.username, args.token_id, force=args.force)
@@ -437,7 +396,7 @@ def cmd_adopt(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_tokens(args: argparse.Namespace, out: TextIO) -> int:
-    config = _config(args)
+    config = command_config(args)
     engine = make_engine(config)
     tokens = engine.client.list_tokens(args.username)
     if args.json:
@@ -472,7 +431,7 @@ def cmd_config(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_state(args: argparse.Namespace, out: TextIO) -> int:
-    config = _config(args)
+    config = command_config(args)
     if args.state_command == "prune":
         return _state_prune(args, config, out)
     if config.state.store == "dynamodb":
