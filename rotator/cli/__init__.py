@@ -24,6 +24,7 @@ from rotator.cli.exitcodes import (
     exit_code_for,
     worst,
 )
+from rotator.cli.output import print_outcomes, say, write_metrics
 from rotator.cli.parser import build_parser
 from rotator.cli.wiring import command_config, make_engine, probe_admin_token
 from rotator.engine import interrupt
@@ -101,33 +102,28 @@ def _main(argv: Sequence[str] | None) -> int:
         with signals:
             code = handler(args, out)
     except RotatorError as exc:
-        _say(err, f"rotator: error: {rlog.redact(str(exc))}")
+        say(err, f"rotator: error: {rlog.redact(str(exc))}")
         return exit_code_for(exc)
     except Exception as exc:
         # Outside any account's run (status, history, drift reading a state document of
         # the wrong shape; a bug): the same one line as contained(), never a traceback.
         from rotator.engine.containment import describe
 
-        _say(err, f"rotator: error: {describe(exc)}")
+        say(err, f"rotator: error: {describe(exc)}")
         return EXIT_ATTENTION
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, interrupt.Interrupted) else signal.SIGINT
-        _say(err, f"rotator: stopped by {signal.Signals(signum).name}; nothing was changed")
+        say(err, f"rotator: stopped by {signal.Signals(signum).name}; nothing was changed")
         return 128 + int(signum)
     finally:
         out.flush()
     if acting and interrupt.stop_requested() and code != EXIT_OK:
-        _say(
+        say(
             err,
             f"rotator: stopped by {interrupt.stop_reason()}; "
             "the next `rotator rotate` resumes what was interrupted or not started",
         )
     return code
-
-
-def _say(err: TextIO, line: str) -> None:
-    err.write(line + "\n")
-    err.flush()
 
 
 def _selected(config: Config, names: Sequence[str], all_: bool) -> list[str]:
@@ -181,11 +177,11 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
         )
     if not args.dry_run and not interrupt.stop_requested():  # a stopped pass starts nothing
         prune_after_pass(engine, outcomes)
-    _print_outcomes(outcomes, out, as_json=args.json)
+    print_outcomes(outcomes, out, as_json=args.json)
     if args.metrics_file:
         # A stopped pass calls MotherDuck no more: the gauges from the state store only.
         live = not args.dry_run and not interrupt.stop_requested()
-        _write_metrics(engine, names, args.metrics_file, live=live)
+        write_metrics(engine, names, args.metrics_file, live=live)
     return worst(list(codes.values()))
 
 
@@ -236,52 +232,6 @@ def _rotate_one(
     return one
 
 
-def _write_metrics(
-    engine: Engine,
-    names: Sequence[str],
-    path: str,
-    *,
-    live: bool,
-    drift: dict[str, Any] | None = None,
-) -> None:
-    """Write the textfile; a failure is logged and never changes the command's result."""
-    from pathlib import Path
-
-    from rotator.ops.metrics import write_metrics_file
-
-    try:
-        write_metrics_file(engine, names, Path(path), live=live, drift=drift)
-    except (OSError, RotatorError) as exc:
-        import structlog
-
-        structlog.get_logger("rotator.cli").warning(
-            "metrics.write_failed", path=path, error=str(exc)
-        )
-
-
-def _print_outcomes(outcomes: Sequence[Outcome], out: TextIO, *, as_json: bool) -> None:
-    if as_json:
-        for o in outcomes:
-            doc = {
-                "account": o.account,
-                "run_id": o.run_id,
-                "state": o.state or o.result,
-                "result": o.result,
-                "old_token_id": o.old_token_id,
-                "new_token_id": o.new_token_id,
-                "revoked": o.revoked,
-                "revoke_not_before": o.revoke_not_before,
-                "message": o.message,
-            }
-            out.write(json.dumps(doc) + "\n")
-        return
-    rows = [
-        [o.account, o.result, short_id(o.old_token_id), short_id(o.new_token_id), o.message]
-        for o in outcomes
-    ]
-    plain_table(out, ["ACCOUNT", "RESULT", "OLD", "NEW", "MESSAGE"], rows, keep=(0,))
-
-
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     from rotator.ops.fleet import select_shard
     from rotator.ops.status_view import (
@@ -312,7 +262,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
         render_table(out, header, rows, title="rotator status")
         out.writelines(f"{line}\n" for line in attention_lines([d["attention"] for d in docs]))
     if args.metrics_file:
-        _write_metrics(engine, names, args.metrics_file, live=False, drift=reports)
+        write_metrics(engine, names, args.metrics_file, live=False, drift=reports)
     return EXIT_OK
 
 
@@ -374,7 +324,7 @@ def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
     if run is None:
         raise ConfigError(f"no run {args.run_id} in {engine.store.describe()}")
     outcome = engine.abort(run.account, run.run_id, skip_backends=args.skip_backend)
-    _print_outcomes([outcome], out, as_json=args.json)
+    print_outcomes([outcome], out, as_json=args.json)
     return outcome.exit_code
 
 
@@ -382,7 +332,7 @@ def cmd_revoke(args: argparse.Namespace, out: TextIO) -> int:
     config = command_config(args)
     engine = make_engine(config)
     outcome = engine.revoke(config.account(args.username).username, args.token_id, force=args.force)
-    _print_outcomes([outcome], out, as_json=args.json)
+    print_outcomes([outcome], out, as_json=args.json)
     return outcome.exit_code
 
 
@@ -391,7 +341,7 @@ def cmd_adopt(args: argparse.Namespace, out: TextIO) -> int:
     engine = make_engine(config)
     probe_admin_token(engine)
     outcome = engine.adopt(args.username, args.token_id, force=args.force)
-    _print_outcomes([outcome], out, as_json=args.json)
+    print_outcomes([outcome], out, as_json=args.json)
     return EXIT_OK
 
 
@@ -490,7 +440,7 @@ def _state_prune(args: argparse.Namespace, config: Config, out: TextIO) -> int:
     else:
         plain_table(out, ["ACCOUNT", "RUN", "STATE", "FINISHED", "ACTION"], rows, keep=(3,))
     verb = "would remove" if args.dry_run else "removed"
-    _say(
+    say(
         cast(TextIO, SafeStream(sys.stderr)),
         f"rotator: {verb} {len(report.removed)} run(s) ({keep.describe()} kept)",
     )
