@@ -23,7 +23,8 @@ from rotator.cli.exitcodes import (
     exit_code_for,
     worst,
 )
-from rotator.cli.output import print_outcomes, say
+from rotator.cli.operator import cmd_abort, cmd_adopt, cmd_revoke
+from rotator.cli.output import say
 from rotator.cli.parser import build_parser
 from rotator.cli.rotate import cmd_rotate
 from rotator.cli.views import cmd_drift, cmd_history, cmd_status, cmd_tokens
@@ -45,8 +46,11 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "build_parser",
+    "cmd_abort",
+    "cmd_adopt",
     "cmd_drift",
     "cmd_history",
+    "cmd_revoke",
     "cmd_rotate",
     "cmd_status",
     "cmd_tokens",
@@ -131,35 +135,6 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 # -- commands ------------------------------------------------------------------------------
-
-
-def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
-    config = command_config(args)
-    engine = make_engine(config)
-    probe_admin_token(engine)
-    run = engine.load_run(args.run_id)
-    if run is None:
-        raise ConfigError(f"no run {args.run_id} in {engine.store.describe()}")
-    outcome = engine.abort(run.account, run.run_id, skip_backends=args.skip_backend)
-    print_outcomes([outcome], out, as_json=args.json)
-    return outcome.exit_code
-
-
-def cmd_revoke(args: argparse.Namespace, out: TextIO) -> int:
-    config = command_config(args)
-    engine = make_engine(config)
-    outcome = engine.revoke(config.account(args.username).username, args.token_id, force=args.force)
-    print_outcomes([outcome], out, as_json=args.json)
-    return outcome.exit_code
-
-
-def cmd_adopt(args: argparse.Namespace, out: TextIO) -> int:
-    config = command_config(args)
-    engine = make_engine(config)
-    probe_admin_token(engine)
-    outcome = engine.adopt(args.username, args.token_id, force=args.force)
-    print_outcomes([outcome], out, as_json=args.json)
-    return EXIT_OK
 
 
 def cmd_config(args: argparse.Namespace, out: TextIO) -> int:
