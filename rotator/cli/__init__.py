@@ -1,6 +1,17 @@
-"""The `rotator` command: argument parsing, wiring, output and exit statuses.
+"""The `rotator` command: main(), the early Ctrl-C, stream and logging set-up, dispatch.
 
-Exit statuses: rotator/cli/exitcodes.py has the table.
+The package, one job a module (imports flow down this list, never back to this file):
+    parser.py     the command line: subcommands, global options, argument types
+    admin.py      config validate, state init / prune, the simulator hand-off
+    operator.py   abort, revoke, adopt
+    views.py      status, drift, history, tokens (read only)
+    rotate.py     rotate: selection, --processes / --shard dispatch, outcomes, metrics
+    output.py     what several commands write: say, print_outcomes, write_metrics
+    wiring.py     args -> config -> engine (admin token), the admin-token probe
+    exitcodes.py  the exit-status table, exit_code_for, worst
+Start-up: each command imports what it needs inside its function, so `rotator --help`
+loads no pydantic, httpx, structlog, rich or engine. The names tests and callers import
+from `rotator.cli` are re-exported here (__all__).
 """
 
 from __future__ import annotations
@@ -127,9 +138,6 @@ def _main(argv: Sequence[str] | None) -> int:
             "the next `rotator rotate` resumes what was interrupted or not started",
         )
     return code
-
-
-# -- commands ------------------------------------------------------------------------------
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
