@@ -69,7 +69,7 @@ log = structlog.get_logger("rotator.fleet")
 
 # A worker costs a fork, an engine and ~30 MB: worth it from this many accounts each.
 MIN_ACCOUNTS_PER_PROCESS = 16
-_FAILED = 1  # EXIT_FAILED (rotator.cli.exitcodes), for the accounts of a worker that died
+_FAILED = 1  # EXIT_FAILED (rotator.cli), for the accounts of a worker that died
 _PR_SET_PDEATHSIG = 1
 _TICK = 0.2  # seconds between looks at the stop flag and the workers' exits
 # After reading, let the pipes fill this long: a read then carries many lines, not one,

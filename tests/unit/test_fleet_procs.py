@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from rotator import cli
-from rotator.cli import rotate as cli_rotate
 from rotator.ops import fleet_procs
 from rotator.ops.fleet_procs import (
     MIN_ACCOUNTS_PER_PROCESS,
@@ -48,7 +47,7 @@ def test_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
     def count(*argv: str, accounts: int = 100) -> int:
         args = cli.build_parser().parse_args(["rotate", "--all", *argv])
         assert isinstance(args, argparse.Namespace)
-        return cli_rotate._process_count(args, accounts)
+        return cli.rotate._process_count(args, accounts)
 
     assert count() == 2  # auto
     assert count("--processes", "auto") == 2
