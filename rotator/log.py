@@ -1,8 +1,8 @@
 """Logging for rotator: structlog configured once, JSON or console, secrets redacted.
 
-Entry points (`cli.py`, `rotator/aws_lambda/`) call `configure()` once; library modules only
-hold `log = structlog.get_logger()` (a lazy proxy, so importing this module or theirs
-before `configure()` is safe). Every event, ours or a stdlib `logging` record from httpx,
+Entry points (`rotator/cli/`, `rotator/aws_lambda/`) call `configure()` once; library
+modules only hold `log = structlog.get_logger()` (a lazy proxy, so importing this module or
+theirs before `configure()` is safe). Every event, ours or a stdlib `logging` record from httpx,
 botocore or hvac, goes through the same list of small processors:
 
     merge_contextvars -> add_log_level -> timestamp (ISO, UTC) -> format_exc_info

@@ -48,7 +48,7 @@ def test_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
     def count(*argv: str, accounts: int = 100) -> int:
         args = cli.build_parser().parse_args(["rotate", "--all", *argv])
         assert isinstance(args, argparse.Namespace)
-        return cli._process_count(args, accounts)
+        return cli.rotate._process_count(args, accounts)
 
     assert count() == 2  # auto
     assert count("--processes", "auto") == 2

@@ -1,0 +1,172 @@
+"""The command line: every (sub)command, its options and their argument types.
+
+Parsing only: building the parser imports nothing beyond argparse (`rotator --help` stays
+fast); what a command does is in the other modules of rotator/cli/.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from rotator import __version__
+
+__all__ = ["build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rotator", description="Rotate MotherDuck service-account tokens safely."
+    )
+    parser.add_argument("--version", action="version", version=f"rotator {__version__}")
+    _global_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    rotate = sub.add_parser("rotate", help="rotate (or resume) accounts that are due")
+    rotate.add_argument("usernames", nargs="*", metavar="USERNAME")
+    rotate.add_argument("--all", action="store_true", help="every configured account")
+    rotate.add_argument("--force", action="store_true", help="rotate even if not due")
+    rotate.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    rotate.add_argument("--revoke-now", action="store_true", help="skip the remaining grace")
+    rotate.add_argument("--concurrency", type=_positive_int, default=4, metavar="N")
+    rotate.add_argument("--json", action="store_true", help="one JSON object per account")
+    rotate.add_argument("--metrics-file", metavar="PATH", help="write Prometheus textfile metrics")
+    rotate.add_argument("--shard", type=_shard, metavar="I/N", help="only shard I of N (0-based)")
+    rotate.add_argument(
+        "--processes",
+        type=_processes,
+        default="auto",
+        metavar="N|auto",
+        help="split the accounts across N worker processes (default auto: one per core "
+        "from 32 accounts; 1: all in this process)",
+    )
+
+    status = sub.add_parser("status", help="token age, next due date, pending revoke, last run")
+    status.add_argument("usernames", nargs="*", metavar="USERNAME")
+    status.add_argument("--json", action="store_true")
+    status.add_argument(
+        "--drift", action="store_true", help="also check drift (reads backends and MotherDuck)"
+    )
+    status.add_argument("--metrics-file", metavar="PATH", help="write Prometheus textfile metrics")
+    status.add_argument("--shard", type=_shard, metavar="I/N", help="only shard I of N (0-based)")
+
+    drift = sub.add_parser("drift", help="compare backends, state and MotherDuck (reads only)")
+    drift.add_argument("usernames", nargs="*", metavar="USERNAME")
+    drift.add_argument("--json", action="store_true", help="one JSON object per account")
+    drift.add_argument(
+        "--fail-on",
+        choices=["any", "critical"],
+        default="any",
+        help="exit 1 on any warning/critical finding (default) or on critical ones only",
+    )
+
+    history = sub.add_parser("history", help="past runs of an account")
+    history.add_argument("username", metavar="USERNAME")
+    history.add_argument("--json", action="store_true")
+
+    abort = sub.add_parser("abort", help="roll back an unfinished run")
+    abort.add_argument("run_id", metavar="RUN_ID")
+    abort.add_argument(
+        "--skip-backend",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="a backend of the run that left the config: do not roll it back (repeatable)",
+    )
+    abort.add_argument("--json", action="store_true")
+
+    revoke = sub.add_parser("revoke", help="revoke one token (refused while anything uses it)")
+    revoke.add_argument("username", metavar="USERNAME")
+    revoke.add_argument("token_id", metavar="TOKEN_ID")
+    revoke.add_argument(
+        "--force", action="store_true", help="revoke even a token the state or a backend uses"
+    )
+    revoke.add_argument("--json", action="store_true")
+
+    adopt = sub.add_parser("adopt", help="record an existing token id as the current token")
+    adopt.add_argument("username", metavar="USERNAME")
+    adopt.add_argument("--token-id", required=True)
+    adopt.add_argument(
+        "--force", action="store_true", help="adopt even if the backends serve another token"
+    )
+    adopt.add_argument("--json", action="store_true")
+
+    tokens = sub.add_parser("tokens", help="list an account's live tokens (metadata only)")
+    tokens.add_argument("username", metavar="USERNAME")
+    tokens.add_argument("--json", action="store_true")
+
+    config = sub.add_parser("config", help="configuration helpers")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_sub.add_parser("validate", help="check the config file and print every problem")
+
+    state = sub.add_parser("state", help="state store helpers")
+    state_sub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
+    state_sub.add_parser("init", help="create the DynamoDB table (or the state directory)")
+    prune = state_sub.add_parser("prune", help="remove finished runs past [state] keep_runs")
+    prune.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
+    prune.add_argument("--keep", metavar="AGE|COUNT", help="override keep_runs (90d, or 20)")
+    prune.add_argument("--json", action="store_true", help="one JSON object per removed run")
+
+    sim = sub.add_parser("simulator", help="run the local MotherDuck simulator", add_help=False)
+    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
+    _spread_global_options(parser)
+    return parser
+
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """--config, --log-format, --log-level: before the command, or after it on any command.
+
+    Below the top level they default to SUPPRESS, so a value given before the command
+    is kept unless the same option is given again after it.
+    """
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--config",
+        default=default(None),
+        help="config file (default: $ROTATOR_CONFIG, else ./rotator.toml)",
+    )
+    parser.add_argument(
+        "--log-format", choices=["auto", "console", "json"], default=default("auto")
+    )
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default=default("info")
+    )
+
+
+def _spread_global_options(parser: argparse.ArgumentParser) -> None:
+    """Give every (sub)command the global options, however late it was added."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for name, child in action.choices.items():
+            if name == "simulator":
+                continue  # its own flags, passed through untouched
+            if not any("--config" in a.option_strings for a in child._actions):
+                _global_options(child, top=False)
+            _spread_global_options(child)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _processes(text: str) -> int | None:
+    """`auto` (None: decided from the cores and the accounts) or a whole number >= 1."""
+    return None if text == "auto" else _positive_int(text)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from rotator.schedule import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -1,0 +1,127 @@
+"""The `rotate` command: select the accounts, probe the admin token, rotate them.
+
+One account, a fleet in this process (--concurrency threads) or split across worker
+processes (--processes, rotator/ops/fleet_procs.py); --shard takes shard I of N. Then the
+run-retention prune, the outcome table or JSON lines, and the metrics textfile.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TextIO
+
+from rotator.cli.exitcodes import EXIT_ATTENTION, EXIT_INCOMPLETE, exit_code_for, worst
+from rotator.cli.output import print_outcomes, write_metrics
+from rotator.cli.wiring import command_config, make_engine, probe_admin_token
+from rotator.engine import interrupt
+from rotator.errors import ConfigError, RotatorError
+
+if TYPE_CHECKING:
+    from rotator.config import Config
+    from rotator.engine.workflow import Engine, Outcome
+
+__all__ = ["cmd_rotate"]
+
+
+def _selected(config: Config, names: Sequence[str], all_: bool) -> list[str]:
+    if names and all_:
+        raise ConfigError("give account names or --all, not both")
+    if all_ or not names:
+        if not config.accounts:
+            raise ConfigError(f"{config.source}: no [[accounts]] configured")
+        if not all_ and len(config.accounts) > 1:
+            raise ConfigError("several accounts are configured: name them or pass --all")
+        return [a.username for a in config.accounts]
+    return list(dict.fromkeys(config.account(name).username for name in names))
+
+
+def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
+    from rotator.ops.fleet import prune_after_pass, run_fleet, select_shard
+
+    config = command_config(args)
+    if args.shard and args.usernames:
+        raise ConfigError("give account names or --shard, not both")
+    selected = _selected(config, args.usernames, args.all or bool(args.shard))
+    names = select_shard(selected, args.shard)
+    engine = make_engine(config)
+    probe_admin_token(engine)
+
+    one = _rotate_one(engine, args, single=len(names) == 1)
+    processes = _process_count(args, len(names))
+    codes: dict[str, int] = {}
+    if processes > 1:
+        from rotator.ops.fleet_procs import run_fleet_processes
+
+        pairs = run_fleet_processes(
+            names,
+            lambda: _rotate_one(make_engine(config), args, single=False),
+            processes=processes,
+            concurrency=args.concurrency,
+            log_format=args.log_format,
+        )
+        outcomes = [outcome for outcome, _ in pairs]
+        codes = {outcome.account: code for outcome, code in pairs}
+    else:
+        def tracked(name: str) -> Outcome:
+            outcome, codes[name] = one(name)
+            return outcome
+
+        outcomes = run_fleet(
+            names, tracked, concurrency=args.concurrency, log_format=args.log_format
+        )
+    if not args.dry_run and not interrupt.stop_requested():  # a stopped pass starts nothing
+        prune_after_pass(engine, outcomes)
+    print_outcomes(outcomes, out, as_json=args.json)
+    if args.metrics_file:
+        # A stopped pass calls MotherDuck no more: the gauges from the state store only.
+        live = not args.dry_run and not interrupt.stop_requested()
+        write_metrics(engine, names, args.metrics_file, live=live)
+    return worst(list(codes.values()))
+
+
+def _process_count(args: argparse.Namespace, accounts: int) -> int:
+    """`--processes`, or its automatic value; 1 for a dry run or a single account."""
+    if args.dry_run or accounts < 2 or args.processes == 1:
+        return 1
+    from rotator.ops.fleet_procs import auto_processes, can_fork
+
+    if not can_fork():
+        return 1
+    wanted: int | None = args.processes
+    concurrency: int = args.concurrency
+    if wanted is None:
+        return auto_processes(accounts, concurrency)
+    # No idle worker, and never more calls in flight than --concurrency allows.
+    return min(wanted, accounts, concurrency)
+
+
+def _rotate_one(
+    engine: Engine, args: argparse.Namespace, *, single: bool
+) -> Callable[[str], tuple[Outcome, int]]:
+    """One account's rotation (or plan) as an outcome and its exit status.
+
+    With `single`, an error is raised (the command's one line and exit status); in a
+    fleet it becomes that account's outcome and the pass goes on.
+    """
+    from rotator.engine.outcome import Outcome
+
+    def one(name: str) -> tuple[Outcome, int]:
+        if interrupt.stop_requested():
+            return interrupt.not_started(name), EXIT_INCOMPLETE
+        try:
+            if args.dry_run:
+                outcome = engine.plan(name, force=args.force)
+            else:
+                outcome = engine.rotate(name, force=args.force, revoke_now=args.revoke_now)
+        except RotatorError as exc:
+            if single:
+                raise
+            code = exit_code_for(exc)
+            result = {EXIT_INCOMPLETE: "incomplete", EXIT_ATTENTION: "needs_attention"}.get(
+                code, "error"
+            )
+            return Outcome(name, result, str(exc)), code
+        return outcome, outcome.exit_code
+
+    return one
