@@ -1,14 +1,14 @@
 """The `rotator` command: main(), the early Ctrl-C, stream and logging set-up, dispatch.
 
 The package, one job a module (imports flow down this list, never back to this file):
-    parser.py     the command line: subcommands, global options, argument types
-    admin.py      config validate, state init / prune, the simulator hand-off
-    operator.py   abort, revoke, adopt
-    views.py      status, drift, history, tokens (read only)
-    rotate.py     rotate: selection, --processes / --shard dispatch, outcomes, metrics
-    output.py     what several commands write: say, print_outcomes, write_metrics
-    wiring.py     args -> config -> engine (admin token), the admin-token probe
-    exitcodes.py  the exit-status table, exit_code_for, worst
+    parser.py             the command line: subcommands, global options, argument types
+    admin.py              config validate, state init / prune, the simulator hand-off
+    operator_commands.py  abort, revoke, adopt
+    views.py              status, drift, history, tokens (read only)
+    rotate.py             rotate: selection, --processes / --shard dispatch, outcomes, metrics
+    output.py             what several commands write: say, print_outcomes, write_metrics
+    wiring.py             args -> config -> engine (admin token), the admin-token probe
+    exitcodes.py          the exit-status table, exit_code_for, worst
 Start-up: each command imports what it needs inside its function, so `rotator --help`
 loads no pydantic, httpx, structlog, rich or engine. The names tests and callers import
 from `rotator.cli` are re-exported here (__all__).
@@ -34,7 +34,7 @@ from rotator.cli.exitcodes import (
     exit_code_for,
     worst,
 )
-from rotator.cli.operator import cmd_abort, cmd_adopt, cmd_revoke
+from rotator.cli.operator_commands import cmd_abort, cmd_adopt, cmd_revoke
 from rotator.cli.output import say
 from rotator.cli.parser import build_parser
 from rotator.cli.rotate import cmd_rotate
