@@ -406,6 +406,18 @@ class FileStore:
         is also the durability barrier, so everything written before it is on disk when
         it returns. A save with documents is durable at the next barrier (or lease release).
         """
+        current = self._save(lease, run=run, account=account)
+        if run is None and account is None:
+            self._barrier()
+        return current
+
+    def check_lease(self, lease: Lease) -> Lease:
+        """A fence that is not a barrier: check and renew `lease` (LeaseLost as `save`), and
+        make nothing durable. Only for a fence followed by reads alone, whose next effect
+        has a barrier of its own (`RunContext._fence(..., barrier=False)`)."""
+        return self._save(lease)
+
+    def _save(self, lease: Lease, *, run: Doc | None = None, account: Doc | None = None) -> Lease:
         with self._locked(lease.account):
             current = self._read_lease(lease.account)
             if current is None or current.fence != lease.fence or current.released:
@@ -430,8 +442,6 @@ class FileStore:
                     current, acquired_at=now, expires_at=now + ttl, version=current.version + 1
                 )
                 self._write(self._lease_path(lease.account), current.to_doc())
-        if run is None and account is None:
-            self._barrier()
         return current
 
     # -- retention (rotator/retention.py) -----------------------------------------------
