@@ -21,7 +21,8 @@ instead, and the companion files live beside that file.
 
 Every write is atomic and durable (temp file, fsync, rename, fsync the directory), so a
 consumer reading `<path>` at any instant sees the complete old or the complete new value
-(I1). The sidecar is written *before* each value write (a write-ahead marker), and values
+(I1). The sidecar is written *before* the first value write of a run (a write-ahead
+marker; promote writes it again only when the marker no longer says enough), and values
 are recognised by an HMAC fingerprint (keyed with the state store's secret key and the
 run id, see `backends.base.value_fingerprint`), so a run killed between any
 two steps is found again by `read_staged`/`promote`/`rollback` on resume.
@@ -116,6 +117,14 @@ class _Sidecar:
     `promoting` (backup taken; the rename may or may not have happened) and `promoted`;
     `had_previous` says whether `<path>` existed when promote took the backup, and
     `previous` is the `current` entry from before this run (restored on rollback).
+
+    Promote writes no sidecar in the common case (two fsyncs each): the staging marker
+    already records `had_previous` (as of stage) and the run's fence, and promote writes
+    `promoting` only when one of those changed since. `promoted` is never written: a
+    `staging` or `promoting` marker whose pending file is gone and whose run's value is in
+    `<path>` means the rename happened, after the backup was durable, and `_load_sidecar`
+    returns it as `promoted` (with `current` = the run). So on disk `current` may still
+    name the run before; every reader goes through `_load_sidecar`.
     """
 
     current: _Owner | None = None
@@ -289,8 +298,15 @@ class FileBackend:
                     self._read_token(self.path), self._key()
                 )
                 previous = current if owned else None
+            # `had_previous` as of now: promote writes the sidecar again only if that changed.
             self._write_sidecar(
-                _Sidecar(current=sidecar.current, run=owner, state="staging", previous=previous)
+                _Sidecar(
+                    current=sidecar.current,
+                    run=owner,
+                    state="staging",
+                    had_previous=self.path.exists(),
+                    previous=previous,
+                )
             )
             self._reached("marker_written")
             data = encode_value(record, self.fmt)
@@ -306,10 +322,12 @@ class FileBackend:
         """Back up `path`, then rename `path.pending` over it (atomic, directory fsynced).
 
         Safe to replay at every step. Raises BackendError when nothing of `run_id` is staged.
+        The sidecar is not written when the staging marker already says all a crash needs
+        (see `_take_backup`); a finished promote is read from the disk (`_load_sidecar`).
         """
         with self._errors("promoting"):
             sidecar = self._load_sidecar()
-            self._check_fence()
+            seen = self._check_fence()
             run = sidecar.run
             if run is None or run.run_id != run_id:
                 current = sidecar.current
@@ -327,27 +345,17 @@ class FileBackend:
                         "roll the run back and rotate again",
                         backend=self.label,
                     )
-                self._take_backup(sidecar, run)
+                self._take_backup(sidecar, run, seen)
                 self._reached("backup_written")
                 self._match_target(self.pending)  # consumers keep the access they had
                 self._check_fence()
                 os.replace(self.pending, self.path)
                 fsync_dir(self.path.parent)
                 self._reached("renamed")
+            # No `promoted` sidecar write: a marker of this run with no pending file left and
+            # this run's value in `path` can only mean that the rename above happened (after
+            # a durable backup), and `_load_sidecar` reads it as `promoted`.
             self._unlink(self.pending)
-            had_previous = self._load_sidecar().had_previous  # as the backup step recorded it
-            # Content fsynced, rename not: a crash may leave `promoting`, which
-            # `_load_sidecar` reads as `promoted` once the rename above is on disk.
-            self._write_sidecar(
-                _Sidecar(
-                    current=run,
-                    run=run,
-                    state="promoted",
-                    had_previous=had_previous,
-                    previous=sidecar.previous,
-                ),
-                sync_dir=False,
-            )
 
     def rollback(self, receipt: Receipt | None, *, run_id: str) -> None:
         """Put back `path`'s bytes from before `run_id` (removing it if it did not exist).
@@ -430,20 +438,32 @@ class FileBackend:
             )
         self._unlink(self.backup)  # a promoted run's backup: that run is over
 
-    def _take_backup(self, sidecar: _Sidecar, run: _Owner) -> None:
+    def _take_backup(self, sidecar: _Sidecar, run: _Owner, seen: int) -> None:
+        """Copy `path` to the backup (or remove a stale one), durably, before the rename.
+
+        The sidecar is written (`promoting`) only when the staging marker does not already
+        say what a crash after the rename needs: that a backup exists (`had_previous`) and
+        that this lease wrote here (`fence`, raised for a run resumed under a newer lease).
+        Otherwise one directory fsync makes the backup's rename durable.
+        """
         data = self._read_bytes(self.path)
         if data is not None:
             # 0600 whatever the file's mode: it holds the old token until the next run.
-            # Its rename is made durable by the sidecar write just below (same directory).
+            # Its rename is made durable by the directory fsync just below.
             atomic_write_bytes(self.backup, data, mode=0o600, sync_dir=False)
         else:
             self._unlink(self.backup)
+        mine = self._lease.fence if self._lease is not None else 0
+        had_previous = data is not None
+        if sidecar.state == "staging" and sidecar.had_previous == had_previous and seen >= mine:
+            fsync_dir(self.path.parent)
+            return
         self._write_sidecar(
             _Sidecar(
                 current=sidecar.current,
                 run=run,
                 state="promoting",
-                had_previous=data is not None,
+                had_previous=had_previous,
                 previous=sidecar.previous,
             )
         )
@@ -482,13 +502,13 @@ class FileBackend:
             ) from exc
         run = sidecar.run
         if (
-            sidecar.state == "promoting"
+            sidecar.state in ("staging", "promoting")
             and run is not None
             and not self.pending.exists()
             and run.owns(self._read_token(self.path), self._key())
         ):
-            # The rename of promote happened (and was fsynced); only the final sidecar
-            # write, which promote does not fsync the directory for, was lost.
+            # The run's value is in `path` and its pending file is gone: promote's rename
+            # happened (after the backup was durable), which promote does not write down.
             return _Sidecar(
                 current=run,
                 run=run,
@@ -498,10 +518,10 @@ class FileBackend:
             )
         return sidecar
 
-    def _write_sidecar(self, sidecar: _Sidecar, *, sync_dir: bool = True) -> None:
+    def _write_sidecar(self, sidecar: _Sidecar) -> None:
         seen = self._check_fence()
         mine = self._lease.fence if self._lease is not None else 0
-        atomic_write_bytes(self.sidecar, sidecar.to_bytes(max(seen, mine)), sync_dir=sync_dir)
+        atomic_write_bytes(self.sidecar, sidecar.to_bytes(max(seen, mine)))
 
     def bind_lease(self, guard: LeaseGuard | None) -> None:
         """Fence every later write with the run's lease (see the module docstring)."""
