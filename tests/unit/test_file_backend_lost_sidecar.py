@@ -1,6 +1,7 @@
-"""The file backend writes no sidecar after promote's rename (and none before it when the
-staging marker already says what a crash needs): a marker of the run with its pending file
-gone and its value live must read as `promoted`, before and after a crash, and roll back."""
+"""The file backend's promote after a stage that took the backup: no sidecar write before
+the rename in the common case, and the final `promoted` write not directory-fsynced. A
+marker of the run with its pending file gone and its value live must read as `promoted`,
+roll back, and let the next run stage."""
 
 from __future__ import annotations
 
@@ -37,8 +38,8 @@ def test_a_staging_marker_behind_a_finished_rename_reads_as_promoted(
         monkeypatch.undo()
     else:
         backend.promote(receipt, run_id=RUN)
-    # What the disk holds after the rename, finished or killed right after it.
-    assert on_disk_state(backend) == "staging"
+    # Killed right after the rename, the final write lost: the marker is what is left.
+    assert on_disk_state(backend) == ("staging" if crashed else "promoted")
     assert not backend.pending.exists()
 
     current = backend.read_current()
@@ -57,16 +58,25 @@ def test_a_staging_marker_behind_a_finished_rename_reads_as_promoted(
 
 
 @pytest.mark.parametrize("had_file", [True, False])
-def test_rollback_after_a_promote_that_wrote_no_sidecar(tmp_path: Path, had_file: bool) -> None:
-    """The marker's `had_previous` decides between restoring the backup and removing the file."""
+def test_rollback_after_a_promote_that_used_the_stage_backup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, had_file: bool
+) -> None:
+    """Killed after the rename: the marker's `had_previous` decides between restoring the
+    backup stage took (0600) and removing the file."""
     backend = make(tmp_path)
     if had_file:
         seed(backend, mode=0o640)
     receipt = backend.stage(record(1), run_id=RUN)
-    backend.promote(receipt, run_id=RUN)
-    assert on_disk_state(backend) == "staging"
     if had_file:
+        assert backend.backup.read_bytes() == OLD_BYTES
         assert backend.backup.stat().st_mode & 0o777 == 0o600
+    else:
+        assert not backend.backup.exists()
+    crash_at(backend, "renamed", monkeypatch)
+    with pytest.raises(Crash):
+        backend.promote(receipt, run_id=RUN)
+    monkeypatch.undo()
+    assert on_disk_state(backend) == "staging"
     backend.rollback(receipt, run_id=RUN)
     if had_file:
         assert backend.path.read_bytes() == OLD_BYTES
@@ -105,6 +115,19 @@ def test_a_file_that_appeared_or_went_between_stage_and_promote(
         assert backend.path.read_bytes() == OLD_BYTES
     else:
         assert not backend.path.exists()
+
+
+def test_a_file_changed_in_place_between_stage_and_promote(tmp_path: Path) -> None:
+    """The backup stage took no longer matches `path`: promote takes it again (and writes
+    `promoting`), so rollback restores what was there at promote."""
+    backend = make(tmp_path)
+    seed(backend)
+    receipt = backend.stage(record(1), run_id=RUN)
+    changed = b'{"motherduck_token": "edited-secret", "token_id": "tok-edit"}\n'
+    backend.path.write_bytes(changed)
+    backend.promote(receipt, run_id=RUN)
+    backend.rollback(receipt, run_id=RUN)
+    assert backend.path.read_bytes() == changed
 
 
 def test_a_marker_before_the_rename_still_blocks_a_foreign_stage(
@@ -164,13 +187,33 @@ def syncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_stage_and_promote_cost_seven_fsyncs(tmp_path: Path, syncs: list[str]) -> None:
-    """Marker and pending (content, then directory: 4), backup content, one directory
-    fsync for the backup, one for the rename (3). See docs/performance.md, section 6."""
+    """Stage: marker (content, directory), backup and pending (content each, one directory
+    fsync for both renames) = 5. Promote: the rename's directory, the final sidecar's
+    content = 2. See docs/performance.md, section 6."""
     backend = make(tmp_path)
     seed(backend)
     receipt = backend.stage(record(1), run_id=RUN)
-    assert len(syncs) == 4
-    backend.promote(receipt, run_id=RUN)
     directory = str(backend.path.parent)
-    assert len(syncs) == 7 and syncs[4:] == [syncs[4], directory, directory]
-    assert ".rotator-backup." in syncs[4]
+    assert len(syncs) == 5 and syncs[1] == directory and syncs[4] == directory
+    assert ".rotator-backup." in syncs[2] and ".pending." in syncs[3]
+    backend.promote(receipt, run_id=RUN)
+    assert len(syncs) == 7 and syncs[5] == directory and ".rotator.json." in syncs[6]
+
+
+def test_a_replayed_stage_makes_the_killed_one_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syncs: list[str]
+) -> None:
+    """Killed after the pending file was renamed, before the directory fsync: the replay
+    writes nothing but fsyncs the directory, so promote can rely on the backup."""
+    backend = make(tmp_path)
+    seed(backend)
+    crash_at(backend, "pending_written", monkeypatch)
+    with pytest.raises(Crash):
+        backend.stage(record(1), run_id=RUN)
+    monkeypatch.setattr(backend, "_reached", lambda step: None)  # undo() would drop `syncs`
+    syncs.clear()
+    receipt = backend.stage(record(1), run_id=RUN)
+    assert syncs == [str(backend.path.parent)]
+    backend.promote(receipt, run_id=RUN)
+    backend.rollback(receipt, run_id=RUN)
+    assert backend.path.read_bytes() == OLD_BYTES
