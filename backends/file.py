@@ -21,7 +21,9 @@ instead, and the companion files live beside that file.
 
 Every write is atomic and durable (temp file, fsync, rename, fsync the directory), so a
 consumer reading `<path>` at any instant sees the complete old or the complete new value
-(I1). The sidecar is written *before* each value write (a write-ahead marker), and values
+(I1). The sidecar is written *before* the first value write of a run (a write-ahead
+marker; promote writes it again before the rename only when the marker no longer says
+enough), and values
 are recognised by an HMAC fingerprint (keyed with the state store's secret key and the
 run id, see `backends.base.value_fingerprint`), so a run killed between any
 two steps is found again by `read_staged`/`promote`/`rollback` on resume.
@@ -116,6 +118,13 @@ class _Sidecar:
     `promoting` (backup taken; the rename may or may not have happened) and `promoted`;
     `had_previous` says whether `<path>` existed when promote took the backup, and
     `previous` is the `current` entry from before this run (restored on rollback).
+
+    Stage takes the backup (durable with the pending file) and records `had_previous` in
+    the marker; promote writes `promoting` (and a new backup) only when `<path>` changed
+    since or the run resumed under a newer lease, and then renames. A `staging` or
+    `promoting` marker whose pending file is gone and whose run's value is in `<path>`
+    means the rename happened, after the backup was durable: `_load_sidecar` returns it as
+    `promoted` (the final `promoted` write is not directory-fsynced).
     """
 
     current: _Owner | None = None
@@ -263,8 +272,10 @@ class FileBackend:
     def stage(self, record: TokenRecord, *, run_id: str) -> Receipt:
         """Write `record` to `path.pending` (atomic, 0600); `path` is not touched.
 
-        Safe to replay: when this run's exact token is already pending or live, nothing
-        is written. Raises BackendConflict when another run's staged value is present.
+        Also copies `path` to the backup promote will need (one directory fsync covers the
+        backup's and the pending file's renames). Safe to replay: when this run's exact
+        token is already pending or live, nothing is written. Raises BackendConflict when
+        another run's staged value is present.
         """
         receipt: Receipt = {"path": str(self.path), "pending": str(self.pending)}
         owner = _Owner(
@@ -280,6 +291,9 @@ class FileBackend:
                 if owner == sidecar.run and any(
                     owner.owns(self._read_token(p), self._key()) for p in (self.pending, self.path)
                 ):
+                    # A replay after a kill: what the killed stage renamed may not be durable
+                    # yet, and promote relies on it (only on this path: one fsync).
+                    fsync_dir(self.path.parent)
                     return receipt
                 previous = sidecar.previous
             else:
@@ -289,12 +303,21 @@ class FileBackend:
                     self._read_token(self.path), self._key()
                 )
                 previous = current if owned else None
+            live = self._read_bytes(self.path)
+            # `had_previous` as of now: promote writes the sidecar again only if that changed.
             self._write_sidecar(
-                _Sidecar(current=sidecar.current, run=owner, state="staging", previous=previous)
+                _Sidecar(
+                    current=sidecar.current,
+                    run=owner,
+                    state="staging",
+                    had_previous=live is not None,
+                    previous=previous,
+                )
             )
             self._reached("marker_written")
             data = encode_value(record, self.fmt)
             self._check_fence()
+            self._write_backup(live)  # its rename is made durable with the pending file's
             atomic_write_bytes(self.pending, (data + "\n" if self.fmt == "json" else data).encode())
             # Owner and group now, so a rotator that cannot keep them refuses before anything
             # is live; the mode (consumers' access) only at promote.
@@ -306,10 +329,12 @@ class FileBackend:
         """Back up `path`, then rename `path.pending` over it (atomic, directory fsynced).
 
         Safe to replay at every step. Raises BackendError when nothing of `run_id` is staged.
+        The backup stage took is used as it is when `path` still holds the same bytes and
+        the staging marker says all a crash needs (see `_take_backup`).
         """
         with self._errors("promoting"):
             sidecar = self._load_sidecar()
-            self._check_fence()
+            seen = self._check_fence()
             run = sidecar.run
             if run is None or run.run_id != run_id:
                 current = sidecar.current
@@ -327,7 +352,7 @@ class FileBackend:
                         "roll the run back and rotate again",
                         backend=self.label,
                     )
-                self._take_backup(sidecar, run)
+                self._take_backup(sidecar, run, seen)
                 self._reached("backup_written")
                 self._match_target(self.pending)  # consumers keep the access they had
                 self._check_fence()
@@ -335,9 +360,10 @@ class FileBackend:
                 fsync_dir(self.path.parent)
                 self._reached("renamed")
             self._unlink(self.pending)
-            had_previous = self._load_sidecar().had_previous  # as the backup step recorded it
-            # Content fsynced, rename not: a crash may leave `promoting`, which
-            # `_load_sidecar` reads as `promoted` once the rename above is on disk.
+            had_previous = self._load_sidecar().had_previous  # as the marker recorded it
+            # Content fsynced, rename not: a crash may leave the marker (`staging` or
+            # `promoting`), which `_load_sidecar` reads as `promoted` once the rename above
+            # is on disk.
             self._write_sidecar(
                 _Sidecar(
                     current=run,
@@ -430,14 +456,34 @@ class FileBackend:
             )
         self._unlink(self.backup)  # a promoted run's backup: that run is over
 
-    def _take_backup(self, sidecar: _Sidecar, run: _Owner) -> None:
-        data = self._read_bytes(self.path)
+    def _write_backup(self, data: bytes | None) -> None:
+        """`path`'s bytes to the backup (0600, content fsynced; the rename is not), or no
+        backup when there is no file."""
         if data is not None:
             # 0600 whatever the file's mode: it holds the old token until the next run.
-            # Its rename is made durable by the sidecar write just below (same directory).
             atomic_write_bytes(self.backup, data, mode=0o600, sync_dir=False)
         else:
             self._unlink(self.backup)
+
+    def _take_backup(self, sidecar: _Sidecar, run: _Owner, seen: int) -> None:
+        """Make sure a durable backup of `path` as it is now exists before the rename.
+
+        Stage took it; in the common case it is still `path`'s bytes and the staging marker
+        still says what a crash after the rename needs (`had_previous`, and this lease's
+        `fence`), and nothing is written. Otherwise (the file changed, appeared or went
+        since stage; the run resumed under a newer lease, whose fence must reach the file)
+        the backup is taken again and `promoting` written, whose directory fsync covers it.
+        """
+        data = self._read_bytes(self.path)
+        mine = self._lease.fence if self._lease is not None else 0
+        if (
+            sidecar.state == "staging"
+            and sidecar.had_previous == (data is not None)
+            and self._read_bytes(self.backup) == data
+            and seen >= mine
+        ):
+            return
+        self._write_backup(data)
         self._write_sidecar(
             _Sidecar(
                 current=sidecar.current,
@@ -482,12 +528,13 @@ class FileBackend:
             ) from exc
         run = sidecar.run
         if (
-            sidecar.state == "promoting"
+            sidecar.state in ("staging", "promoting")
             and run is not None
             and not self.pending.exists()
             and run.owns(self._read_token(self.path), self._key())
         ):
-            # The rename of promote happened (and was fsynced); only the final sidecar
+            # The run's value is in `path` and its pending file is gone: promote's rename
+            # happened (after the backup was durable, and fsynced); only the final sidecar
             # write, which promote does not fsync the directory for, was lost.
             return _Sidecar(
                 current=run,

@@ -9,7 +9,10 @@ can be compared across runs on a shared machine. Against the simulator (0 latenc
 
 `strace -f -c` counts every call of every thread; `strace -f -y -e trace=fsync,fdatasync`
 names the file each fsync flushed. `--baseline DIR` runs the same with `PYTHONPATH=DIR`
-(an older checkout, e.g. `git worktree add /tmp/rotator-before <commit>`) for before/after.
+(an older checkout, e.g. `git archive <commit> | tar -x -C /tmp/rotator-before`) for
+before/after. The measured commands run with `PYTHONPATH` set to each checkout; this
+script itself (which seeds the accounts) imports rotator from its own checkout, not from
+whatever the virtualenv's editable install points at.
 
     .venv/bin/python benchmarks/bench_syscalls.py [--accounts 20] [--baseline DIR]
 """
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # this checkout's rotator
 
 from _common import ROOT, ROTATOR, Simulator, make_fleet, save_result, workdir
 

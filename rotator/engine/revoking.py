@@ -49,8 +49,10 @@ class RevokeSteps(Sweeps):
     def _revoke(self, run: Run) -> RunState:
         assert run.old_token is not None and run.new_token is not None
         # Fence, then re-read MotherDuck and every backend, then revoke: as late as each can
-        # be, and before the intent is saved (a blocked revoke was never sent).
-        self._fence("motherduck.revoke_old")
+        # be, and before the intent is saved (a blocked revoke was never sent). Only reads
+        # follow this fence: the barrier that makes the run durable is the one after the
+        # intent below (the store checks the lease again there).
+        self._fence("motherduck.revoke_old", barrier=False)
         blocked = self._revoke_blocked(run)
         if blocked is not None:
             return blocked

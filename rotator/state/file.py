@@ -334,13 +334,6 @@ class FileStore:
         boot = boot_id() if durable else None
         self._journal = Journal(root, boot) if boot else None
         self._dirs: set[Path] = set()
-        # Run and account documents journaled since the last barrier, written to their
-        # files at the barrier (one rename per document per barrier, not one per save;
-        # renames over a file cost ~1 ms on ext4). This store reads them from here;
-        # other processes see the files as of the last barrier, a state the run was in.
-        self._unwritten: dict[Path, tuple[str, bytes]] = {}  # path: (account, bytes)
-        if self._journal is not None:
-            self._journal.on_compact = self._materialize_locked
 
     def describe(self) -> str:
         return f"file:{self.root}"
@@ -378,7 +371,7 @@ class FileStore:
                 existing, account=account, owner=owner, host=self._host, now=now, ttl=ttl
             )
             # Durable at the first barrier: the fence before the run's first side effect.
-            self._write(self._lease_path(account), lease.to_doc(), account=account)
+            self._write(self._lease_path(account), lease.to_doc())
             return lease
 
     def release_lease(self, lease: Lease) -> None:
@@ -389,9 +382,8 @@ class FileStore:
                 self._write(
                     self._lease_path(lease.account),
                     replace(current, released=True).to_doc(),
-                    account=lease.account,
                 )
-        self._barrier(lease.account)  # the run's last records durable before we return
+        self._barrier()  # the run's last records durable before we return
 
     def read_lease(self, account: str) -> Lease | None:
         return self._read_lease(account)
@@ -414,6 +406,18 @@ class FileStore:
         is also the durability barrier, so everything written before it is on disk when
         it returns. A save with documents is durable at the next barrier (or lease release).
         """
+        current = self._save(lease, run=run, account=account)
+        if run is None and account is None:
+            self._barrier()
+        return current
+
+    def check_lease(self, lease: Lease) -> Lease:
+        """A fence that is not a barrier: check and renew `lease` (LeaseLost as `save`), and
+        make nothing durable. Only for a fence followed by reads alone, whose next effect
+        has a barrier of its own (`RunContext._fence(..., barrier=False)`)."""
+        return self._save(lease)
+
+    def _save(self, lease: Lease, *, run: Doc | None = None, account: Doc | None = None) -> Lease:
         with self._locked(lease.account):
             current = self._read_lease(lease.account)
             if current is None or current.fence != lease.fence or current.released:
@@ -425,24 +429,19 @@ class FileStore:
             # Every document reaches its file at once (not fsynced: the journal has it), run
             # first: the files always show a prefix of the writes, and what a run is doing
             # right now (`verifying` during a long check) is what `rotator status`, a
-            # supervisor or a second process reads. Deferring run files to the next barrier
-            # (see _defer) saved 7 renames per rotation but hid the state a check is in.
+            # supervisor or a second process reads.
             if run is not None:
                 run_path = self.root / "runs" / f"{run['run_id']}.json"
-                self._write(run_path, run, account=lease.account)
+                self._write(run_path, run)
             if account is not None:
-                self._write(self._account_path(lease.account), account, account=lease.account)
+                self._write(self._account_path(lease.account), account)
             now = self._clock()
             ttl = lease.expires_at - lease.acquired_at
             if current.expires_at - now < ttl / 2:
                 current = replace(
                     current, acquired_at=now, expires_at=now + ttl, version=current.version + 1
                 )
-                self._write(
-                    self._lease_path(lease.account), current.to_doc(), account=lease.account
-                )
-        if run is None and account is None:
-            self._barrier(lease.account)
+                self._write(self._lease_path(lease.account), current.to_doc())
         return current
 
     # -- retention (rotator/ops/retention.py) -----------------------------------------------
@@ -461,13 +460,11 @@ class FileStore:
         path = self.root / "runs" / f"{run_id}.json"
         with self._errors("delete from"):
             if self._journal is not None:
-                if path.exists() or path in self._unwritten:
+                if path.exists():
                     # A tombstone, so a replay after a crash does not revive it.
-                    def drop() -> None:
-                        self._unwritten.pop(path, None)
-                        path.unlink(missing_ok=True)
-
-                    self._journal.write([(f"runs/{run_id}.json", None)], drop)
+                    self._journal.write(
+                        [(f"runs/{run_id}.json", None)], lambda: path.unlink(missing_ok=True)
+                    )
                     self._journal.sync()
                 return
             try:
@@ -538,8 +535,7 @@ class FileStore:
             with self._errors("recover the journal of"):
                 self._journal.recover_once()
         try:
-            entry = self._unwritten.get(path)
-            data = entry[1] if entry is not None else _read_file(path)
+            data = _read_file(path)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -557,7 +553,7 @@ class FileStore:
             )
         return doc  # type: ignore[no-any-return]
 
-    def _write(self, path: Path, doc: Doc, *, defer: bool = False, account: str = "") -> None:
+    def _write(self, path: Path, doc: Doc) -> None:
         # One line, no indent: only then does json use its C encoder (3x faster here, and a
         # rotation writes some 30 documents). `python -m json.tool` shows a file indented.
         data = json.dumps({"schema": SCHEMA_VERSION, **doc}, sort_keys=True).encode()
@@ -566,36 +562,7 @@ class FileStore:
                 atomic_write_bytes(path, data, durable=self._durable)
                 return
             rel = path.relative_to(self.root).as_posix()
-            if defer:
-                self._journal.write([(rel, data)], lambda: self._defer(path, data, account))
-            else:
-                self._journal.write([(rel, data)], lambda: self._write_now(path, data, account))
-
-    def _defer(self, path: Path, data: bytes, account: str) -> None:
-        """Keep a run document for the next barrier (this store reads it from memory).
-
-        Only run documents saved alone are deferred, and one run belongs to one account:
-        a crash before the barrier leaves that run's file at an earlier save, with the
-        account record no newer than it, which is the state a kill right after that
-        earlier save leaves. Leases and account records are written at once. Only the
-        thread holding the account's lease writes (or materializes) its documents.
-        """
-        self._unwritten[path] = (account, data)
-
-    def _write_now(self, path: Path, data: bytes, account: str) -> None:
-        if path.parent.name == "accounts":
-            self._materialize_locked(account)  # no account record ahead of its runs
-        self._write_file(path, data)
-        self._unwritten.pop(path, None)
-
-    def _materialize_locked(self, account: str | None = None) -> None:
-        """Write the deferred documents of `account` (all: None) to their files, inside the
-        journal's shared gate (or its compaction): each file before its entry goes, so a
-        reader here sees the entry or the written file."""
-        for path, (owner, data) in list(self._unwritten.items()):
-            if account is None or owner == account:
-                self._write_file(path, data)
-                del self._unwritten[path]
+            self._journal.write([(rel, data)], lambda: self._write_file(path, data))
 
     def _write_file(self, path: Path, data: bytes) -> None:
         """Atomic, not fsynced (the journal has it); the directory made once per store."""
@@ -608,16 +575,11 @@ class FileStore:
             atomic_write_bytes(path, data, durable=False)  # the directory went away
         self._dirs.add(path.parent)
 
-    def _barrier(self, account: str) -> None:
-        """Make every document this store wrote durable (one journal fdatasync, shared),
-        and write `account`'s deferred run documents to their files."""
+    def _barrier(self) -> None:
+        """Make every document this store wrote durable (one journal fdatasync, shared)."""
         if self._journal is not None:
             with self._errors("sync the journal of"):
                 self._journal.sync()
-            if self._unwritten:
-                with self._errors("write to"), self._journal.shared():
-                    self._materialize_locked(account)
-
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:

@@ -4,9 +4,8 @@
 what `rotator status`, the tests and people read). Making each of those writes durable
 costs two fsyncs (the temp file, then the directory after the rename), some 50 per
 rotation. Instead every document write is first appended to this journal, then written
-to its JSON file atomically (temp file + rename) *without* fsync — a run document saved
-alone only at the next barrier, see `FileStore._defer` — and durability is paid only at
-a barrier: one `fdatasync` of the journal, shared by every thread that needs one at that
+to its JSON file atomically (temp file + rename) *without* fsync, and durability is paid
+only at a barrier: one `fdatasync` of the journal, shared by every thread that needs one at that
 moment (group commit). See docs/performance.md, section 6.
 
 Why the JSON files stay correct:
@@ -105,14 +104,11 @@ class Journal:
         self._written = 0  # appends made by this process
         self._synced = 0  # of which known durable
         self._syncing = False
-        # Called (under the lock) before a compaction: whatever the owner keeps journaled
-        # but not yet in its files must be written first (the sync then covers it).
-        self.on_compact: Callable[[], None] | None = None
 
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:
-        """Held by an append and the file writes it covers, and by the owner while it writes
-        what it deferred: a compaction never runs in between."""
+        """Held by an append and the file write it covers: a compaction (which syncs the
+        filesystem and truncates the journal) never runs in between."""
         with self._gate:
             while self._exclusive:
                 self._gate.wait()
@@ -250,8 +246,6 @@ class Journal:
                 fcntl.flock(fd, fcntl.LOCK_SH)  # another process is writing: next time
                 return
             try:
-                if self.on_compact is not None:
-                    self.on_compact()
                 os.sync()
                 os.ftruncate(fd, 0)
                 os.fsync(fd)

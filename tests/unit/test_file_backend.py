@@ -214,7 +214,8 @@ class TestConflicts:
         seed(backend)
         backend.promote(backend.stage(record(1), run_id="run-a"), run_id="run-a")
         receipt = backend.stage(record(2), run_id="run-b")
-        assert not backend.backup.exists()
+        # run-a's backup (the old bytes) is gone; run-b's holds run-a's value.
+        assert backend.backup.read_bytes() == backend.path.read_bytes() != OLD_BYTES
         backend.promote(receipt, run_id="run-b")
         backend.rollback(receipt, run_id="run-b")
         restored = backend.read_current()

@@ -136,7 +136,7 @@ class TestFingerprintKey:
         backend.promote(receipt, run_id=RUN)
         doc = json.loads(backend.sidecar.read_text())
         by_run_id = record().token.fingerprint(RUN.encode())
-        assert doc["current"]["fingerprint"] != by_run_id
+        assert doc["run"]["fingerprint"] != by_run_id
         assert backend.read_staged(RUN) is not None
         keyless = make(tmp_path)
         assert keyless.read_staged(RUN) is None  # without the key nothing matches

@@ -13,6 +13,7 @@ import pytest
 
 import rotator.state.file as checkpoint
 import rotator.state.journal as journal
+from rotator.errors import LeaseLost
 from rotator.state.file import FileStore
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -85,6 +86,30 @@ def test_release_is_a_barrier(
     syncs.clear()
     fs.release_lease(lease)
     assert [p for p in syncs if "/journal/" in p] != []
+
+
+def test_check_lease_fences_without_a_barrier(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syncs: list[str]
+) -> None:
+    """`check_lease` (the fence before the revoke's re-reads) checks and renews the lease
+    like a fence, syncs nothing, and refuses a lease that was taken over."""
+    clock = [T0]
+    monkeypatch.setattr(checkpoint, "boot_id", lambda: BOOT_A)
+    fs = FileStore(tmp_path, clock=lambda: clock[0], host="host-a")
+    lease = fs.acquire_lease("svc_a", owner="t", ttl=TTL)
+    lease = fs.save(lease, run={"run_id": "r1", "state": "awaiting_revoke"})
+    syncs.clear()
+    clock[0] = T0 + TTL * 0.75  # past half the lease: the check renews it
+    renewed = fs.check_lease(lease)
+    assert renewed.expires_at == clock[0] + TTL and renewed.fence == lease.fence
+    assert syncs == []
+    fs.save(renewed, run={"run_id": "r1", "state": "revoking"})
+    fs.save(renewed)  # the barrier after the intent covers everything since
+    assert len([p for p in syncs if "/journal/" in p]) == 1
+    clock[0] = T0 + TTL * 3  # expired: another run takes the account over
+    fs.acquire_lease("svc_a", owner="other", ttl=TTL)
+    with pytest.raises(LeaseLost):
+        fs.check_lease(renewed)
 
 
 def test_a_later_boot_replays_what_power_loss_took(
