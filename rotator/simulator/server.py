@@ -19,7 +19,7 @@ import socketserver
 import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
@@ -215,7 +215,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         decision = self.server.faults.decide(route, params.get("username"))
         if decision.delay > 0:
             time.sleep(decision.delay)
-        status = self._serve(route, params, raw, decision.rule)
+        status, deliver = self._serve(route, params, raw, decision.rule)
         fault = None if decision.rule is None else decision.rule.action
         entry = {
             "method": method,
@@ -225,22 +225,24 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             "ts": rfc3339(self.server.model.clock()),
             "fault": fault,
         }
+        # Recorded before the answer (or the drop) goes out: a client that reads
+        # /_sim/requests as soon as its call returns must find this request there.
         self.server.recorder.add(entry)
+        deliver()
         self._log(method, path, route, status, started, fault)
 
     def _serve(
         self, route: str, params: dict[str, str], raw: bytes, rule: FaultRule | None
-    ) -> int | None:
-        """Answer (or drop) one faultable request; returns the status sent, None if dropped."""
+    ) -> tuple[int | None, Callable[[], None]]:
+        """Do one faultable request: (the status to send or None for a drop, how to send it)."""
         if rule is not None and rule.action == "error":
             headers = {}
             if rule.status == 429:
                 headers["Retry-After"] = retry_after_header(rule.retry_after)
-            self._send_json(rule.status, error_for_status(rule.status).body(), headers)
-            return rule.status
+            error = error_for_status(rule.status).body()
+            return rule.status, lambda: self._send_json(rule.status, error, headers)
         if rule is not None and rule.action == "drop_before_commit":
-            self._drop()
-            return None
+            return None, self._drop
         if route == "unknown":
             status, payload, ctype = _NOT_FOUND
         else:
@@ -256,10 +258,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             ctype = "application/json"
             self.server.persist()
         if rule is not None and rule.action == "drop_after_commit":
-            self._drop()
-            return None
-        self._send(status, payload, ctype)
-        return status
+            return None, self._drop
+        return status, lambda: self._send(status, payload, ctype)
 
     def _control(self, method: str, path: str, raw: bytes) -> int:
         answer = control.handle(self.server, method, path, decode_body(raw))
