@@ -40,8 +40,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rotator.errors import LeaseLost, StateError
-from rotator.state.file import SCHEMA_VERSION, Doc, parse_fingerprint_key, utcnow
 from rotator.state.lease import Lease, lease_held, lease_is_free, next_lease, pid_alive
+from rotator.state.store import SCHEMA_VERSION, Doc, parse_fingerprint_key, utcnow
 
 __all__ = ["DynamoDBStore", "create_table"]
 

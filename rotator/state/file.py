@@ -1,13 +1,9 @@
-"""Checkpoint and lease stores: where a run's progress survives a crash.
+"""The file checkpoint store: the default, for one host.
 
-The store holds three kinds of JSON documents — one per run, one per account (the
-current token, the active run, an index of past runs), one lease per account — and a
-per-store HMAC key for token fingerprints. It never sees a token secret.
-
-Every write is fenced by the account's lease (rotator/state/lease.py).
-
-`FileStore` is the default (one host; `flock` makes each check-and-write atomic);
-the DynamoDB store does the same with conditional writes.
+`FileStore` keeps the documents a store holds (rotator/state/store.py) as private JSON
+files under one directory; `flock` makes each lease check-and-write atomic
+(rotator/state/lease.py), and a durable store writes through the journal
+(rotator/state/journal.py): documents become durable at barriers.
 """
 
 from __future__ import annotations
@@ -21,67 +17,18 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
 
 from rotator.errors import LeaseHeld, LeaseLost, StateError
 from rotator.state.journal import Journal, boot_id
 from rotator.state.lease import Lease, lease_held, lease_is_free, next_lease, pid_alive
+from rotator.state.store import SCHEMA_VERSION, Clock, Doc, parse_fingerprint_key, utcnow
 from rotator.util.fsutil import atomic_write_bytes, ensure_private_dir, fsync_dir
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "FileStore",
-    "StateStore",
-    "utcnow",
-]
+__all__ = ["FileStore"]
 
-SCHEMA_VERSION = 1
 LOCK_WAIT = 30.0  # seconds to wait for the per-account state lock (see FileStore._flock)
-Doc = dict[str, Any]
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def parse_fingerprint_key(text: str, where: str) -> bytes:
-    """The stored HMAC key (hex, at least 16 bytes); StateError naming `where` otherwise."""
-    try:
-        key = bytes.fromhex(text.strip())
-    except ValueError:
-        key = b""
-    if len(key) < 16:
-        raise StateError(
-            f"{where}: the fingerprint key is empty or not hex; restore it from a backup "
-            "(a new key would orphan the recorded fingerprints)"
-        )
-    return key
-
-
-
-class StateStore(Protocol):
-    """What the workflow needs from a checkpoint store."""
-
-    def fingerprint_key(self) -> bytes: ...
-
-    def acquire_lease(self, account: str, *, owner: str, ttl: timedelta) -> Lease: ...
-
-    def release_lease(self, lease: Lease) -> None: ...
-
-    def read_lease(self, account: str) -> Lease | None: ...
-
-    def load_account(self, account: str) -> Doc | None: ...
-
-    def load_run(self, run_id: str) -> Doc | None: ...
-
-    def save(
-        self, lease: Lease, *, run: Doc | None = None, account: Doc | None = None
-    ) -> Lease: ...
-
-    def describe(self) -> str: ...
 
 
 def _publish_once(path: Path, data: bytes) -> bool:
