@@ -65,6 +65,8 @@ signal.signal(signal.SIGTERM, _stop_on_sigterm)
 # benchmark scripts run on both. Only ever applied when rotator/state/ does not exist.
 _OLD_MODULE_PATHS = {
     "rotator.state.file": "rotator.checkpoint",
+    "rotator.state.lease": "rotator.checkpoint",
+    "rotator.state.store": "rotator.checkpoint",
     "rotator.state.dynamodb": "rotator.checkpoint_dynamodb",
     "rotator.engine.workflow": "rotator.workflow",
     "rotator.motherduck.client": "rotator.motherduck",

@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import median, save_result
 
-from rotator.state.file import SCHEMA_VERSION, FileStore
+from rotator.state.file import FileStore
+from rotator.state.store import SCHEMA_VERSION
 from rotator.util.fsutil import atomic_write_bytes
 
 RUN_DOC: dict[str, Any] = {

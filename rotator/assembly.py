@@ -17,7 +17,8 @@ from rotator.engine.workflow import Engine
 from rotator.errors import ConfigError
 from rotator.events import EventSink
 from rotator.secret import Secret
-from rotator.state.file import FileStore, StateStore, utcnow
+from rotator.state.file import FileStore
+from rotator.state.store import StateStore, utcnow
 
 if TYPE_CHECKING:
     from rotator.motherduck.client import MotherDuckClient

@@ -137,7 +137,7 @@ def _account(
 def _check_lease_timing(
     policy: Policy, where: str, md: MotherDuckSettings, problems: list[str]
 ) -> None:
-    from rotator.state.file import lease_timing_problem
+    from rotator.state.lease import lease_timing_problem
 
     problem = lease_timing_problem(policy.lease_ttl, md.create_settle, md.timeout)
     if problem:

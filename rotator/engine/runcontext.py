@@ -24,7 +24,8 @@ from rotator.engine.runrecord import AccountRecord, Run, RunState, TokenRef, tok
 from rotator.errors import BackendError, ConfigError, HookFailed, LeaseLost, MotherDuckError
 from rotator.events import EventSink, RunEvent
 from rotator.secret import Secret
-from rotator.state.file import RENEW_FRACTION, Lease, StateStore
+from rotator.state.lease import RENEW_FRACTION, Lease
+from rotator.state.store import StateStore
 from rotator.util import pausepoints
 from rotator.verify.check import Check
 from rotator.verify.hooks import HookPoint, run_hook

@@ -36,7 +36,7 @@ from rotator.engine.runrecord import (
 )
 from rotator.errors import ConfigError, RotatorError
 from rotator.events import EventSink
-from rotator.state.file import StateStore, utcnow
+from rotator.state.store import StateStore, utcnow
 from rotator.verify.checks import Check, build_check
 
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ import structlog
 from rotator.config.keep import Keep, parse_keep
 from rotator.engine.runrecord import AccountRecord
 from rotator.errors import LeaseHeld, RotatorError
-from rotator.state.file import Lease
+from rotator.state.lease import Lease
 
 __all__ = [
     "Keep",

@@ -40,17 +40,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rotator.errors import LeaseLost, StateError
-from rotator.state.file import (
-    SCHEMA_VERSION,
-    Doc,
-    Lease,
-    _pid_alive,
-    lease_held,
-    lease_is_free,
-    next_lease,
-    parse_fingerprint_key,
-    utcnow,
-)
+from rotator.state.lease import Lease, lease_held, lease_is_free, next_lease, pid_alive
+from rotator.state.store import SCHEMA_VERSION, Doc, parse_fingerprint_key, utcnow
 
 __all__ = ["DynamoDBStore", "create_table"]
 
@@ -143,7 +134,7 @@ class DynamoDBStore:
     def acquire_lease(self, account: str, *, owner: str, ttl: timedelta) -> Lease:
         existing = self.read_lease(account)
         now = self._clock()
-        alive = self._pid_alive or _pid_alive
+        alive = self._pid_alive or pid_alive
         if not lease_is_free(existing, now=now, host=self._host, pid_alive=alive, skew=self._skew):
             assert existing is not None
             raise lease_held(account, existing)

@@ -17,7 +17,7 @@ import pytest
 
 from rotator.errors import LeaseHeld, LeaseLost
 from rotator.state.dynamodb import DynamoDBStore, create_table
-from rotator.state.file import Lease
+from rotator.state.lease import Lease
 from tests.support.simulator_fixtures import unique_username
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from rotator.errors import LeaseHeld, LeaseLost, StateError
-from rotator.state.file import FileStore, Lease, lease_is_free
+from rotator.state.file import FileStore
+from rotator.state.lease import Lease, lease_is_free
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
