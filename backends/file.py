@@ -37,15 +37,22 @@ stalled past its lease cannot touch the file once its successor has written here
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from backends._file_store import (
+    match_target,
+    read_bytes,
+    read_token,
+    resolve_path,
+    translate_errors,
+    unlink,
+    write_backup,
+)
 from backends._lease import LeaseGuard, fence_of
 from backends.base import (
     BackendConfig,
@@ -192,22 +199,10 @@ class FileBackend:
         self.sidecar = path.with_name(path.name + ".rotator.json")
 
     def _resolve(self) -> None:
-        """Apply the symlink policy: refuse a link at `path`, or follow it when configured.
-
-        Promote renames a file over `path`; over a symlink that would replace the link
-        itself with a plain file, silently cutting off whatever else reads the target.
-        """
-        if not self.configured.is_symlink():
-            self._at(self.configured)
-            return
-        if not self.follow_symlinks:
-            raise BackendError(
-                f"{self.label}: {self.configured} is a symbolic link, which rotating would "
-                "replace with a plain file; point `path` at the real file, or set "
-                "follow_symlinks = true to rotate the file it points to",
-                backend=self.label,
-            )
-        self._at(Path(os.path.realpath(self.configured)))
+        """Apply the symlink policy (`backends._file_store.resolve_path`)."""
+        self._at(
+            resolve_path(self.configured, follow_symlinks=self.follow_symlinks, label=self.label)
+        )
 
     def use_fingerprint_key(self, source: KeySource) -> None:
         """Key the sidecar fingerprints with the state store secret key (the engine calls it)."""
@@ -245,7 +240,7 @@ class FileBackend:
         Raises BackendError when the file (or the sidecar) cannot be read.
         """
         with self._errors("reading"):
-            token = self._read_token(self.path)
+            token = read_token(self.path)
             if token is None:
                 return None
             current = self._load_sidecar().current
@@ -259,10 +254,10 @@ class FileBackend:
             run = sidecar.run
             if run is not None and run.run_id == run_id:
                 for candidate in (self.pending, self.path):
-                    if run.owns(self._read_token(candidate), self._key()):
+                    if run.owns(read_token(candidate), self._key()):
                         return self._stored(candidate, run)
             current = sidecar.current
-            owned = current is not None and current.owns(self._read_token(self.path), self._key())
+            owned = current is not None and current.owns(read_token(self.path), self._key())
             if current is not None and current.run_id == run_id and owned:
                 return self._stored(self.path, current)
             return None
@@ -289,7 +284,7 @@ class FileBackend:
             self._check_fence()
             if sidecar.run is not None and sidecar.run.run_id == run_id:
                 if owner == sidecar.run and any(
-                    owner.owns(self._read_token(p), self._key()) for p in (self.pending, self.path)
+                    owner.owns(read_token(p), self._key()) for p in (self.pending, self.path)
                 ):
                     # A replay after a kill: what the killed stage renamed may not be durable
                     # yet, and promote relies on it (only on this path: one fsync).
@@ -299,11 +294,9 @@ class FileBackend:
             else:
                 self._check_foreign(sidecar)
                 current = sidecar.current
-                owned = current is not None and current.owns(
-                    self._read_token(self.path), self._key()
-                )
+                owned = current is not None and current.owns(read_token(self.path), self._key())
                 previous = current if owned else None
-            live = self._read_bytes(self.path)
+            live = read_bytes(self.path)
             # `had_previous` as of now: promote writes the sidecar again only if that changed.
             self._write_sidecar(
                 _Sidecar(
@@ -317,11 +310,11 @@ class FileBackend:
             self._reached("marker_written")
             data = encode_value(record, self.fmt)
             self._check_fence()
-            self._write_backup(live)  # its rename is made durable with the pending file's
+            write_backup(self.backup, live)  # its rename is made durable with the pending file's
             atomic_write_bytes(self.pending, (data + "\n" if self.fmt == "json" else data).encode())
             # Owner and group now, so a rotator that cannot keep them refuses before anything
             # is live; the mode (consumers' access) only at promote.
-            self._match_target(self.pending, mode=False)
+            match_target(self.pending, self.path, label=self.label, mode=False)
             self._reached("pending_written")
         return receipt
 
@@ -345,8 +338,8 @@ class FileBackend:
                     "run the rotation again to stage it",
                     backend=self.label,
                 )
-            if not run.owns(self._read_token(self.path), self._key()):
-                if not run.owns(self._read_token(self.pending), self._key()):
+            if not run.owns(read_token(self.path), self._key()):
+                if not run.owns(read_token(self.pending), self._key()):
                     raise BackendError(
                         f"{self.label}: {self.pending} no longer holds run {run_id}'s value; "
                         "roll the run back and rotate again",
@@ -354,12 +347,13 @@ class FileBackend:
                     )
                 self._take_backup(sidecar, run, seen)
                 self._reached("backup_written")
-                self._match_target(self.pending)  # consumers keep the access they had
+                # Consumers keep the access they had.
+                match_target(self.pending, self.path, label=self.label)
                 self._check_fence()
                 os.replace(self.pending, self.path)
                 fsync_dir(self.path.parent)
                 self._reached("renamed")
-            self._unlink(self.pending)
+            unlink(self.pending)
             had_previous = self._load_sidecar().had_previous  # as the marker recorded it
             # Content fsynced, rename not: a crash may leave the marker (`staging` or
             # `promoting`), which `_load_sidecar` reads as `promoted` once the rename above
@@ -390,7 +384,7 @@ class FileBackend:
                 if (
                     current is not None
                     and current.run_id == run_id
-                    and current.owns(self._read_token(self.path), self._key())
+                    and current.owns(read_token(self.path), self._key())
                 ):
                     raise BackendConflict(
                         f"{self.label}: run {run_id}'s value is live but another run's state "
@@ -404,7 +398,7 @@ class FileBackend:
             current = sidecar.current
             if current is not None and current.run_id == run_id:
                 current = sidecar.previous
-            if run.owns(self._read_token(self.path), self._key()):
+            if run.owns(read_token(self.path), self._key()):
                 self._check_fence()
                 if sidecar.state not in ("promoting", "promoted"):
                     raise BackendConflict(
@@ -419,15 +413,16 @@ class FileBackend:
                             f"{self.path} by hand",
                             backend=self.label,
                         )
-                    self._match_target(self.backup)  # the backup itself is 0600, ours
+                    # The backup itself is 0600, ours.
+                    match_target(self.backup, self.path, label=self.label)
                     os.replace(self.backup, self.path)
                 else:
-                    self._unlink(self.path)
+                    unlink(self.path)
                 fsync_dir(self.path.parent)
                 self._reached("restored")
                 current = sidecar.previous
-            self._unlink(self.pending)
-            self._unlink(self.backup)
+            unlink(self.pending)
+            unlink(self.backup)
             self._write_sidecar(_Sidecar(current=current))
 
     # -- helpers -------------------------------------------------------------------------
@@ -454,16 +449,7 @@ class FileBackend:
                 f"{self.pending} and {self.sidecar} if it is abandoned",
                 backend=self.label,
             )
-        self._unlink(self.backup)  # a promoted run's backup: that run is over
-
-    def _write_backup(self, data: bytes | None) -> None:
-        """`path`'s bytes to the backup (0600, content fsynced; the rename is not), or no
-        backup when there is no file."""
-        if data is not None:
-            # 0600 whatever the file's mode: it holds the old token until the next run.
-            atomic_write_bytes(self.backup, data, mode=0o600, sync_dir=False)
-        else:
-            self._unlink(self.backup)
+        unlink(self.backup)  # a promoted run's backup: that run is over
 
     def _take_backup(self, sidecar: _Sidecar, run: _Owner, seen: int) -> None:
         """Make sure a durable backup of `path` as it is now exists before the rename.
@@ -474,16 +460,16 @@ class FileBackend:
         since stage; the run resumed under a newer lease, whose fence must reach the file)
         the backup is taken again and `promoting` written, whose directory fsync covers it.
         """
-        data = self._read_bytes(self.path)
+        data = read_bytes(self.path)
         mine = self._lease.fence if self._lease is not None else 0
         if (
             sidecar.state == "staging"
             and sidecar.had_previous == (data is not None)
-            and self._read_bytes(self.backup) == data
+            and read_bytes(self.backup) == data
             and seen >= mine
         ):
             return
-        self._write_backup(data)
+        write_backup(self.backup, data)
         self._write_sidecar(
             _Sidecar(
                 current=sidecar.current,
@@ -495,27 +481,15 @@ class FileBackend:
         )
 
     def _stored(self, path: Path, owner: _Owner | None) -> StoredToken:
-        text = (self._read_bytes(path) or b"").decode()
+        text = (read_bytes(path) or b"").decode()
         if owner is None:
             return decode_value(text)
         return decode_value(
             text, token_id=owner.token_id, token_name=owner.token_name, run_id=owner.run_id
         )
 
-    def _read_token(self, path: Path) -> Secret | None:
-        data = self._read_bytes(path)
-        if data is None or not data.strip():
-            return None
-        return decode_value(data.decode()).token
-
-    def _read_bytes(self, path: Path) -> bytes | None:
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            return None
-
     def _load_sidecar(self) -> _Sidecar:
-        data = self._read_bytes(self.sidecar)
+        data = read_bytes(self.sidecar)
         if data is None:
             return _Sidecar()
         try:
@@ -531,7 +505,7 @@ class FileBackend:
             sidecar.state in ("staging", "promoting")
             and run is not None
             and not self.pending.exists()
-            and run.owns(self._read_token(self.path), self._key())
+            and run.owns(read_token(self.path), self._key())
         ):
             # The run's value is in `path` and its pending file is gone: promote's rename
             # happened (after the backup was durable, and fsynced); only the final sidecar
@@ -556,7 +530,7 @@ class FileBackend:
 
     def _check_fence(self) -> int:
         """The sidecar's fencing number, read now; LeaseLost if newer than our lease's."""
-        data = self._read_bytes(self.sidecar)
+        data = read_bytes(self.sidecar)
         try:
             seen = fence_of(json.loads(data).get("fence")) if data else 0
         except (ValueError, AttributeError):
@@ -565,61 +539,9 @@ class FileBackend:
             self._lease.refuse_newer(seen, f"{self.label} ({self.sidecar.name})")
         return seen
 
-    def _match_target(self, path: Path, *, mode: bool = True) -> None:
-        """Give `path` the owner, group (and mode) of `self.path`; refuse if we cannot.
-
-        A replaced file that lost its group (root:consumers 0640 -> root:root 0640) locks
-        its consumers out, and the old token is then revoked: better to stop here.
-        """
-        try:
-            target = self.path.stat()
-        except FileNotFoundError:
-            return  # a first token: the file is ours, 0600
-        mine = path.stat()
-        uid = target.st_uid if target.st_uid != mine.st_uid else -1
-        gid = target.st_gid if target.st_gid != mine.st_gid else -1
-        if uid != -1 or gid != -1:
-            try:
-                os.chown(path, uid, gid)
-            except PermissionError:
-                raise BackendError(
-                    f"{self.label}: cannot give the new file {self.path}'s owner and group "
-                    f"(uid {target.st_uid}, gid {target.st_gid}); refusing rather than "
-                    "locking its readers out. Run rotator as that owner (or with CAP_CHOWN), "
-                    "or in that group",
-                    backend=self.label,
-                ) from None
-        if mode:
-            os.chmod(path, stat.S_IMODE(target.st_mode))
-
-    @staticmethod
-    def _unlink(path: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
     @contextlib.contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
         """Apply the symlink policy, then translate filesystem errors into one-line errors."""
         self._resolve()
-        try:
+        with translate_errors(self.label, self.path, doing):
             yield
-        except OSError as exc:
-            where = exc.filename or self.path
-            if isinstance(exc, PermissionError):
-                hint = "check the file's and its directory's owner and permissions"
-            elif isinstance(exc, IsADirectoryError) or exc.errno == errno.EISDIR:
-                hint = "a directory is in the way; point `path` at a file"
-            elif isinstance(exc, NotADirectoryError):
-                hint = "a parent of the path is a file, not a directory"
-            elif exc.errno == errno.ENOSPC:
-                hint = "the disk is full"
-            else:
-                hint = exc.strerror or type(exc).__name__
-            raise BackendError(
-                f"{self.label}: {doing} {where} failed: {hint}", backend=self.label
-            ) from exc
-        except UnicodeDecodeError as exc:
-            raise BackendError(
-                f"{self.label}: {doing} {self.path} failed: the file is not UTF-8 text",
-                backend=self.label,
-            ) from exc
