@@ -8,16 +8,9 @@ Layout beside the consumer's file `<path>` (parent dirs created 0700):
                             promote renames it over <path>
     <path>.rotator-backup   <path>'s bytes from just before promote, for rollback: always
                             0600, removed when the next run stages
-    <path>.rotator.json     sidecar: who staged what (never a secret), see `_Sidecar`
+    <path>.rotator.json     sidecar: who staged what (never a secret), see `backends._file_store`
 
-Owner and group: when `<path>` belongs to another user or group, the new file is given
-them (root, CAP_CHOWN, or a group the rotator user is in); when that is not allowed,
-`stage` refuses with a BackendError before anything is live, rather than leave consumers
-locked out of a file whose old token is about to be revoked.
-
-Symlinks: a symbolic link at `<path>` is refused (promote's rename would replace the link
-with a plain file); with `follow_symlinks = true` the file it points to is rotated
-instead, and the companion files live beside that file.
+Owner, group and mode preservation and the symlink policy: see `backends._file_store`.
 
 Every write is atomic and durable (temp file, fsync, rename, fsync the directory), so a
 consumer reading `<path>` at any instant sees the complete old or the complete new value
@@ -37,14 +30,17 @@ stalled past its lease cannot touch the file once its successor has written here
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from backends._file_store import (
+    Owner,
+    Sidecar,
+    check_fence,
+    fingerprint,
+    load_sidecar,
     match_target,
     read_bytes,
     read_token,
@@ -52,8 +48,9 @@ from backends._file_store import (
     translate_errors,
     unlink,
     write_backup,
+    write_sidecar,
 )
-from backends._lease import LeaseGuard, fence_of
+from backends._lease import LeaseGuard
 from backends.base import (
     BackendConfig,
     KeySource,
@@ -63,15 +60,11 @@ from backends.base import (
     ValueFormat,
     decode_value,
     encode_value,
-    value_fingerprint,
 )
 from rotator.errors import BackendConflict, BackendError
-from rotator.secret import Secret
 from rotator.util.fsutil import atomic_write_bytes, fsync_dir
 
 __all__ = ["FileBackend", "FileConfig"]
-
-_SIDECAR_VERSION = 1
 
 
 class FileConfig(BackendConfig):
@@ -81,99 +74,6 @@ class FileConfig(BackendConfig):
     # A symlink at `path` is refused unless this is true; then the file it points to is
     # rotated (its directory gets the .pending/.rotator-backup/.rotator.json files).
     follow_symlinks: bool = False
-
-
-def fingerprint(token: Secret, run_id: str, key: bytes | None = None) -> str:
-    """The value's HMAC for the run that wrote it, under the store's key: reveals nothing."""
-    return value_fingerprint(token, run_id, key)
-
-
-@dataclass(frozen=True, slots=True)
-class _Owner:
-    """Who wrote a value: the run, the token's id/name and the value's fingerprint."""
-
-    run_id: str
-    token_id: str
-    token_name: str
-    fingerprint: str
-
-    def owns(self, token: Secret | None, key: bytes | None) -> bool:
-        return token is not None and fingerprint(token, self.run_id, key) == self.fingerprint
-
-    def to_doc(self) -> dict[str, str]:
-        return {
-            "run_id": self.run_id,
-            "token_id": self.token_id,
-            "token_name": self.token_name,
-            "fingerprint": self.fingerprint,
-        }
-
-    @classmethod
-    def from_doc(cls, doc: Any) -> _Owner | None:
-        if not isinstance(doc, dict):
-            return None
-        fields = [doc.get(k) for k in ("run_id", "token_id", "token_name", "fingerprint")]
-        strings = [f for f in fields if isinstance(f, str)]
-        return cls(*strings) if len(strings) == len(fields) else None
-
-
-@dataclass(frozen=True, slots=True)
-class _Sidecar:
-    """`<path>.rotator.json`: `current` describes `<path>`, `run` the latest run's marker.
-
-    `run.state` is `staging` (marker written, pending may or may not exist yet), then
-    `promoting` (backup taken; the rename may or may not have happened) and `promoted`;
-    `had_previous` says whether `<path>` existed when promote took the backup, and
-    `previous` is the `current` entry from before this run (restored on rollback).
-
-    Stage takes the backup (durable with the pending file) and records `had_previous` in
-    the marker; promote writes `promoting` (and a new backup) only when `<path>` changed
-    since or the run resumed under a newer lease, and then renames. A `staging` or
-    `promoting` marker whose pending file is gone and whose run's value is in `<path>`
-    means the rename happened, after the backup was durable: `_load_sidecar` returns it as
-    `promoted` (the final `promoted` write is not directory-fsynced).
-    """
-
-    current: _Owner | None = None
-    run: _Owner | None = None
-    state: str | None = None
-    had_previous: bool = False
-    previous: _Owner | None = None
-
-    def to_bytes(self, fence: int = 0) -> bytes:
-        doc: dict[str, Any] = {
-            "version": _SIDECAR_VERSION,
-            **({"fence": fence} if fence else {}),
-            "current": self.current.to_doc() if self.current else None,
-            "run": None,
-        }
-        if self.run is not None:
-            doc["run"] = {
-                **self.run.to_doc(),
-                "state": self.state,
-                "had_previous": self.had_previous,
-                "previous": self.previous.to_doc() if self.previous else None,
-            }
-        return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> _Sidecar:
-        doc = json.loads(data)
-        if not isinstance(doc, dict) or doc.get("version") != _SIDECAR_VERSION:
-            raise ValueError("unknown sidecar version")
-        run = doc.get("run")
-        if run is None:
-            return cls(current=_Owner.from_doc(doc.get("current")))
-        state = run.get("state")
-        if state not in ("staging", "promoting", "promoted"):
-            raise ValueError(f"unknown run state {state!r}")
-        return cls(
-            current=_Owner.from_doc(doc.get("current")),
-            run=_Owner.from_doc(run),
-            state=state,
-            had_previous=bool(run.get("had_previous")),
-            previous=_Owner.from_doc(run.get("previous")),
-        )
 
 
 class FileBackend:
@@ -273,7 +173,7 @@ class FileBackend:
         another run's staged value is present.
         """
         receipt: Receipt = {"path": str(self.path), "pending": str(self.pending)}
-        owner = _Owner(
+        owner = Owner(
             run_id,
             record.token_id,
             record.token_name,
@@ -299,7 +199,7 @@ class FileBackend:
             live = read_bytes(self.path)
             # `had_previous` as of now: promote writes the sidecar again only if that changed.
             self._write_sidecar(
-                _Sidecar(
+                Sidecar(
                     current=sidecar.current,
                     run=owner,
                     state="staging",
@@ -359,7 +259,7 @@ class FileBackend:
             # `promoting`), which `_load_sidecar` reads as `promoted` once the rename above
             # is on disk.
             self._write_sidecar(
-                _Sidecar(
+                Sidecar(
                     current=run,
                     run=run,
                     state="promoted",
@@ -423,14 +323,14 @@ class FileBackend:
                 current = sidecar.previous
             unlink(self.pending)
             unlink(self.backup)
-            self._write_sidecar(_Sidecar(current=current))
+            self._write_sidecar(Sidecar(current=current))
 
     # -- helpers -------------------------------------------------------------------------
 
     def _reached(self, step: str) -> None:
         """Called after each durable step; tests replace it to simulate a crash there."""
 
-    def _check_foreign(self, sidecar: _Sidecar) -> None:
+    def _check_foreign(self, sidecar: Sidecar) -> None:
         """Refuse to stage over another run's unfinished work; clear a finished run's leftovers."""
         run = sidecar.run
         pending_exists = self.pending.exists()
@@ -451,7 +351,7 @@ class FileBackend:
             )
         unlink(self.backup)  # a promoted run's backup: that run is over
 
-    def _take_backup(self, sidecar: _Sidecar, run: _Owner, seen: int) -> None:
+    def _take_backup(self, sidecar: Sidecar, run: Owner, seen: int) -> None:
         """Make sure a durable backup of `path` as it is now exists before the rename.
 
         Stage took it; in the common case it is still `path`'s bytes and the staging marker
@@ -471,7 +371,7 @@ class FileBackend:
             return
         write_backup(self.backup, data)
         self._write_sidecar(
-            _Sidecar(
+            Sidecar(
                 current=sidecar.current,
                 run=run,
                 state="promoting",
@@ -480,7 +380,7 @@ class FileBackend:
             )
         )
 
-    def _stored(self, path: Path, owner: _Owner | None) -> StoredToken:
+    def _stored(self, path: Path, owner: Owner | None) -> StoredToken:
         text = (read_bytes(path) or b"").decode()
         if owner is None:
             return decode_value(text)
@@ -488,41 +388,13 @@ class FileBackend:
             text, token_id=owner.token_id, token_name=owner.token_name, run_id=owner.run_id
         )
 
-    def _load_sidecar(self) -> _Sidecar:
-        data = read_bytes(self.sidecar)
-        if data is None:
-            return _Sidecar()
-        try:
-            sidecar = _Sidecar.from_bytes(data)
-        except (ValueError, AttributeError) as exc:
-            raise BackendError(
-                f"{self.label}: {self.sidecar} is not a rotator sidecar ({exc}); "
-                "move it away if no rotation is in progress",
-                backend=self.label,
-            ) from exc
-        run = sidecar.run
-        if (
-            sidecar.state in ("staging", "promoting")
-            and run is not None
-            and not self.pending.exists()
-            and run.owns(read_token(self.path), self._key())
-        ):
-            # The run's value is in `path` and its pending file is gone: promote's rename
-            # happened (after the backup was durable, and fsynced); only the final sidecar
-            # write, which promote does not fsync the directory for, was lost.
-            return _Sidecar(
-                current=run,
-                run=run,
-                state="promoted",
-                had_previous=sidecar.had_previous,
-                previous=sidecar.previous,
-            )
-        return sidecar
+    def _load_sidecar(self) -> Sidecar:
+        return load_sidecar(
+            self.sidecar, pending=self.pending, path=self.path, label=self.label, key=self._key
+        )
 
-    def _write_sidecar(self, sidecar: _Sidecar, *, sync_dir: bool = True) -> None:
-        seen = self._check_fence()
-        mine = self._lease.fence if self._lease is not None else 0
-        atomic_write_bytes(self.sidecar, sidecar.to_bytes(max(seen, mine)), sync_dir=sync_dir)
+    def _write_sidecar(self, sidecar: Sidecar, *, sync_dir: bool = True) -> None:
+        write_sidecar(self.sidecar, sidecar, lease=self._lease, label=self.label, sync_dir=sync_dir)
 
     def bind_lease(self, guard: LeaseGuard | None) -> None:
         """Fence every later write with the run's lease (see the module docstring)."""
@@ -530,14 +402,7 @@ class FileBackend:
 
     def _check_fence(self) -> int:
         """The sidecar's fencing number, read now; LeaseLost if newer than our lease's."""
-        data = read_bytes(self.sidecar)
-        try:
-            seen = fence_of(json.loads(data).get("fence")) if data else 0
-        except (ValueError, AttributeError):
-            seen = 0
-        if self._lease is not None:
-            self._lease.refuse_newer(seen, f"{self.label} ({self.sidecar.name})")
-        return seen
+        return check_fence(self.sidecar, self._lease, self.label)
 
     @contextlib.contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
