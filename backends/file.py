@@ -8,16 +8,9 @@ Layout beside the consumer's file `<path>` (parent dirs created 0700):
                             promote renames it over <path>
     <path>.rotator-backup   <path>'s bytes from just before promote, for rollback: always
                             0600, removed when the next run stages
-    <path>.rotator.json     sidecar: who staged what (never a secret), see `_Sidecar`
+    <path>.rotator.json     sidecar: who staged what (never a secret), see `backends._file_store`
 
-Owner and group: when `<path>` belongs to another user or group, the new file is given
-them (root, CAP_CHOWN, or a group the rotator user is in); when that is not allowed,
-`stage` refuses with a BackendError before anything is live, rather than leave consumers
-locked out of a file whose old token is about to be revoked.
-
-Symlinks: a symbolic link at `<path>` is refused (promote's rename would replace the link
-with a plain file); with `follow_symlinks = true` the file it points to is rotated
-instead, and the companion files live beside that file.
+Owner, group and mode preservation and the symlink policy: see `backends._file_store`.
 
 Every write is atomic and durable (temp file, fsync, rename, fsync the directory), so a
 consumer reading `<path>` at any instant sees the complete old or the complete new value
@@ -37,16 +30,27 @@ stalled past its lease cannot touch the file once its successor has written here
 from __future__ import annotations
 
 import contextlib
-import errno
-import json
 import os
-import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from backends._lease import LeaseGuard, fence_of
+from backends._file_store import (
+    Owner,
+    Sidecar,
+    check_fence,
+    fingerprint,
+    load_sidecar,
+    match_target,
+    read_bytes,
+    read_token,
+    resolve_path,
+    translate_errors,
+    unlink,
+    write_backup,
+    write_sidecar,
+)
+from backends._lease import LeaseGuard
 from backends.base import (
     BackendConfig,
     KeySource,
@@ -56,15 +60,11 @@ from backends.base import (
     ValueFormat,
     decode_value,
     encode_value,
-    value_fingerprint,
 )
 from rotator.errors import BackendConflict, BackendError
-from rotator.secret import Secret
 from rotator.util.fsutil import atomic_write_bytes, fsync_dir
 
 __all__ = ["FileBackend", "FileConfig"]
-
-_SIDECAR_VERSION = 1
 
 
 class FileConfig(BackendConfig):
@@ -74,99 +74,6 @@ class FileConfig(BackendConfig):
     # A symlink at `path` is refused unless this is true; then the file it points to is
     # rotated (its directory gets the .pending/.rotator-backup/.rotator.json files).
     follow_symlinks: bool = False
-
-
-def fingerprint(token: Secret, run_id: str, key: bytes | None = None) -> str:
-    """The value's HMAC for the run that wrote it, under the store's key: reveals nothing."""
-    return value_fingerprint(token, run_id, key)
-
-
-@dataclass(frozen=True, slots=True)
-class _Owner:
-    """Who wrote a value: the run, the token's id/name and the value's fingerprint."""
-
-    run_id: str
-    token_id: str
-    token_name: str
-    fingerprint: str
-
-    def owns(self, token: Secret | None, key: bytes | None) -> bool:
-        return token is not None and fingerprint(token, self.run_id, key) == self.fingerprint
-
-    def to_doc(self) -> dict[str, str]:
-        return {
-            "run_id": self.run_id,
-            "token_id": self.token_id,
-            "token_name": self.token_name,
-            "fingerprint": self.fingerprint,
-        }
-
-    @classmethod
-    def from_doc(cls, doc: Any) -> _Owner | None:
-        if not isinstance(doc, dict):
-            return None
-        fields = [doc.get(k) for k in ("run_id", "token_id", "token_name", "fingerprint")]
-        strings = [f for f in fields if isinstance(f, str)]
-        return cls(*strings) if len(strings) == len(fields) else None
-
-
-@dataclass(frozen=True, slots=True)
-class _Sidecar:
-    """`<path>.rotator.json`: `current` describes `<path>`, `run` the latest run's marker.
-
-    `run.state` is `staging` (marker written, pending may or may not exist yet), then
-    `promoting` (backup taken; the rename may or may not have happened) and `promoted`;
-    `had_previous` says whether `<path>` existed when promote took the backup, and
-    `previous` is the `current` entry from before this run (restored on rollback).
-
-    Stage takes the backup (durable with the pending file) and records `had_previous` in
-    the marker; promote writes `promoting` (and a new backup) only when `<path>` changed
-    since or the run resumed under a newer lease, and then renames. A `staging` or
-    `promoting` marker whose pending file is gone and whose run's value is in `<path>`
-    means the rename happened, after the backup was durable: `_load_sidecar` returns it as
-    `promoted` (the final `promoted` write is not directory-fsynced).
-    """
-
-    current: _Owner | None = None
-    run: _Owner | None = None
-    state: str | None = None
-    had_previous: bool = False
-    previous: _Owner | None = None
-
-    def to_bytes(self, fence: int = 0) -> bytes:
-        doc: dict[str, Any] = {
-            "version": _SIDECAR_VERSION,
-            **({"fence": fence} if fence else {}),
-            "current": self.current.to_doc() if self.current else None,
-            "run": None,
-        }
-        if self.run is not None:
-            doc["run"] = {
-                **self.run.to_doc(),
-                "state": self.state,
-                "had_previous": self.had_previous,
-                "previous": self.previous.to_doc() if self.previous else None,
-            }
-        return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> _Sidecar:
-        doc = json.loads(data)
-        if not isinstance(doc, dict) or doc.get("version") != _SIDECAR_VERSION:
-            raise ValueError("unknown sidecar version")
-        run = doc.get("run")
-        if run is None:
-            return cls(current=_Owner.from_doc(doc.get("current")))
-        state = run.get("state")
-        if state not in ("staging", "promoting", "promoted"):
-            raise ValueError(f"unknown run state {state!r}")
-        return cls(
-            current=_Owner.from_doc(doc.get("current")),
-            run=_Owner.from_doc(run),
-            state=state,
-            had_previous=bool(run.get("had_previous")),
-            previous=_Owner.from_doc(run.get("previous")),
-        )
 
 
 class FileBackend:
@@ -192,22 +99,10 @@ class FileBackend:
         self.sidecar = path.with_name(path.name + ".rotator.json")
 
     def _resolve(self) -> None:
-        """Apply the symlink policy: refuse a link at `path`, or follow it when configured.
-
-        Promote renames a file over `path`; over a symlink that would replace the link
-        itself with a plain file, silently cutting off whatever else reads the target.
-        """
-        if not self.configured.is_symlink():
-            self._at(self.configured)
-            return
-        if not self.follow_symlinks:
-            raise BackendError(
-                f"{self.label}: {self.configured} is a symbolic link, which rotating would "
-                "replace with a plain file; point `path` at the real file, or set "
-                "follow_symlinks = true to rotate the file it points to",
-                backend=self.label,
-            )
-        self._at(Path(os.path.realpath(self.configured)))
+        """Apply the symlink policy (`backends._file_store.resolve_path`)."""
+        self._at(
+            resolve_path(self.configured, follow_symlinks=self.follow_symlinks, label=self.label)
+        )
 
     def use_fingerprint_key(self, source: KeySource) -> None:
         """Key the sidecar fingerprints with the state store secret key (the engine calls it)."""
@@ -245,7 +140,7 @@ class FileBackend:
         Raises BackendError when the file (or the sidecar) cannot be read.
         """
         with self._errors("reading"):
-            token = self._read_token(self.path)
+            token = read_token(self.path)
             if token is None:
                 return None
             current = self._load_sidecar().current
@@ -259,10 +154,10 @@ class FileBackend:
             run = sidecar.run
             if run is not None and run.run_id == run_id:
                 for candidate in (self.pending, self.path):
-                    if run.owns(self._read_token(candidate), self._key()):
+                    if run.owns(read_token(candidate), self._key()):
                         return self._stored(candidate, run)
             current = sidecar.current
-            owned = current is not None and current.owns(self._read_token(self.path), self._key())
+            owned = current is not None and current.owns(read_token(self.path), self._key())
             if current is not None and current.run_id == run_id and owned:
                 return self._stored(self.path, current)
             return None
@@ -278,7 +173,7 @@ class FileBackend:
         another run's staged value is present.
         """
         receipt: Receipt = {"path": str(self.path), "pending": str(self.pending)}
-        owner = _Owner(
+        owner = Owner(
             run_id,
             record.token_id,
             record.token_name,
@@ -289,7 +184,7 @@ class FileBackend:
             self._check_fence()
             if sidecar.run is not None and sidecar.run.run_id == run_id:
                 if owner == sidecar.run and any(
-                    owner.owns(self._read_token(p), self._key()) for p in (self.pending, self.path)
+                    owner.owns(read_token(p), self._key()) for p in (self.pending, self.path)
                 ):
                     # A replay after a kill: what the killed stage renamed may not be durable
                     # yet, and promote relies on it (only on this path: one fsync).
@@ -299,14 +194,12 @@ class FileBackend:
             else:
                 self._check_foreign(sidecar)
                 current = sidecar.current
-                owned = current is not None and current.owns(
-                    self._read_token(self.path), self._key()
-                )
+                owned = current is not None and current.owns(read_token(self.path), self._key())
                 previous = current if owned else None
-            live = self._read_bytes(self.path)
+            live = read_bytes(self.path)
             # `had_previous` as of now: promote writes the sidecar again only if that changed.
             self._write_sidecar(
-                _Sidecar(
+                Sidecar(
                     current=sidecar.current,
                     run=owner,
                     state="staging",
@@ -317,11 +210,11 @@ class FileBackend:
             self._reached("marker_written")
             data = encode_value(record, self.fmt)
             self._check_fence()
-            self._write_backup(live)  # its rename is made durable with the pending file's
+            write_backup(self.backup, live)  # its rename is made durable with the pending file's
             atomic_write_bytes(self.pending, (data + "\n" if self.fmt == "json" else data).encode())
             # Owner and group now, so a rotator that cannot keep them refuses before anything
             # is live; the mode (consumers' access) only at promote.
-            self._match_target(self.pending, mode=False)
+            match_target(self.pending, self.path, label=self.label, mode=False)
             self._reached("pending_written")
         return receipt
 
@@ -345,8 +238,8 @@ class FileBackend:
                     "run the rotation again to stage it",
                     backend=self.label,
                 )
-            if not run.owns(self._read_token(self.path), self._key()):
-                if not run.owns(self._read_token(self.pending), self._key()):
+            if not run.owns(read_token(self.path), self._key()):
+                if not run.owns(read_token(self.pending), self._key()):
                     raise BackendError(
                         f"{self.label}: {self.pending} no longer holds run {run_id}'s value; "
                         "roll the run back and rotate again",
@@ -354,18 +247,19 @@ class FileBackend:
                     )
                 self._take_backup(sidecar, run, seen)
                 self._reached("backup_written")
-                self._match_target(self.pending)  # consumers keep the access they had
+                # Consumers keep the access they had.
+                match_target(self.pending, self.path, label=self.label)
                 self._check_fence()
                 os.replace(self.pending, self.path)
                 fsync_dir(self.path.parent)
                 self._reached("renamed")
-            self._unlink(self.pending)
+            unlink(self.pending)
             had_previous = self._load_sidecar().had_previous  # as the marker recorded it
             # Content fsynced, rename not: a crash may leave the marker (`staging` or
             # `promoting`), which `_load_sidecar` reads as `promoted` once the rename above
             # is on disk.
             self._write_sidecar(
-                _Sidecar(
+                Sidecar(
                     current=run,
                     run=run,
                     state="promoted",
@@ -390,7 +284,7 @@ class FileBackend:
                 if (
                     current is not None
                     and current.run_id == run_id
-                    and current.owns(self._read_token(self.path), self._key())
+                    and current.owns(read_token(self.path), self._key())
                 ):
                     raise BackendConflict(
                         f"{self.label}: run {run_id}'s value is live but another run's state "
@@ -404,7 +298,7 @@ class FileBackend:
             current = sidecar.current
             if current is not None and current.run_id == run_id:
                 current = sidecar.previous
-            if run.owns(self._read_token(self.path), self._key()):
+            if run.owns(read_token(self.path), self._key()):
                 self._check_fence()
                 if sidecar.state not in ("promoting", "promoted"):
                     raise BackendConflict(
@@ -419,23 +313,24 @@ class FileBackend:
                             f"{self.path} by hand",
                             backend=self.label,
                         )
-                    self._match_target(self.backup)  # the backup itself is 0600, ours
+                    # The backup itself is 0600, ours.
+                    match_target(self.backup, self.path, label=self.label)
                     os.replace(self.backup, self.path)
                 else:
-                    self._unlink(self.path)
+                    unlink(self.path)
                 fsync_dir(self.path.parent)
                 self._reached("restored")
                 current = sidecar.previous
-            self._unlink(self.pending)
-            self._unlink(self.backup)
-            self._write_sidecar(_Sidecar(current=current))
+            unlink(self.pending)
+            unlink(self.backup)
+            self._write_sidecar(Sidecar(current=current))
 
     # -- helpers -------------------------------------------------------------------------
 
     def _reached(self, step: str) -> None:
         """Called after each durable step; tests replace it to simulate a crash there."""
 
-    def _check_foreign(self, sidecar: _Sidecar) -> None:
+    def _check_foreign(self, sidecar: Sidecar) -> None:
         """Refuse to stage over another run's unfinished work; clear a finished run's leftovers."""
         run = sidecar.run
         pending_exists = self.pending.exists()
@@ -454,18 +349,9 @@ class FileBackend:
                 f"{self.pending} and {self.sidecar} if it is abandoned",
                 backend=self.label,
             )
-        self._unlink(self.backup)  # a promoted run's backup: that run is over
+        unlink(self.backup)  # a promoted run's backup: that run is over
 
-    def _write_backup(self, data: bytes | None) -> None:
-        """`path`'s bytes to the backup (0600, content fsynced; the rename is not), or no
-        backup when there is no file."""
-        if data is not None:
-            # 0600 whatever the file's mode: it holds the old token until the next run.
-            atomic_write_bytes(self.backup, data, mode=0o600, sync_dir=False)
-        else:
-            self._unlink(self.backup)
-
-    def _take_backup(self, sidecar: _Sidecar, run: _Owner, seen: int) -> None:
+    def _take_backup(self, sidecar: Sidecar, run: Owner, seen: int) -> None:
         """Make sure a durable backup of `path` as it is now exists before the rename.
 
         Stage took it; in the common case it is still `path`'s bytes and the staging marker
@@ -474,18 +360,18 @@ class FileBackend:
         since stage; the run resumed under a newer lease, whose fence must reach the file)
         the backup is taken again and `promoting` written, whose directory fsync covers it.
         """
-        data = self._read_bytes(self.path)
+        data = read_bytes(self.path)
         mine = self._lease.fence if self._lease is not None else 0
         if (
             sidecar.state == "staging"
             and sidecar.had_previous == (data is not None)
-            and self._read_bytes(self.backup) == data
+            and read_bytes(self.backup) == data
             and seen >= mine
         ):
             return
-        self._write_backup(data)
+        write_backup(self.backup, data)
         self._write_sidecar(
-            _Sidecar(
+            Sidecar(
                 current=sidecar.current,
                 run=run,
                 state="promoting",
@@ -494,61 +380,21 @@ class FileBackend:
             )
         )
 
-    def _stored(self, path: Path, owner: _Owner | None) -> StoredToken:
-        text = (self._read_bytes(path) or b"").decode()
+    def _stored(self, path: Path, owner: Owner | None) -> StoredToken:
+        text = (read_bytes(path) or b"").decode()
         if owner is None:
             return decode_value(text)
         return decode_value(
             text, token_id=owner.token_id, token_name=owner.token_name, run_id=owner.run_id
         )
 
-    def _read_token(self, path: Path) -> Secret | None:
-        data = self._read_bytes(path)
-        if data is None or not data.strip():
-            return None
-        return decode_value(data.decode()).token
+    def _load_sidecar(self) -> Sidecar:
+        return load_sidecar(
+            self.sidecar, pending=self.pending, path=self.path, label=self.label, key=self._key
+        )
 
-    def _read_bytes(self, path: Path) -> bytes | None:
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            return None
-
-    def _load_sidecar(self) -> _Sidecar:
-        data = self._read_bytes(self.sidecar)
-        if data is None:
-            return _Sidecar()
-        try:
-            sidecar = _Sidecar.from_bytes(data)
-        except (ValueError, AttributeError) as exc:
-            raise BackendError(
-                f"{self.label}: {self.sidecar} is not a rotator sidecar ({exc}); "
-                "move it away if no rotation is in progress",
-                backend=self.label,
-            ) from exc
-        run = sidecar.run
-        if (
-            sidecar.state in ("staging", "promoting")
-            and run is not None
-            and not self.pending.exists()
-            and run.owns(self._read_token(self.path), self._key())
-        ):
-            # The run's value is in `path` and its pending file is gone: promote's rename
-            # happened (after the backup was durable, and fsynced); only the final sidecar
-            # write, which promote does not fsync the directory for, was lost.
-            return _Sidecar(
-                current=run,
-                run=run,
-                state="promoted",
-                had_previous=sidecar.had_previous,
-                previous=sidecar.previous,
-            )
-        return sidecar
-
-    def _write_sidecar(self, sidecar: _Sidecar, *, sync_dir: bool = True) -> None:
-        seen = self._check_fence()
-        mine = self._lease.fence if self._lease is not None else 0
-        atomic_write_bytes(self.sidecar, sidecar.to_bytes(max(seen, mine)), sync_dir=sync_dir)
+    def _write_sidecar(self, sidecar: Sidecar, *, sync_dir: bool = True) -> None:
+        write_sidecar(self.sidecar, sidecar, lease=self._lease, label=self.label, sync_dir=sync_dir)
 
     def bind_lease(self, guard: LeaseGuard | None) -> None:
         """Fence every later write with the run's lease (see the module docstring)."""
@@ -556,70 +402,11 @@ class FileBackend:
 
     def _check_fence(self) -> int:
         """The sidecar's fencing number, read now; LeaseLost if newer than our lease's."""
-        data = self._read_bytes(self.sidecar)
-        try:
-            seen = fence_of(json.loads(data).get("fence")) if data else 0
-        except (ValueError, AttributeError):
-            seen = 0
-        if self._lease is not None:
-            self._lease.refuse_newer(seen, f"{self.label} ({self.sidecar.name})")
-        return seen
-
-    def _match_target(self, path: Path, *, mode: bool = True) -> None:
-        """Give `path` the owner, group (and mode) of `self.path`; refuse if we cannot.
-
-        A replaced file that lost its group (root:consumers 0640 -> root:root 0640) locks
-        its consumers out, and the old token is then revoked: better to stop here.
-        """
-        try:
-            target = self.path.stat()
-        except FileNotFoundError:
-            return  # a first token: the file is ours, 0600
-        mine = path.stat()
-        uid = target.st_uid if target.st_uid != mine.st_uid else -1
-        gid = target.st_gid if target.st_gid != mine.st_gid else -1
-        if uid != -1 or gid != -1:
-            try:
-                os.chown(path, uid, gid)
-            except PermissionError:
-                raise BackendError(
-                    f"{self.label}: cannot give the new file {self.path}'s owner and group "
-                    f"(uid {target.st_uid}, gid {target.st_gid}); refusing rather than "
-                    "locking its readers out. Run rotator as that owner (or with CAP_CHOWN), "
-                    "or in that group",
-                    backend=self.label,
-                ) from None
-        if mode:
-            os.chmod(path, stat.S_IMODE(target.st_mode))
-
-    @staticmethod
-    def _unlink(path: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        return check_fence(self.sidecar, self._lease, self.label)
 
     @contextlib.contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
         """Apply the symlink policy, then translate filesystem errors into one-line errors."""
         self._resolve()
-        try:
+        with translate_errors(self.label, self.path, doing):
             yield
-        except OSError as exc:
-            where = exc.filename or self.path
-            if isinstance(exc, PermissionError):
-                hint = "check the file's and its directory's owner and permissions"
-            elif isinstance(exc, IsADirectoryError) or exc.errno == errno.EISDIR:
-                hint = "a directory is in the way; point `path` at a file"
-            elif isinstance(exc, NotADirectoryError):
-                hint = "a parent of the path is a file, not a directory"
-            elif exc.errno == errno.ENOSPC:
-                hint = "the disk is full"
-            else:
-                hint = exc.strerror or type(exc).__name__
-            raise BackendError(
-                f"{self.label}: {doing} {where} failed: {hint}", backend=self.label
-            ) from exc
-        except UnicodeDecodeError as exc:
-            raise BackendError(
-                f"{self.label}: {doing} {self.path} failed: the file is not UTF-8 text",
-                backend=self.label,
-            ) from exc
