@@ -23,7 +23,7 @@ import structlog
 from rotator.config import Config
 from rotator.errors import StateError
 from rotator.events import EventSink, RunEvent, fan_out
-from rotator.log import redact
+from rotator.log import redact_fields
 from rotator.util.fsutil import ensure_private_dir
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def log_event(event: RunEvent) -> None:
 
 def _redacted(record: dict[str, Any]) -> dict[str, Any]:
     """The record's texts (failure, detail) with every known secret masked."""
-    return {k: redact(v) if isinstance(v, str) else v for k, v in record.items()}
+    return redact_fields(record)
 
 
 def read_audit(path: Path) -> Iterator[dict[str, Any]]:
