@@ -192,8 +192,13 @@ def _plain(value: Any) -> Any:
         return [v if v.__class__ in _LEAVES else _plain(v) for v in value]
     if cls is tuple:
         return tuple(_plain(v) for v in value)
-    if hasattr(value, "__dataclass_fields__"):
-        return {name: _plain(getattr(value, name)) for name in value.__dataclass_fields__}
+    names = getattr(cls, "__dataclass_fields__", None)
+    if names is not None:
+        doc = {}
+        for name in names:
+            field_value = getattr(value, name)
+            doc[name] = field_value if field_value.__class__ in _LEAVES else _plain(field_value)
+        return doc
     raise TypeError(f"a run record cannot hold {cls.__name__}")
 
 

@@ -46,9 +46,13 @@ class AuditFile:
     def __call__(self, event: RunEvent) -> None:
         """Append one line. Raises StateError when the file cannot be written."""
         line = (json.dumps(_redacted(event.to_dict()), sort_keys=True) + "\n").encode()
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
         try:
-            ensure_private_dir(self.path.parent)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                fd = os.open(self.path, flags, 0o600)
+            except FileNotFoundError:  # its directory is missing: made once, not checked per line
+                ensure_private_dir(self.path.parent)
+                fd = os.open(self.path, flags, 0o600)
             try:
                 os.write(fd, line)
                 if self.fsync:
