@@ -49,4 +49,3 @@ def test_failure_keeps_the_old_content_and_removes_the_temp(
     monkeypatch.undo()
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["doc.json"]
-
