@@ -90,6 +90,10 @@ _CREDENTIAL_ENV: Final = (
 )
 """Backend credentials rotator may find in its environment (see `register_known_secrets`)."""
 _HANDLER_MARK: Final = "_rotator_log_handler"
+_STEP: Final = 8
+"""`_KnownIndex.hit` looks at the text's windows at every `_STEP`-th position."""
+_SAMPLE_MIN: Final = _KEY_LENGTH + _STEP - 1
+"""The shortest secret `_KnownIndex.samples` can stand for (shorter ones: `short`)."""
 _SHAPE_HINT_RE: Final = re.compile("|".join(re.escape(hint) for hint in _SHAPE_HINTS))
 """One C-level search for any of `_SHAPE_HINTS` (each shape match contains one)."""
 _SCALARS: Final = frozenset({int, float, bool, type(None)})
@@ -106,17 +110,28 @@ class _KnownIndex:
     the only places worth looking at; a sliding window over those runs then looks keys up
     in a dict. Only secrets whose key was seen are searched for in full.
 
+    `hit`, the test whether anything is to be found at all, looks at far fewer windows:
+    `samples` holds, for every secret of at least `_SAMPLE_MIN` characters, its first
+    `_STEP` windows (at offsets 0 .. _STEP-1). An occurrence of such a secret at position p
+    covers exactly one text position q = p .. p+_STEP-1 that is a multiple of `_STEP`, and
+    the window at q is the secret's window at offset q-p, which is in `samples`; so looking
+    up the windows at 0, _STEP, 2*_STEP... of the text finds every occurrence. Shorter
+    secrets (`short`) make `hit` look at every window of every run instead.
+
     The index only grows (`add`), in time proportional to what is added. Readers in other
     threads may use it meanwhile: each change is one assignment (a key's new group, a new
-    `runs`), so a reader sees a value either not yet or completely; `generation` is set
-    last, by the caller, once everything up to it is in.
+    `runs`, `short`) or one `set.add` to `samples`, which a reader's C-level `isdisjoint`
+    never sees half-done; a reader sees a value either not yet or completely; `generation`
+    is set last, by the caller, once everything up to it is in.
     """
 
-    __slots__ = ("alphabet", "by_key", "generation", "runs")
+    __slots__ = ("alphabet", "by_key", "generation", "runs", "samples", "short")
 
     def __init__(self, generation: int, values: Iterable[str]) -> None:
         self.generation = generation
         self.by_key: dict[str, list[str]] = {}
+        self.samples: set[str] = set()
+        self.short = False
         self.alphabet: frozenset[str] = frozenset()
         self.runs: re.Pattern[str] | None = None
         self.add(values)
@@ -131,19 +146,37 @@ class _KnownIndex:
             # A longer secret first, if one holds another; a new list, never sorted in place.
             self.by_key[key] = sorted([*group, value], key=len, reverse=True)
             alphabet.update(value)
+            if len(value) >= _SAMPLE_MIN:
+                for offset in range(_STEP):
+                    self.samples.add(value[offset : offset + _KEY_LENGTH])
+            else:
+                self.short = True
         if len(alphabet) != len(self.alphabet):
             self.alphabet = frozenset(alphabet)
             charset = "".join(re.escape(c) for c in sorted(alphabet))
             self.runs = re.compile(f"[{charset}]{{{_KEY_LENGTH},}}")
 
     def hit(self, text: str) -> bool:
-        """Whether some secret's key occurs in `text` (False: no registered secret does).
+        """False only when no registered secret occurs in `text` (True: maybe one does).
 
-        Every window of every run is looked up, as in `redact`, but by C code: `map` of
-        slices over the run and `isdisjoint` against the keys, stopping at the first hit.
+        The windows at every `_STEP`-th position are looked up in `samples` (see the class)
+        by C code: `map` of slices and `isdisjoint`, stopping at the first hit.
         """
+        size = len(text)
+        if size < _KEY_LENGTH:
+            return False
+        if self.short:
+            return self._hit_any_window(text)
+        windows = map(
+            slice, range(0, size - _KEY_LENGTH + 1, _STEP), range(_KEY_LENGTH, size + 1, _STEP)
+        )
+        return not self.samples.isdisjoint(map(text.__getitem__, windows))
+
+    def _hit_any_window(self, text: str) -> bool:
+        """Whether some secret's key occurs in `text`: every window of every run is looked
+        up, as in `redact`, but by C code (`map` of slices, `isdisjoint` against the keys)."""
         runs = self.runs
-        if runs is None or len(text) < _KEY_LENGTH:
+        if runs is None:
             return False
         keys = self.by_key.keys()
         for run in runs.finditer(text):

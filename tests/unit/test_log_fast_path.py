@@ -187,3 +187,31 @@ def test_registry_growth_reaches_the_fast_path() -> None:
     rlog.register_known_secrets(environ={"VAULT_TOKEN": value})
     out = redactor(None, "info", {"event": "e", "v": f"now {value}"})
     assert value not in repr(out)
+
+
+@pytest.mark.parametrize("length", [8, 9, 14, 15, 16, 23, 40, 200])
+def test_index_hit_finds_a_secret_at_every_offset(length: int) -> None:
+    """`hit` samples every 8th window of the text: a secret is found wherever it starts,
+    long ones through `samples`, short ones (< 15 chars) through the full window scan."""
+    value = secrets.token_urlsafe(length)[:length]
+    index = rlog._KnownIndex(0, [value])
+    assert index.short is (length < rlog._SAMPLE_MIN)
+    noise = "a1 b2-c3:d4.e5_f6 g7" * 3
+    for offset in range(len(noise)):
+        for tail in ("", " ", "xyz", noise):
+            text = noise[:offset] + value + tail
+            assert index.hit(text), (offset, tail)
+            assert value not in index.redact(text)
+    assert not index.hit(noise)
+
+
+def test_index_with_short_and_long_secrets(known: str) -> None:
+    short = "s3cr3t-9"
+    long = "long-" + secrets.token_hex(16)
+    index = rlog._KnownIndex(0, [long])
+    assert not index.short
+    index.add([short])
+    assert index.short
+    for text in (f"x{short}y", f"{long}", f"ab{long}cd{short}"):
+        out = index.redact(text)
+        assert short not in out and long not in out
