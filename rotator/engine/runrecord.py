@@ -187,6 +187,8 @@ def _plain(value: Any) -> Any:
     if cls in _LEAVES or isinstance(value, str):
         return value
     if cls is dict:
+        if _LEAVES.issuperset(map(type, value.values())):  # a run's events: C-level copy
+            return value.copy()
         return {k: v if v.__class__ in _LEAVES else _plain(v) for k, v in value.items()}
     if cls is list:
         return [v if v.__class__ in _LEAVES else _plain(v) for v in value]
