@@ -59,6 +59,7 @@ __all__ = [
     "bind_run",
     "configure",
     "redact",
+    "redact_fields",
     "register_known_secrets",
     "scrub",
 ]
@@ -89,6 +90,15 @@ _CREDENTIAL_ENV: Final = (
 )
 """Backend credentials rotator may find in its environment (see `register_known_secrets`)."""
 _HANDLER_MARK: Final = "_rotator_log_handler"
+_STEP: Final = 8
+"""`_KnownIndex.hit` looks at the text's windows at every `_STEP`-th position."""
+_SAMPLE_MIN: Final = _KEY_LENGTH + _STEP - 1
+"""The shortest secret `_KnownIndex.samples` can stand for (shorter ones: `short`)."""
+_SHAPE_HINT_RE: Final = re.compile("|".join(re.escape(hint) for hint in _SHAPE_HINTS))
+"""One C-level search for any of `_SHAPE_HINTS` (each shape match contains one)."""
+_SCALARS: Final = frozenset({int, float, bool, type(None)})
+_JOIN: Final = "\x00"
+"""Joins an event's texts for the one-pass check; any separator is safe (see `_clean`)."""
 
 
 class _KnownIndex:
@@ -100,17 +110,28 @@ class _KnownIndex:
     the only places worth looking at; a sliding window over those runs then looks keys up
     in a dict. Only secrets whose key was seen are searched for in full.
 
+    `hit`, the test whether anything is to be found at all, looks at far fewer windows:
+    `samples` holds, for every secret of at least `_SAMPLE_MIN` characters, its first
+    `_STEP` windows (at offsets 0 .. _STEP-1). An occurrence of such a secret at position p
+    covers exactly one text position q = p .. p+_STEP-1 that is a multiple of `_STEP`, and
+    the window at q is the secret's window at offset q-p, which is in `samples`; so looking
+    up the windows at 0, _STEP, 2*_STEP... of the text finds every occurrence. Shorter
+    secrets (`short`) make `hit` look at every window of every run instead.
+
     The index only grows (`add`), in time proportional to what is added. Readers in other
     threads may use it meanwhile: each change is one assignment (a key's new group, a new
-    `runs`), so a reader sees a value either not yet or completely; `generation` is set
-    last, by the caller, once everything up to it is in.
+    `runs`, `short`) or one `set.add` to `samples`, which a reader's C-level `isdisjoint`
+    never sees half-done; a reader sees a value either not yet or completely; `generation`
+    is set last, by the caller, once everything up to it is in.
     """
 
-    __slots__ = ("alphabet", "by_key", "generation", "runs")
+    __slots__ = ("alphabet", "by_key", "generation", "runs", "samples", "short")
 
     def __init__(self, generation: int, values: Iterable[str]) -> None:
         self.generation = generation
         self.by_key: dict[str, list[str]] = {}
+        self.samples: set[str] = set()
+        self.short = False
         self.alphabet: frozenset[str] = frozenset()
         self.runs: re.Pattern[str] | None = None
         self.add(values)
@@ -125,14 +146,50 @@ class _KnownIndex:
             # A longer secret first, if one holds another; a new list, never sorted in place.
             self.by_key[key] = sorted([*group, value], key=len, reverse=True)
             alphabet.update(value)
+            if len(value) >= _SAMPLE_MIN:
+                for offset in range(_STEP):
+                    self.samples.add(value[offset : offset + _KEY_LENGTH])
+            else:
+                self.short = True
         if len(alphabet) != len(self.alphabet):
             self.alphabet = frozenset(alphabet)
             charset = "".join(re.escape(c) for c in sorted(alphabet))
             self.runs = re.compile(f"[{charset}]{{{_KEY_LENGTH},}}")
 
+    def hit(self, text: str) -> bool:
+        """False only when no registered secret occurs in `text` (True: maybe one does).
+
+        The windows at every `_STEP`-th position are looked up in `samples` (see the class)
+        by C code: `map` of slices and `isdisjoint`, stopping at the first hit.
+        """
+        size = len(text)
+        if size < _KEY_LENGTH:
+            return False
+        if self.short:
+            return self._hit_any_window(text)
+        windows = map(
+            slice, range(0, size - _KEY_LENGTH + 1, _STEP), range(_KEY_LENGTH, size + 1, _STEP)
+        )
+        return not self.samples.isdisjoint(map(text.__getitem__, windows))
+
+    def _hit_any_window(self, text: str) -> bool:
+        """Whether some secret's key occurs in `text`: every window of every run is looked
+        up, as in `redact`, but by C code (`map` of slices, `isdisjoint` against the keys)."""
+        runs = self.runs
+        if runs is None:
+            return False
+        keys = self.by_key.keys()
+        for run in runs.finditer(text):
+            chunk = run.group()
+            starts = range(len(chunk) - _KEY_LENGTH + 1)
+            windows = map(slice, starts, range(_KEY_LENGTH, len(chunk) + 1))
+            if not keys.isdisjoint(map(chunk.__getitem__, windows)):
+                return True
+        return False
+
     def redact(self, text: str) -> str:
         runs = self.runs
-        if runs is None or len(text) < _KEY_LENGTH:
+        if runs is None or len(text) < _KEY_LENGTH or not self.hit(text):
             return text
         found: set[str] = set()
         for run in runs.finditer(text):
@@ -189,18 +246,59 @@ class RedactSecrets:
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
         index = self._current()
+        # Fast path: an event made of plain scalars whose keys and texts, joined, hold no
+        # trace of a secret comes out of the walk below unchanged, so it is returned as is.
+        if self._plain_and_clean(event_dict, index):
+            return event_dict
         return {self._str(k, index): self._value(v, index) for k, v in event_dict.items()}
 
     def redact(self, text: str) -> str:
         """Scrub one string (also handy for messages bound for other outputs)."""
-        return self._str(text, self._current())
+        index = self._current()
+        if self._clean(text, index):
+            return text
+        return self._str(text, index)
+
+    def redact_record(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """`record` (a flat dict) with every str value scrubbed as `redact` would do it."""
+        index = self._current()
+        texts = [v for v in record.values() if isinstance(v, str)]
+        if self._clean(_JOIN.join(texts), index):
+            return dict(record)
+        return {k: self._str(v, index) if isinstance(v, str) else v for k, v in record.items()}
+
+    def _plain_and_clean(self, event_dict: EventDict, index: _KnownIndex) -> bool:
+        """True when every key is a str, every value a str or plain scalar, and none of those
+        texts (checked joined, in one pass) contains a known secret or a credential hint."""
+        texts: list[str] = []
+        for key, value in event_dict.items():
+            if key.__class__ is not str:
+                return False
+            texts.append(key)
+            cls = value.__class__
+            if cls is str:
+                texts.append(value)
+            elif cls not in _SCALARS:
+                return False
+        return self._clean(_JOIN.join(texts), index)
+
+    def _clean(self, text: str, index: _KnownIndex) -> bool:
+        """True only when `_str(text)` is certainly `text`: no credential shape can match
+        (none of the substrings every match contains is there) and no known secret's key
+        occurs. A piece found in `text` joined from several strings only means the slow,
+        exact path runs; a piece in any one of them is always in the joined text too."""
+        if self._pattern is not None and self._hint in text:
+            return False
+        if self._shapes is not None and _SHAPE_HINT_RE.search(text) is not None:
+            return False
+        return not index.hit(text)
 
     def _str(self, text: str, index: _KnownIndex) -> str:
         # Known values first: a registered secret that also matches a shape is masked whole.
         text = index.redact(text)
         if self._pattern is not None and self._hint in text:
             text = self._pattern.sub(MASK, text)
-        if self._shapes is not None and any(hint in text for hint in _SHAPE_HINTS):
+        if self._shapes is not None and _SHAPE_HINT_RE.search(text) is not None:
             text = self._shapes.sub(MASK, text)
         return text
 
@@ -230,6 +328,18 @@ def redact(text: str) -> str:
     if _shared is None:
         _shared = RedactSecrets()
     return _shared.redact(text)
+
+
+def redact_fields(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the flat `record` with every str value passed through `redact`.
+
+    The same result as redacting each value, but a record with nothing to mask (the usual
+    case) costs one check of its texts joined instead of one per value.
+    """
+    global _shared
+    if _shared is None:
+        _shared = RedactSecrets()
+    return _shared.redact_record(record)
 
 
 def scrub(text: str, limit: int = 500, *, keep: Literal["head", "tail"] = "tail") -> str:

@@ -37,6 +37,13 @@ __all__ = ["EngineParts", "RunContext", "StepFailed"]
 
 log = structlog.get_logger("rotator.workflow")
 
+_ACCOUNT_FACTS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(AccountRecord) if f.name != "version"
+)
+"""The account record's fields that `_account_facts` compares (all but the write counter)."""
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
+"""Types `copy.copy` returns as they are: their values skip the call."""
+
 
 class EngineParts(Protocol):
     """What a run uses of the Engine that drives it (workflow.Engine is one).
@@ -337,10 +344,10 @@ class RunContext:
 
     def _account_facts(self) -> tuple[object, ...]:
         """The account record's fields but its version (the write counter), copied one level."""
+        record = self.record
         return tuple(
-            copy.copy(getattr(self.record, f.name))
-            for f in dataclasses.fields(self.record)
-            if f.name != "version"
+            value if value.__class__ in _IMMUTABLE else copy.copy(value)
+            for value in map(record.__getattribute__, _ACCOUNT_FACTS)
         )
 
     def _matches(self, stored: StoredToken, token: TokenRef) -> bool:

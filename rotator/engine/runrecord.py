@@ -187,13 +187,20 @@ def _plain(value: Any) -> Any:
     if cls in _LEAVES or isinstance(value, str):
         return value
     if cls is dict:
+        if _LEAVES.issuperset(map(type, value.values())):  # a run's events: C-level copy
+            return value.copy()
         return {k: v if v.__class__ in _LEAVES else _plain(v) for k, v in value.items()}
     if cls is list:
         return [v if v.__class__ in _LEAVES else _plain(v) for v in value]
     if cls is tuple:
         return tuple(_plain(v) for v in value)
-    if hasattr(value, "__dataclass_fields__"):
-        return {name: _plain(getattr(value, name)) for name in value.__dataclass_fields__}
+    names = getattr(cls, "__dataclass_fields__", None)
+    if names is not None:
+        doc = {}
+        for name in names:
+            field_value = getattr(value, name)
+            doc[name] = field_value if field_value.__class__ in _LEAVES else _plain(field_value)
+        return doc
     raise TypeError(f"a run record cannot hold {cls.__name__}")
 
 

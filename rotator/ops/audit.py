@@ -23,7 +23,7 @@ import structlog
 from rotator.config import Config
 from rotator.errors import StateError
 from rotator.events import EventSink, RunEvent, fan_out
-from rotator.log import redact
+from rotator.log import redact_fields
 from rotator.util.fsutil import ensure_private_dir
 
 if TYPE_CHECKING:
@@ -46,9 +46,13 @@ class AuditFile:
     def __call__(self, event: RunEvent) -> None:
         """Append one line. Raises StateError when the file cannot be written."""
         line = (json.dumps(_redacted(event.to_dict()), sort_keys=True) + "\n").encode()
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
         try:
-            ensure_private_dir(self.path.parent)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                fd = os.open(self.path, flags, 0o600)
+            except FileNotFoundError:  # its directory is missing: made once, not checked per line
+                ensure_private_dir(self.path.parent)
+                fd = os.open(self.path, flags, 0o600)
             try:
                 os.write(fd, line)
                 if self.fsync:
@@ -68,7 +72,7 @@ def log_event(event: RunEvent) -> None:
 
 def _redacted(record: dict[str, Any]) -> dict[str, Any]:
     """The record's texts (failure, detail) with every known secret masked."""
-    return {k: redact(v) if isinstance(v, str) else v for k, v in record.items()}
+    return redact_fields(record)
 
 
 def read_audit(path: Path) -> Iterator[dict[str, Any]]:

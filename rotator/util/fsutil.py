@@ -7,11 +7,30 @@ so a crash at any instant leaves either version on disk, and nobody else can rea
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-import tempfile
 from pathlib import Path
 
 __all__ = ["atomic_write_bytes", "ensure_private_dir", "fsync_dir"]
+
+_TEMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+_temp_serial = itertools.count()  # `next` on it is atomic under the GIL: unique per process
+
+
+def _create_temp(directory: Path, name: str) -> tuple[int, str]:
+    """A new file `.<name>.<pid>-<n>.tmp` in `directory`, mode 0600, opened exclusively.
+
+    What `tempfile.mkstemp` gives (same flags and mode), without its random-name machinery
+    (a quarter of a write's CPU): the pid and a per-process serial make the name unique among
+    live writers; a leftover of a crashed process that had the same pid is stepped over.
+    """
+    pid = os.getpid()
+    while True:
+        tmp = os.path.join(directory, f".{name}.{pid}-{next(_temp_serial)}.tmp")
+        try:
+            return os.open(tmp, _TEMP_FLAGS, 0o600), tmp
+        except FileExistsError:
+            continue
 
 
 def ensure_private_dir(path: Path) -> None:
@@ -55,10 +74,10 @@ def atomic_write_bytes(
     """
     if make_dirs:
         ensure_private_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(path.parent, path.name)
     try:
         try:
-            if mode != 0o600:  # mkstemp creates the file 0600 already
+            if mode != 0o600:  # created 0600 already
                 os.fchmod(fd, mode)
             view = memoryview(data)
             while view:
