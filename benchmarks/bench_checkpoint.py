@@ -25,7 +25,6 @@ from _common import median, save_result
 
 from rotator.state.file import FileStore
 from rotator.state.store import SCHEMA_VERSION
-from rotator.util.fsutil import atomic_write_bytes
 
 RUN_DOC: dict[str, Any] = {
     "run_id": "0f6c0d7e-3b7a-4c59-9d2e-1a2b3c4d5e6f",
@@ -64,18 +63,9 @@ ACCOUNT_DOC: dict[str, Any] = {
 class IndentedStore(FileStore):
     """FileStore writing indented JSON (indent=1), for comparison."""
 
-    def _write(self, path: Path, doc: dict[str, Any], *, defer: bool = False,
-               account: str = "") -> None:
-        # The same path as FileStore._write (through the journal when the store has one),
-        # only the encoding differs.
-        data = json.dumps({"schema": SCHEMA_VERSION, **doc}, sort_keys=True, indent=1).encode()
-        with self._errors("write to"):
-            journal = getattr(self, "_journal", None)
-            if journal is None:
-                atomic_write_bytes(path, data, durable=self._durable)
-                return
-            rel = path.relative_to(self.root).as_posix()
-            journal.write([(rel, data)], lambda: self._write_now(path, data, account))
+    def _encode(self, doc: dict[str, Any]) -> bytes:
+        # FileStore writes through _encode; only the encoding differs here.
+        return json.dumps({"schema": SCHEMA_VERSION, **doc}, sort_keys=True, indent=1).encode()
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
