@@ -7,10 +7,6 @@ DynamoDB), and progress on stderr (JSON log events; a live line on a terminal).
 
 from __future__ import annotations
 
-import os
-import pty
-import subprocess
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +14,7 @@ import pytest
 
 from rotator.schedule import shard_of
 from rotator.state.dynamodb import DynamoDBStore, create_table
+from tests.support.procs import run_with_terminal_stderr
 from tests.support.rotator_cli import CliSetup, json_lines, seed_file
 from tests.support.simulator_fixtures import unique_username
 
@@ -235,31 +232,9 @@ class TestProgress:
     def test_terminal_line_on_stderr(self, simulator: Any, tmp_path: Path) -> None:
         """On a terminal, stderr shows 'N/N done, F failed, slowest ...'; stdout has only the table."""
         cli, ids = fleet(simulator, tmp_path, 3, files=False)
-        master, slave = pty.openpty()
         argv = [a for a in cli.argv("rotate", "--all") if a not in ("--log-format", "json")]
-        proc = subprocess.Popen(
-            argv, env=cli.env(), cwd=cli.root, stdout=subprocess.PIPE, stderr=slave, text=True
-        )
-        os.close(slave)
-        chunks: list[bytes] = []
-
-        def drain() -> None:
-            while True:
-                try:
-                    data = os.read(master, 4096)
-                except OSError:
-                    return
-                if not data:
-                    return
-                chunks.append(data)
-
-        reader = threading.Thread(target=drain)
-        reader.start()
-        stdout, _ = proc.communicate(timeout=120)
-        reader.join(timeout=30)
-        os.close(master)
-        err = b"".join(chunks).decode(errors="replace")
-        assert proc.returncode == 0, stdout + err
+        code, stdout, err = run_with_terminal_stderr(argv, env=cli.env(), cwd=cli.root)
+        assert code == 0, stdout + err
         assert "3/3 done, 0 failed" in err and "slowest" in err
         assert "done," not in stdout and "\r" not in stdout
         # The table wraps long cells onto continuation lines (indented): one row per account.

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import signal
 import subprocess
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.procs import wait_until
+from tests.support.procs import run_with_terminal_stderr, wait_until
 from tests.support.rotator_cli import CliSetup, json_lines, read_secret, scan_for_secrets, seed_file
 from tests.support.simulator_fixtures import unique_username
 
@@ -136,32 +134,10 @@ class TestSameOutputAsOneProcess:
     def test_terminal_line_counts_the_whole_fleet(self, simulator: Any, tmp_path: Path) -> None:
         """On a terminal: one progress line for all workers ('4/4 done'), worker logs above it."""
         cli, users = fleet(simulator, tmp_path, 4)
-        master, slave = pty.openpty()
         argv = [a for a in cli.argv("rotate", "--all", "--force", "--processes", "2")
                 if a not in ("--log-format", "json")]
-        proc = subprocess.Popen(
-            argv, env=cli.env(), cwd=cli.root, stdout=subprocess.PIPE, stderr=slave, text=True
-        )
-        os.close(slave)
-        chunks: list[bytes] = []
-
-        def drain() -> None:
-            while True:
-                try:
-                    data = os.read(master, 4096)
-                except OSError:
-                    return
-                if not data:
-                    return
-                chunks.append(data)
-
-        reader = threading.Thread(target=drain)
-        reader.start()
-        stdout, _ = proc.communicate(timeout=120)
-        reader.join(timeout=30)
-        os.close(master)
-        err = b"".join(chunks).decode(errors="replace")
-        assert proc.returncode == 0, stdout + err
+        code, stdout, err = run_with_terminal_stderr(argv, env=cli.env(), cwd=cli.root)
+        assert code == 0, stdout + err
         assert "4/4 done, 0 failed" in err
         assert "rotation" in err.lower() or "run" in err.lower()  # the workers' log lines
         rows = [line.split()[0] for line in stdout.splitlines()[1:] if line[:1].strip()]

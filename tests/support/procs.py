@@ -107,3 +107,38 @@ class ServerProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=timeout)
         self._log.close()
+
+
+def run_with_terminal_stderr(
+    argv: Sequence[str], *, env: dict[str, str], cwd: Path, timeout: float = 120
+) -> tuple[int, str, str]:
+    """Run `argv` with stderr on a pseudo-terminal (what a person watching sees), stdout piped.
+
+    Returns (exit status, stdout, what the terminal received).
+    """
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        list(argv), env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=slave, text=True
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO once the child's side is closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    stdout, _ = proc.communicate(timeout=timeout)
+    reader.join(timeout=30)
+    os.close(master)
+    return proc.returncode, stdout, b"".join(chunks).decode(errors="replace")
