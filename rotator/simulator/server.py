@@ -204,8 +204,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             return
         raw = self._read_body()
         if raw is None:
+            self.close_connection = True  # the rest of the body is not read
             self._send_json(400, ApiError(400, ["body: too large or unreadable"]).body())
-            self.close_connection = True
             return
         if path.startswith("/_sim/") and path != "/_sim/whoami":
             sent = self._control(method, path, raw)
@@ -336,6 +336,10 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(payload)))
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
+            if self.close_connection:
+                # Say so: a client that pooled the connection would otherwise send its next
+                # request down a socket this server is about to close.
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(payload)
         except OSError:
