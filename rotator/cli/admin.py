@@ -70,7 +70,8 @@ def cmd_state(args: argparse.Namespace, out: TextIO) -> int:
 
 def _state_prune(args: argparse.Namespace, config: Config, out: TextIO) -> int:
     """Exit 0 done (or nothing to do), 3 when an account was skipped because it is leased."""
-    from rotator.ops.retention import PrunableStore, parse_keep, prune_store
+    from rotator.config.keep import parse_keep
+    from rotator.ops.retention import PrunableStore, prune_store
 
     text = args.keep if args.keep is not None else config.state.keep_runs
     if text is None:

@@ -56,7 +56,6 @@ __all__ = [
     "Finding",
     "assess",
     "check_account",
-    "identify",
     "scheduled_rotation_at",
 ]
 

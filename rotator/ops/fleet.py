@@ -81,7 +81,8 @@ def prune_after_pass(engine: Engine, outcomes: Sequence[Outcome]) -> None:
     keep_text = engine.config.state.keep_runs
     if keep_text is None:
         return
-    from rotator.ops.retention import PrunableStore, parse_keep, prune_accounts
+    from rotator.config.keep import parse_keep
+    from rotator.ops.retention import PrunableStore, prune_accounts
 
     ended = ("completed", "adopted", "rolled_back")
     finished = [o.account for o in outcomes if o.run_id and o.result in ended]

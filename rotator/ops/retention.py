@@ -17,7 +17,8 @@ Two ways in:
 - `prune_accounts` walks the run index of the named accounts only, reading each run
   until the first one to keep: the cheap trim after a `rotate` pass.
 
-The decisions (`parse_keep`, `select_prunable`) are plain functions over frozen values.
+The decisions (`select_prunable`; parsing `keep_runs` is config/keep.py) are plain functions
+over frozen values.
 """
 
 from __future__ import annotations
@@ -30,16 +31,14 @@ from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
-from rotator.config.keep import Keep, parse_keep
+from rotator.config.keep import Keep
 from rotator.engine.runrecord import AccountRecord
 from rotator.errors import LeaseHeld, RotatorError
 from rotator.state.lease import Lease
 
 __all__ = [
-    "Keep",
     "PruneReport",
     "RunSummary",
-    "parse_keep",
     "prune_accounts",
     "prune_store",
     "select_prunable",

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from rotator.config.keep import Keep, parse_keep
 from rotator.ops.retention import (
-    Keep,
     RunSummary,
-    parse_keep,
     prune_accounts,
     prune_store,
     select_prunable,
