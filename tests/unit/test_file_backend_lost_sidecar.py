@@ -6,8 +6,6 @@ roll back, and let the next run stage."""
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -167,23 +165,6 @@ def test_a_run_resumed_under_a_newer_lease_raises_the_fence_at_promote(tmp_path:
         backend.rollback(receipt, run_id=RUN)
     current = resumed.read_current()
     assert current is not None and current.token_id == "tok-1"
-
-
-@pytest.fixture
-def syncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every fsync/fdatasync, by the name of what it flushed."""
-    calls: list[str] = []
-
-    def counting(real: Callable[[int], None]) -> Callable[[int], None]:
-        def call(fd: int) -> None:
-            calls.append(os.readlink(f"/proc/self/fd/{fd}"))
-            real(fd)
-
-        return call
-
-    monkeypatch.setattr(os, "fsync", counting(os.fsync))
-    monkeypatch.setattr(os, "fdatasync", counting(os.fdatasync))
-    return calls
 
 
 def test_stage_and_promote_cost_seven_fsyncs(tmp_path: Path, syncs: list[str]) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,23 +24,6 @@ def store_on(root: Path, boot: str, monkeypatch: pytest.MonkeyPatch) -> FileStor
     """A durable FileStore that believes it runs in kernel boot `boot`."""
     monkeypatch.setattr(checkpoint, "boot_id", lambda: boot)
     return FileStore(root, clock=lambda: T0, host="host-a")
-
-
-@pytest.fixture
-def syncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every fsync/fdatasync, by the name of what it flushed."""
-    calls: list[str] = []
-
-    def counting(real: Callable[[int], None]) -> Callable[[int], None]:
-        def call(fd: int) -> None:
-            calls.append(os.readlink(f"/proc/self/fd/{fd}"))
-            real(fd)
-
-        return call
-
-    monkeypatch.setattr(os, "fsync", counting(os.fsync))
-    monkeypatch.setattr(os, "fdatasync", counting(os.fdatasync))
-    return calls
 
 
 def run_path(root: Path, run_id: str) -> Path:
