@@ -330,17 +330,27 @@ class RunCollector:
         return accounts, finished
 
 
+EMF_CONCURRENCY = 8
+"""Accounts whose EMF numbers are gathered at once: each waits on MotherDuck and the store."""
+
+
 def emf_for(
     engine: Engine, accounts: Iterable[str], finished: Sequence[tuple[str, str, float]]
 ) -> list[dict[str, Any]]:
-    """EMF records for `accounts` (state + live token count) and the runs that ended."""
-    snapshots = []
-    for name in accounts:
-        try:
-            live: int | None = len(engine.client.list_tokens(name))
-        except RotatorError:
-            live = None  # the gauges from the state store are still worth sending
-        snapshots.append(snapshot(engine, name, live_tokens=live, history=False))
+    """EMF records for `accounts` (state + live token count) and the runs that ended.
+
+    Each account costs a token listing and a state read, both network round trips that
+    depend on nothing else: a scheduled pass over N accounts waits for about one of them,
+    not N (threads; the MotherDuck client and the store are safe to share).
+    """
+    names = list(accounts)
+    if len(names) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(EMF_CONCURRENCY, len(names))) as pool:
+            snapshots = list(pool.map(lambda name: _emf_snapshot(engine, name), names))
+    else:
+        snapshots = [_emf_snapshot(engine, name) for name in names]
     ended = []
     for account, run_id, seconds in finished:
         run = engine.load_run(run_id)
@@ -348,3 +358,11 @@ def emf_for(
         if outcome is not None:
             ended.append((account, outcome[0], outcome[1], seconds))
     return emf_records(snapshots, engine.clock(), ended)
+
+
+def _emf_snapshot(engine: Engine, name: str) -> AccountMetrics:
+    try:
+        live: int | None = len(engine.client.list_tokens(name))
+    except RotatorError:
+        live = None  # the gauges from the state store are still worth sending
+    return snapshot(engine, name, live_tokens=live, history=False)
