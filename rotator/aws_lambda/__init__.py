@@ -32,10 +32,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rotator.util.startup import import_structlog
+from rotator.util.startup import defer_import, import_structlog
 
 # Lambda logs JSON only: nothing is drawn for a person, so structlog loads without rich
-# (~40 ms of a cold start). This runs before any other rotator module imports structlog.
+# (~40 ms of a cold start), and without executing asyncio, which only structlog's async
+# loggers use. This runs before any other rotator module imports structlog.
+defer_import("asyncio")
 import_structlog(want_rich=False)
 
 import structlog

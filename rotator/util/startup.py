@@ -8,6 +8,12 @@ structlog imports rich at import time, when it is installed, for its console tra
 with `rich` hidden; rich stays importable for anything that draws later (status tables
 on a terminal import it themselves).
 
+asyncio deferred (`defer_import("asyncio")`, the Lambda handler, before structlog):
+`structlog.stdlib` imports asyncio for its async logger classes only (~8 ms of a cold
+start, net of the socket and ssl modules botocore needs anyway); rotator is synchronous.
+asyncio is then registered as a deferred module: executed at its first attribute access,
+if one ever comes, so anything that does use it still works.
+
 AWS clients straight from botocore (`aws_client`): boto3 adds nothing to a low-level
 client but its own import (s3transfer and boto3's resource machinery, ~20 ms of a Lambda
 cold start). Credentials, region and retries come from botocore either way (the same
@@ -17,11 +23,13 @@ environment variables, config files and instance/container roles).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import threading
+import types
 from typing import Any
 
-__all__ = ["aws_client", "import_httpx", "import_structlog"]
+__all__ = ["aws_client", "defer_import", "import_httpx", "import_structlog"]
 
 _SESSION: Any = None
 _SESSION_LOCK = threading.Lock()  # a botocore session is not safe to share unguarded
@@ -30,6 +38,40 @@ _SESSION_LOCK = threading.Lock()  # a botocore session is not safe to share ungu
 def import_structlog(*, want_rich: bool) -> None:
     """Import structlog once; with `want_rich=False`, without letting it load rich."""
     _import_without_rich("structlog", want_rich=want_rich)
+
+
+def defer_import(name: str) -> None:
+    """Register module `name` (unless imported already) to run at its first real use.
+
+    Later `import name` statements bind it without running it; the first attribute
+    access runs it. Only for single-threaded start-up paths (the Lambda handler): a
+    deferred module is not safe against two threads touching it first.
+    """
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    module.__class__ = _Deferred
+    sys.modules[name] = module
+
+
+class _Deferred(types.ModuleType):
+    """A module whose code runs at the first use of any attribute but `__spec__`.
+
+    importlib's own LazyLoader cannot serve here: every later `import name` reads
+    `name.__spec__` (is it still initialising?), which would run it at once.
+    """
+
+    def __getattribute__(self, attr: str) -> Any:
+        if attr == "__spec__":
+            return super().__getattribute__(attr)
+        self.__class__ = types.ModuleType  # type: ignore[assignment]  # an ordinary module now
+        spec = self.__spec__
+        assert spec is not None and spec.loader is not None
+        spec.loader.exec_module(self)
+        return getattr(self, attr)
 
 
 def import_httpx() -> None:

@@ -1,0 +1,44 @@
+"""Start-up helpers: a deferred module runs at its first use, and botocore's models load
+without the scan of every service (rotator/util/startup.py, rotator/util/awsloader.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+CHILD = """
+import sys
+from rotator.util.startup import defer_import
+defer_import("deferred_mod")
+import deferred_mod
+import deferred_mod as again
+print("bound", "ran" if "RAN" in sys.__dict__ else "not run", again is deferred_mod)
+print("value", deferred_mod.VALUE, "ran" if "RAN" in sys.__dict__ else "not run")
+from deferred_mod import VALUE
+import deferred_mod.sub
+print("sub", deferred_mod.sub.SUB, sys.modules["deferred_mod"] is deferred_mod, VALUE)
+defer_import("no_such_module_anywhere")
+print("missing", "no_such_module_anywhere" in sys.modules)
+"""
+
+
+def test_a_deferred_module_runs_at_its_first_attribute_use(tmp_path: Path) -> None:
+    package = tmp_path / "deferred_mod"
+    package.mkdir()
+    (package / "__init__.py").write_text("import sys\nsys.RAN = True\nVALUE = 42\n")
+    (package / "sub.py").write_text("SUB = 'sub'\n")
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CHILD)], cwd=tmp_path, capture_output=True,
+        text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "bound not run True",
+        "value 42 ran",
+        "sub sub True 42",
+        "missing False",
+    ]
