@@ -113,13 +113,21 @@ def _import_without(*modules: str, hidden: tuple[str, ...]) -> None:
 def aws_client(service: str, *, region: str | None = None, **kwargs: Any) -> Any:
     """A botocore client for `service` (what `boto3.client` returns), without importing boto3.
 
-    One botocore session per process, made on first use; `kwargs` go to `create_client`
-    (`endpoint_url`, `config`).
+    One botocore session per process, made on first use (its model loader is
+    `rotator.util.awsloader.DirectLoader`); `kwargs` go to `create_client` (`endpoint_url`,
+    `config`).
     """
     global _SESSION
     with _SESSION_LOCK:
         if _SESSION is None:
             import botocore.session
 
-            _SESSION = botocore.session.get_session()
+            from rotator.util.awsloader import direct_loader
+
+            session = botocore.session.get_session()
+            # Models found without first listing all ~400 services botocore ships.
+            session.register_component(
+                "data_loader", direct_loader(session.get_component("data_loader"))
+            )
+            _SESSION = session
         return _SESSION.create_client(service, region_name=region, **kwargs)

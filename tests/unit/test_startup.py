@@ -42,3 +42,27 @@ def test_a_deferred_module_runs_at_its_first_attribute_use(tmp_path: Path) -> No
         "sub sub True 42",
         "missing False",
     ]
+
+
+@pytest.mark.parametrize("service", ["dynamodb", "secretsmanager"])
+def test_direct_loader_loads_what_botocore_loads(service: str) -> None:
+    botocore_session = pytest.importorskip("botocore.session")
+    from rotator.util.awsloader import direct_loader
+
+    own = botocore_session.get_session().get_component("data_loader")
+    direct = direct_loader(own)
+    for type_name in ("service-2", "endpoint-rule-set-1"):
+        assert direct.load_service_model(service, type_name) == own.load_service_model(
+            service, type_name
+        )
+    assert direct.search_paths == own.search_paths
+
+
+def test_direct_loader_refuses_an_unknown_service_as_botocore_does() -> None:
+    pytest.importorskip("botocore.session")
+    from botocore.exceptions import UnknownServiceError
+
+    from rotator.util.startup import aws_client
+
+    with pytest.raises(UnknownServiceError, match="dynamodb"):  # the known ones are named
+        aws_client("no-such-service", region="us-east-1")
