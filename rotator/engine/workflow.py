@@ -108,8 +108,7 @@ class Engine:
         that); the answer is the one the leased path gives.
         """
         if not force and run_id is None:
-            with contained(username):
-                idle = self._not_due_without_lease(username, trigger)
+            idle = self.idle(username, trigger=trigger)
             if idle is not None:
                 return idle
         with self._leased(username, until=until, stage_only=stage_only) as runner:
@@ -136,7 +135,20 @@ class Engine:
         with self._leased(username) as runner:
             return runner.adopt(token_id, force=force)
 
-    def _not_due_without_lease(self, username: str, trigger: str = "cli") -> Outcome | None:
+    def idle(
+        self, username: str, *, trigger: str = "cli", record: AccountRecord | None = None
+    ) -> Outcome | None:
+        """What `rotate` (not forced) answers an account with nothing to do; None if it has work.
+
+        Reads only, no lease: safe to ask for many accounts at once before rotating them.
+        `record`: the account's record as just read, instead of reading it again.
+        """
+        with contained(username):
+            return self._not_due_without_lease(username, trigger, record)
+
+    def _not_due_without_lease(
+        self, username: str, trigger: str = "cli", record: AccountRecord | None = None
+    ) -> Outcome | None:
         """`not_due` when the record shows no run in progress and a token not yet due.
 
         Reads only. Also answers a scheduled pass that finds a run Secrets Manager drives
@@ -144,7 +156,8 @@ class Engine:
         no record) returns None and goes the leased way, which decides again under the lease.
         """
         account = self.config.account(username)
-        record = self.account_record(account.username)
+        if record is None:
+            record = self.account_record(account.username)
         if record.active_run_id:
             from rotator.engine.runner import left_to_secretsmanager
 
