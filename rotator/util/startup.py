@@ -33,6 +33,8 @@ __all__ = ["aws_client", "defer_import", "import_httpx", "import_structlog"]
 
 _SESSION: Any = None
 _SESSION_LOCK = threading.Lock()  # a botocore session is not safe to share unguarded
+_DEFERRED_LOCK = threading.RLock()  # a deferred module runs once, whichever thread asks
+_RUNNING: dict[int, bool] = {}  # deferred modules whose code is running now
 
 
 def import_structlog(*, want_rich: bool) -> None:
@@ -44,8 +46,8 @@ def defer_import(name: str) -> None:
     """Register module `name` (unless imported already) to run at its first real use.
 
     Later `import name` statements bind it without running it; the first attribute
-    access runs it. Only for single-threaded start-up paths (the Lambda handler): a
-    deferred module is not safe against two threads touching it first.
+    access runs it (once, under a lock). For a module that may never be used: one that
+    is used anyway is only made later, not cheaper.
     """
     if name in sys.modules:
         return
@@ -61,17 +63,25 @@ class _Deferred(types.ModuleType):
     """A module whose code runs at the first use of any attribute but `__spec__`.
 
     importlib's own LazyLoader cannot serve here: every later `import name` reads
-    `name.__spec__` (is it still initialising?), which would run it at once.
+    `name.__spec__` (is it still initialising?), which would run it at once. The first
+    use runs the code under a lock, so another thread touching the module meanwhile
+    waits for it to finish instead of seeing it half made.
     """
 
     def __getattribute__(self, attr: str) -> Any:
+        get = types.ModuleType.__getattribute__
         if attr == "__spec__":
-            return super().__getattribute__(attr)
-        self.__class__ = types.ModuleType  # type: ignore[assignment]  # an ordinary module now
-        spec = self.__spec__
-        assert spec is not None and spec.loader is not None
-        spec.loader.exec_module(self)
-        return getattr(self, attr)
+            return get(self, attr)
+        with _DEFERRED_LOCK:
+            if type(self) is _Deferred and not _RUNNING.get(id(self)):
+                _RUNNING[id(self)] = True  # its own code's attribute uses, while it runs
+                try:
+                    spec = get(self, "__spec__")
+                    spec.loader.exec_module(self)
+                finally:
+                    del _RUNNING[id(self)]
+                self.__class__ = types.ModuleType  # type: ignore[assignment]  # ordinary now
+        return get(self, attr)
 
 
 def import_httpx() -> None:

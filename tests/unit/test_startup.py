@@ -44,6 +44,37 @@ def test_a_deferred_module_runs_at_its_first_attribute_use(tmp_path: Path) -> No
     ]
 
 
+THREADS = """
+import sys, threading
+from rotator.util.startup import defer_import
+sys.STARTED, sys.GATE = threading.Event(), threading.Event()
+defer_import("slow_mod")
+import slow_mod
+got = []
+first = threading.Thread(target=lambda: got.append(("first", slow_mod.VALUE)))
+first.start()
+sys.STARTED.wait(30)  # slow_mod's code is running in `first`, held at its gate
+second = threading.Thread(target=lambda: got.append(("second", slow_mod.VALUE)))
+second.start()
+sys.GATE.set()
+first.join(30)
+second.join(30)
+print(sorted(got))
+"""
+
+
+def test_a_thread_touching_a_deferred_module_while_it_runs_waits_for_it(tmp_path: Path) -> None:
+    (tmp_path / "slow_mod.py").write_text(
+        "import sys\nsys.STARTED.set()\nsys.GATE.wait(30)\nVALUE = 7\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(THREADS)], cwd=tmp_path, capture_output=True,
+        text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[('first', 7), ('second', 7)]", done.stderr
+
+
 @pytest.mark.parametrize("service", ["dynamodb", "secretsmanager"])
 def test_direct_loader_loads_what_botocore_loads(service: str) -> None:
     botocore_session = pytest.importorskip("botocore.session")
