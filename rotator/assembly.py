@@ -17,7 +17,6 @@ from rotator.engine.workflow import Engine
 from rotator.errors import ConfigError
 from rotator.events import EventSink
 from rotator.secret import Secret
-from rotator.state.file import FileStore
 from rotator.state.store import StateStore, utcnow
 
 if TYPE_CHECKING:
@@ -63,6 +62,8 @@ def build_engine(
 
 def make_store(config: Config, clock: Callable[[], datetime] = utcnow) -> StateStore:
     if config.state.store == "file":
+        from rotator.state.file import FileStore
+
         return FileStore(config.state_path, clock=clock)
     from rotator.state.dynamodb import DynamoDBStore
 

@@ -32,10 +32,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rotator.util.startup import import_structlog
+from rotator.util.startup import defer_import, import_structlog
 
 # Lambda logs JSON only: nothing is drawn for a person, so structlog loads without rich
-# (~40 ms of a cold start). This runs before any other rotator module imports structlog.
+# (~40 ms of a cold start), and without executing asyncio, which only structlog's async
+# loggers use. This runs before any other rotator module imports structlog.
+defer_import("asyncio")
 import_structlog(want_rich=False)
 
 import structlog
@@ -49,6 +51,7 @@ from rotator.aws_lambda.secretsmanager import STEP_DONE as STEP_DONE
 from rotator.aws_lambda.secretsmanager import STEP_UNTIL as STEP_UNTIL
 from rotator.aws_lambda.secretsmanager import account_for_secret as account_for_secret
 from rotator.config import Config, load_config, parse_config
+from rotator.engine.runrecord import AccountRecord
 from rotator.engine.workflow import Engine
 from rotator.errors import ConfigError
 from rotator.ops.metrics import RunCollector
@@ -76,23 +79,30 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         engine = _engine()
         _RUNS.drain()
         also: list[str] = []
+        seen: dict[str, AccountRecord] = {}  # records a scheduled pass read, left unchanged
         try:
             if isinstance(parsed, RotationEvent):
                 return rotation_step(engine, parsed)
             also = scheduled_names(engine, parsed)
-            return scheduled(engine, also)
+            return scheduled(engine, also, seen=seen)
         finally:
-            emit_metrics(engine, also)
+            emit_metrics(engine, also, seen)
 
 
-def emit_metrics(engine: Engine, accounts: list[str]) -> None:
-    """Print EMF lines for `accounts` plus every account this invocation moved. Never raises."""
+def emit_metrics(
+    engine: Engine, accounts: list[str], seen: Mapping[str, AccountRecord] | None = None
+) -> None:
+    """Print EMF lines for `accounts` plus every account this invocation moved. Never raises.
+
+    `seen`: records read moments ago by this invocation, of accounts it did not move.
+    """
     from rotator.ops.metrics import emf_for
 
     touched, finished = _RUNS.drain()
     names = list(dict.fromkeys([*touched, *accounts]))
+    known = {name: record for name, record in (seen or {}).items() if name not in touched}
     try:
-        records = emf_for(engine, names, finished)
+        records = emf_for(engine, names, finished, known=known)
     except Exception as exc:  # metrics must never turn a rotation into a failed invocation
         log.warning("metrics.emf_failed", error=str(exc))
         return

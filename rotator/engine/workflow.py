@@ -21,13 +21,11 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from backends import Backend, load_factory
 from rotator.config import AccountConfig, Config
 from rotator.durations import format_duration
 from rotator.engine.containment import contain, contained
 from rotator.engine.outcome import Outcome
 from rotator.engine.outcome import token_id as _id
-from rotator.engine.runner import Runner, left_to_secretsmanager
 from rotator.engine.runrecord import (
     AccountRecord,
     Run,
@@ -37,11 +35,16 @@ from rotator.engine.runrecord import (
 from rotator.errors import ConfigError, RotatorError
 from rotator.events import EventSink
 from rotator.state.store import StateStore, utcnow
-from rotator.verify.checks import Check, build_check
 
 if TYPE_CHECKING:
-    # httpx is imported when the first MotherDuck client is built (start-up, issue 16).
-    from rotator.motherduck.client import MotherDuckClient
+    from backends import Backend
+    from rotator.engine.runner import Runner
+    from rotator.motherduck.client import MotherDuckClient  # httpx: at the first client
+    from rotator.verify.checks import Check
+
+# The steps of a rotation (runner.py and what it imports), the checks and the backend
+# classes are imported where a run needs them: a pass over accounts that are not due
+# (most scheduled runs, and every Lambda cold start's) reads one record each and stops.
 
 __all__ = ["Engine", "Outcome"]
 
@@ -105,8 +108,7 @@ class Engine:
         that); the answer is the one the leased path gives.
         """
         if not force and run_id is None:
-            with contained(username):
-                idle = self._not_due_without_lease(username, trigger)
+            idle = self.idle(username, trigger=trigger)
             if idle is not None:
                 return idle
         with self._leased(username, until=until, stage_only=stage_only) as runner:
@@ -133,7 +135,20 @@ class Engine:
         with self._leased(username) as runner:
             return runner.adopt(token_id, force=force)
 
-    def _not_due_without_lease(self, username: str, trigger: str = "cli") -> Outcome | None:
+    def idle(
+        self, username: str, *, trigger: str = "cli", record: AccountRecord | None = None
+    ) -> Outcome | None:
+        """What `rotate` (not forced) answers an account with nothing to do; None if it has work.
+
+        Reads only, no lease: safe to ask for many accounts at once before rotating them.
+        `record`: the account's record as just read, instead of reading it again.
+        """
+        with contained(username):
+            return self._not_due_without_lease(username, trigger, record)
+
+    def _not_due_without_lease(
+        self, username: str, trigger: str = "cli", record: AccountRecord | None = None
+    ) -> Outcome | None:
         """`not_due` when the record shows no run in progress and a token not yet due.
 
         Reads only. Also answers a scheduled pass that finds a run Secrets Manager drives
@@ -141,8 +156,11 @@ class Engine:
         no record) returns None and goes the leased way, which decides again under the lease.
         """
         account = self.config.account(username)
-        record = self.account_record(account.username)
+        if record is None:
+            record = self.account_record(account.username)
         if record.active_run_id:
+            from rotator.engine.runner import left_to_secretsmanager
+
             run = self.load_run(record.active_run_id)
             return left_to_secretsmanager(run, trigger) if run is not None else None
         if record.current_token is None:
@@ -165,6 +183,8 @@ class Engine:
         self, username: str, *, until: RunState | None = None, stage_only: str | None = None
     ) -> Iterator[Runner]:
         """A Runner for the account under its lease, released however the run ends."""
+        from rotator.engine.runner import Runner
+
         account = self.config.account(username)
         lease = self.store.acquire_lease(
             account.username, owner=self.owner, ttl=account.policy.lease_ttl
@@ -244,6 +264,8 @@ class Engine:
         return self._backends_for(account)
 
     def checks(self, account: AccountConfig) -> list[tuple[Check, int, float]]:
+        from rotator.verify.checks import build_check
+
         return [
             (
                 build_check(
@@ -259,6 +281,8 @@ class Engine:
         ]
 
     def _build_backends(self, account: AccountConfig) -> Sequence[Backend]:
+        from backends import load_factory
+
         built = [
             load_factory(cfg.type).from_config(
                 cfg, account=account.username, base_dir=self.config.base_dir

@@ -140,9 +140,11 @@ def snapshot(
     live_tokens: int | None = None,
     history: bool = True,
     drift_findings: Mapping[str, int] | None = None,
+    record: AccountRecord | None = None,
 ) -> AccountMetrics:
-    """Read one account's state into metrics (reads only)."""
-    record = engine.account_record(name)
+    """Read one account's state into metrics (reads only); `record`: as just read."""
+    if record is None:
+        record = engine.account_record(name)
     now = engine.clock()
     runs = _runs(engine, record, history)
     by_id = {r.run_id: r for r in runs}
@@ -330,17 +332,33 @@ class RunCollector:
         return accounts, finished
 
 
+EMF_CONCURRENCY = 8
+"""Accounts whose EMF numbers are gathered at once: each waits on MotherDuck and the store."""
+
+
 def emf_for(
-    engine: Engine, accounts: Iterable[str], finished: Sequence[tuple[str, str, float]]
+    engine: Engine,
+    accounts: Iterable[str],
+    finished: Sequence[tuple[str, str, float]],
+    *,
+    known: Mapping[str, AccountRecord] | None = None,
 ) -> list[dict[str, Any]]:
-    """EMF records for `accounts` (state + live token count) and the runs that ended."""
-    snapshots = []
-    for name in accounts:
-        try:
-            live: int | None = len(engine.client.list_tokens(name))
-        except RotatorError:
-            live = None  # the gauges from the state store are still worth sending
-        snapshots.append(snapshot(engine, name, live_tokens=live, history=False))
+    """EMF records for `accounts` (state + live token count) and the runs that ended.
+
+    `known`: accounts' records the caller has just read (not read again).
+
+    Each account costs a token listing and a state read, both network round trips that
+    depend on nothing else: a scheduled pass over N accounts waits for about one of them,
+    not N (threads; the MotherDuck client and the store are safe to share).
+    """
+    names = list(accounts)
+    if len(names) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(EMF_CONCURRENCY, len(names))) as pool:
+            snapshots = list(pool.map(lambda name: _emf_snapshot(engine, name, known), names))
+    else:
+        snapshots = [_emf_snapshot(engine, name, known) for name in names]
     ended = []
     for account, run_id, seconds in finished:
         run = engine.load_run(run_id)
@@ -348,3 +366,14 @@ def emf_for(
         if outcome is not None:
             ended.append((account, outcome[0], outcome[1], seconds))
     return emf_records(snapshots, engine.clock(), ended)
+
+
+def _emf_snapshot(
+    engine: Engine, name: str, known: Mapping[str, AccountRecord] | None
+) -> AccountMetrics:
+    try:
+        live: int | None = len(engine.client.list_tokens(name))
+    except RotatorError:
+        live = None  # the gauges from the state store are still worth sending
+    record = (known or {}).get(name)
+    return snapshot(engine, name, live_tokens=live, history=False, record=record)

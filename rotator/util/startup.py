@@ -8,6 +8,12 @@ structlog imports rich at import time, when it is installed, for its console tra
 with `rich` hidden; rich stays importable for anything that draws later (status tables
 on a terminal import it themselves).
 
+asyncio deferred (`defer_import("asyncio")`, the Lambda handler, before structlog):
+`structlog.stdlib` imports asyncio for its async logger classes only (~8 ms of a cold
+start, net of the socket and ssl modules botocore needs anyway); rotator is synchronous.
+asyncio is then registered as a deferred module: executed at its first attribute access,
+if one ever comes, so anything that does use it still works.
+
 AWS clients straight from botocore (`aws_client`): boto3 adds nothing to a low-level
 client but its own import (s3transfer and boto3's resource machinery, ~20 ms of a Lambda
 cold start). Credentials, region and retries come from botocore either way (the same
@@ -17,19 +23,65 @@ environment variables, config files and instance/container roles).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import threading
+import types
 from typing import Any
 
-__all__ = ["aws_client", "import_httpx", "import_structlog"]
+__all__ = ["aws_client", "defer_import", "import_httpx", "import_structlog"]
 
 _SESSION: Any = None
 _SESSION_LOCK = threading.Lock()  # a botocore session is not safe to share unguarded
+_DEFERRED_LOCK = threading.RLock()  # a deferred module runs once, whichever thread asks
+_RUNNING: dict[int, bool] = {}  # deferred modules whose code is running now
 
 
 def import_structlog(*, want_rich: bool) -> None:
     """Import structlog once; with `want_rich=False`, without letting it load rich."""
     _import_without_rich("structlog", want_rich=want_rich)
+
+
+def defer_import(name: str) -> None:
+    """Register module `name` (unless imported already) to run at its first real use.
+
+    Later `import name` statements bind it without running it; the first attribute
+    access runs it (once, under a lock). For a module that may never be used: one that
+    is used anyway is only made later, not cheaper.
+    """
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    module.__class__ = _Deferred
+    sys.modules[name] = module
+
+
+class _Deferred(types.ModuleType):
+    """A module whose code runs at the first use of any attribute but `__spec__`.
+
+    importlib's own LazyLoader cannot serve here: every later `import name` reads
+    `name.__spec__` (is it still initialising?), which would run it at once. The first
+    use runs the code under a lock, so another thread touching the module meanwhile
+    waits for it to finish instead of seeing it half made.
+    """
+
+    def __getattribute__(self, attr: str) -> Any:
+        get = types.ModuleType.__getattribute__
+        if attr == "__spec__":
+            return get(self, attr)
+        with _DEFERRED_LOCK:
+            if type(self) is _Deferred and not _RUNNING.get(id(self)):
+                _RUNNING[id(self)] = True  # its own code's attribute uses, while it runs
+                try:
+                    spec = get(self, "__spec__")
+                    spec.loader.exec_module(self)
+                finally:
+                    del _RUNNING[id(self)]
+                self.__class__ = types.ModuleType  # type: ignore[assignment]  # ordinary now
+        return get(self, attr)
 
 
 def import_httpx() -> None:
@@ -71,13 +123,21 @@ def _import_without(*modules: str, hidden: tuple[str, ...]) -> None:
 def aws_client(service: str, *, region: str | None = None, **kwargs: Any) -> Any:
     """A botocore client for `service` (what `boto3.client` returns), without importing boto3.
 
-    One botocore session per process, made on first use; `kwargs` go to `create_client`
-    (`endpoint_url`, `config`).
+    One botocore session per process, made on first use (its model loader is
+    `rotator.util.awsloader.DirectLoader`); `kwargs` go to `create_client` (`endpoint_url`,
+    `config`).
     """
     global _SESSION
     with _SESSION_LOCK:
         if _SESSION is None:
             import botocore.session
 
-            _SESSION = botocore.session.get_session()
+            from rotator.util.awsloader import direct_loader
+
+            session = botocore.session.get_session()
+            # Models found without first listing all ~400 services botocore ships.
+            session.register_component(
+                "data_loader", direct_loader(session.get_component("data_loader"))
+            )
+            _SESSION = session
         return _SESSION.create_client(service, region_name=region, **kwargs)
