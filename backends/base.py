@@ -34,11 +34,12 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
-
-from pydantic import BaseModel, ConfigDict
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from rotator.secret import Secret
+
+if TYPE_CHECKING:
+    from backends.models import BackendConfig
 
 __all__ = [
     "JSON_TOKEN_FIELD",
@@ -46,6 +47,7 @@ __all__ = [
     "BackendConfig",
     "BackendFactory",
     "KeySource",
+    "ModelOnDemand",
     "Receipt",
     "StoredToken",
     "TokenRecord",
@@ -142,15 +144,6 @@ class Backend(Protocol):
         ...
 
 
-class BackendConfig(BaseModel):
-    """Fields every backend accepts; a backend's `Config` subclasses this."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: str
-    format: ValueFormat = "json"
-
-
 class BackendFactory(Protocol):
     """What an entry point in `rotator.backends` must load to."""
 
@@ -211,3 +204,33 @@ def decode_value(text: str, **extra: str | None) -> StoredToken:
         if value is not None or key not in fields:
             fields[key] = value
     return StoredToken(token=Secret(token), **fields)
+
+
+class ModelOnDemand:
+    """A backend's `Config` class attribute that imports its pydantic model on first read.
+
+    `FileBackend.Config` is `backends.models.FileConfig`, but loading the backend class
+    (an entry point, at every config load) does not import pydantic.
+    """
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module = module
+        self.name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> type[BackendConfig]:
+        import importlib
+
+        model: type[BackendConfig] = getattr(importlib.import_module(self.module), self.name)
+        return model
+
+
+def __getattr__(name: str) -> Any:
+    """`BackendConfig` (a pydantic model, in backends/models) is imported on first use.
+
+    Importing this module, which the engine does for every run, then costs no pydantic.
+    """
+    if name == "BackendConfig":
+        from backends.models import BackendConfig
+
+        return BackendConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

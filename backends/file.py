@@ -33,7 +33,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from backends._file_store import (
     Owner,
@@ -52,8 +52,8 @@ from backends._file_store import (
 )
 from backends._lease import LeaseGuard
 from backends.base import (
-    BackendConfig,
     KeySource,
+    ModelOnDemand,
     Receipt,
     StoredToken,
     TokenRecord,
@@ -64,22 +64,17 @@ from backends.base import (
 from rotator.errors import BackendConflict, BackendError
 from rotator.util.fsutil import atomic_write_bytes, fsync_dir
 
+if TYPE_CHECKING:
+    from backends.models import FileConfig
+
 __all__ = ["FileBackend", "FileConfig"]
-
-
-class FileConfig(BackendConfig):
-    """`[[accounts.backends]]` with `type = "file"`."""
-
-    path: str
-    # A symlink at `path` is refused unless this is true; then the file it points to is
-    # rotated (its directory gets the .pending/.rotator-backup/.rotator.json files).
-    follow_symlinks: bool = False
 
 
 class FileBackend:
     """A token in a local file; `promote` renames the staged file over the live one."""
 
-    Config: ClassVar[type[BackendConfig]] = FileConfig
+    # FileConfig is a pydantic model: imported when first read, not with this module.
+    Config = ModelOnDemand("backends.models", "FileConfig")
 
     def __init__(
         self, path: Path, *, fmt: ValueFormat = "json", follow_symlinks: bool = False
@@ -114,6 +109,8 @@ class FileBackend:
     @classmethod
     def from_config(cls, config: Any, *, account: str, base_dir: Path) -> FileBackend:
         """Build from a validated `FileConfig`; a relative `path` resolves against `base_dir`."""
+        from backends.models import FileConfig
+
         cfg = config if isinstance(config, FileConfig) else FileConfig.model_validate(config)
         path = Path(cfg.path).expanduser()
         return cls(
@@ -410,3 +407,12 @@ class FileBackend:
         self._resolve()
         with translate_errors(self.label, self.path, doing):
             yield
+
+
+def __getattr__(name: str) -> Any:
+    """`FileConfig` lives in backends/models (pydantic), imported on first use."""
+    if name == "FileConfig":
+        from backends.models import FileConfig
+
+        return FileConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
