@@ -46,6 +46,7 @@ __all__ = [
     "Backend",
     "BackendConfig",
     "BackendFactory",
+    "CheckedTable",
     "KeySource",
     "ModelOnDemand",
     "Receipt",
@@ -204,6 +205,20 @@ def decode_value(text: str, **extra: str | None) -> StoredToken:
         if value is not None or key not in fields:
             fields[key] = value
     return StoredToken(token=Secret(token), **fields)
+
+
+class CheckedTable(dict[str, Any]):
+    """A backend table already proved valid for its backend's `Config`, kept as the dict.
+
+    Only the pydantic-free config loader makes these (rotator/config/fast.py), and only for
+    the built-in `file` type, after checking every key as `FileConfig` would: the engine
+    then builds the backend from the table (`FileBackend.from_config`) without importing
+    pydantic. Anything else asking for the account's backends gets the models.
+    """
+
+    @property
+    def type(self) -> str:
+        return str(self["type"])
 
 
 class ModelOnDemand:

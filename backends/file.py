@@ -52,6 +52,7 @@ from backends._file_store import (
 )
 from backends._lease import LeaseGuard
 from backends.base import (
+    CheckedTable,
     KeySource,
     ModelOnDemand,
     Receipt,
@@ -109,14 +110,20 @@ class FileBackend:
     @classmethod
     def from_config(cls, config: Any, *, account: str, base_dir: Path) -> FileBackend:
         """Build from a validated `FileConfig`; a relative `path` resolves against `base_dir`."""
-        from backends.models import FileConfig
+        if isinstance(config, CheckedTable):  # proved valid: FileConfig's fields, no pydantic
+            configured = str(config["path"])
+            fmt: ValueFormat = config.get("format", "json")
+            follow_symlinks = bool(config.get("follow_symlinks", False))
+        else:
+            from backends.models import FileConfig
 
-        cfg = config if isinstance(config, FileConfig) else FileConfig.model_validate(config)
-        path = Path(cfg.path).expanduser()
+            cfg = config if isinstance(config, FileConfig) else FileConfig.model_validate(config)
+            configured, fmt, follow_symlinks = cfg.path, cfg.format, cfg.follow_symlinks
+        path = Path(configured).expanduser()
         return cls(
             path if path.is_absolute() else (base_dir / path).absolute(),
-            fmt=cfg.format,
-            follow_symlinks=cfg.follow_symlinks,
+            fmt=fmt,
+            follow_symlinks=follow_symlinks,
         )
 
     @property

@@ -27,6 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from backends.base import CheckedTable
 from rotator.config import types, values
 from rotator.config.problems import config_error
 from rotator.config.resolved import AccountConfig, Config
@@ -195,7 +196,7 @@ def _account(raw: object, inherited: dict[str, Any]) -> AccountConfig:
     )
 
 
-def _file_table(table: object) -> dict[str, Any]:
+def _file_table(table: object) -> CheckedTable:
     """A `type = "file"` table the built-in FileBackend's FileConfig would accept, as is."""
     _keys(table, _FILE_BACKEND)
     assert isinstance(table, dict)
@@ -215,7 +216,7 @@ def _file_table(table: object) -> dict[str, Any]:
         raise _Decline from None
     if cast(object, factory) is not FileBackend:
         raise _Decline
-    return dict(table)
+    return CheckedTable(table)
 
 
 def _keys(table: object, allowed: frozenset[str]) -> dict[str, Any]:

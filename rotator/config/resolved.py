@@ -9,10 +9,9 @@ state and the audit trail live, which environment variables and values are secre
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rotator.config.types import (
     AuditSettings,
@@ -25,6 +24,7 @@ from rotator.errors import ConfigError
 
 if TYPE_CHECKING:
     from backends import BackendConfig
+    from backends.base import CheckedTable
 
 _MATERIALIZE = threading.Lock()
 
@@ -34,8 +34,10 @@ class AccountConfig:
 
     `backends` are the backend models (pydantic, each backend's own `Config`). The fast
     loader (rotator/config/fast.py) has already proved each table valid without pydantic
-    and passes the tables instead: they become models on first use, which a pass with
-    nothing due never makes (so it never imports pydantic).
+    and passes the tables instead (built-in `file` tables only): they become models on
+    first use of `backends`. The engine builds backends from `backend_inputs`, which
+    gives those checked tables as they are, so neither a pass with nothing due nor a
+    rotation of such an account imports pydantic.
     """
 
     __slots__ = ("_backends", "_tables", "policy", "username")
@@ -46,7 +48,7 @@ class AccountConfig:
         username: str,
         policy: Policy,
         backends: tuple[BackendConfig, ...] | None = None,
-        tables: tuple[Mapping[str, Any], ...] | None = None,
+        tables: tuple[CheckedTable, ...] | None = None,
     ) -> None:
         if (backends is None) == (tables is None):
             raise TypeError("AccountConfig needs either backends or (checked) tables")
@@ -69,6 +71,15 @@ class AccountConfig:
                     assert self._tables is not None
                     self._backends = tuple(validate_config(dict(t)) for t in self._tables)
         return self._backends
+
+    @property
+    def backend_inputs(self) -> tuple[BackendConfig | CheckedTable, ...]:
+        """What the engine builds each backend from: the models once anything asked for
+        them, else the fast loader's checked `file` tables (built without pydantic)."""
+        if self._backends is not None:
+            return self._backends
+        assert self._tables is not None
+        return self._tables
 
     @property
     def backends_built(self) -> bool:

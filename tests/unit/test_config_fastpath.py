@@ -22,6 +22,7 @@ import sys
 import tomllib
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, get_args
 
 import pytest
@@ -327,3 +328,39 @@ def test_a_rule_across_tables_gives_the_same_problems_either_way() -> None:
     with pytest.raises(ConfigError) as caught:
         fast.parse_tables(tomllib.loads(doc), base_dir=BASE_DIR, source="t")
     assert [p.split(":")[0] for p in caught.value.problems] == ["defaults.ttl", "defaults.lease_ttl"]
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        {"type": "file", "path": "secrets/a.json"},
+        {"type": "file", "path": "/abs/b.json", "format": "raw"},
+        {"type": "file", "path": "~/c.json", "format": "json", "follow_symlinks": True},
+        {"type": "file", "path": "d", "follow_symlinks": False},
+    ],
+)
+def test_a_checked_file_table_builds_the_backend_its_model_builds(
+    table: dict[str, Any], tmp_path: Path
+) -> None:
+    """The engine builds a fast-loaded account's file backend from the table, no model."""
+    from backends.base import CheckedTable
+    from backends.file import FileBackend, FileConfig
+
+    def facts(backend: FileBackend) -> tuple[object, ...]:
+        return (backend.label, backend.fmt, backend.follow_symlinks, backend.describe())
+
+    from_table = FileBackend.from_config(CheckedTable(table), account="a", base_dir=tmp_path)
+    from_model = FileBackend.from_config(FileConfig(**table), account="a", base_dir=tmp_path)
+    assert facts(from_table) == facts(from_model)
+
+
+def test_the_engine_builds_fast_loaded_file_backends_without_models(tmp_path: Path) -> None:
+    from rotator.config import parse_config
+    from rotator.engine.workflow import Engine
+
+    config = parse_config(LAMBDA, base_dir=tmp_path)
+    store = SimpleNamespace(fingerprint_key=lambda: b"k")
+    engine = Engine(config, client=None, store=store)  # type: ignore[arg-type]
+    built = engine._build_backends(config.accounts[0])
+    assert [b.label for b in built] == [f"file:{tmp_path / 'secrets/svc_lambda_0.json'}"]
+    assert not config.accounts[0].backends_built
