@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import functools
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from backends.base import Backend, BackendConfig, BackendFactory, StoredToken, TokenRecord
+from backends.base import Backend, BackendFactory, StoredToken, TokenRecord
 from rotator.errors import ConfigError
+
+if TYPE_CHECKING:
+    from backends.models import BackendConfig
 
 __all__ = [
     "Backend",
@@ -65,6 +68,15 @@ def _load_factory(type_name: str) -> type[BackendFactory]:
             f"e.g. pip install 'rotator[{type_name.split('-')[0]}]'?"
         ) from exc
     return factory
+
+
+def __getattr__(name: str) -> Any:
+    """`BackendConfig` is imported on first use (see backends.base): no pydantic at import."""
+    if name == "BackendConfig":
+        from backends.models import BackendConfig
+
+        return BackendConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def validate_config(raw: dict[str, Any]) -> BackendConfig:

@@ -34,18 +34,21 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
-
-from pydantic import BaseModel, ConfigDict
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from rotator.secret import Secret
+
+if TYPE_CHECKING:
+    from backends.models import BackendConfig
 
 __all__ = [
     "JSON_TOKEN_FIELD",
     "Backend",
     "BackendConfig",
     "BackendFactory",
+    "CheckedTable",
     "KeySource",
+    "ModelOnDemand",
     "Receipt",
     "StoredToken",
     "TokenRecord",
@@ -142,15 +145,6 @@ class Backend(Protocol):
         ...
 
 
-class BackendConfig(BaseModel):
-    """Fields every backend accepts; a backend's `Config` subclasses this."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: str
-    format: ValueFormat = "json"
-
-
 class BackendFactory(Protocol):
     """What an entry point in `rotator.backends` must load to."""
 
@@ -211,3 +205,47 @@ def decode_value(text: str, **extra: str | None) -> StoredToken:
         if value is not None or key not in fields:
             fields[key] = value
     return StoredToken(token=Secret(token), **fields)
+
+
+class CheckedTable(dict[str, Any]):
+    """A backend table already proved valid for its backend's `Config`, kept as the dict.
+
+    Only the pydantic-free config loader makes these (rotator/config/fast.py), and only for
+    the built-in `file` type, after checking every key as `FileConfig` would: the engine
+    then builds the backend from the table (`FileBackend.from_config`) without importing
+    pydantic. Anything else asking for the account's backends gets the models.
+    """
+
+    @property
+    def type(self) -> str:
+        return str(self["type"])
+
+
+class ModelOnDemand:
+    """A backend's `Config` class attribute that imports its pydantic model on first read.
+
+    `FileBackend.Config` is `backends.models.FileConfig`, but loading the backend class
+    (an entry point, at every config load) does not import pydantic.
+    """
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module = module
+        self.name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> type[BackendConfig]:
+        import importlib
+
+        model: type[BackendConfig] = getattr(importlib.import_module(self.module), self.name)
+        return model
+
+
+def __getattr__(name: str) -> Any:
+    """`BackendConfig` (a pydantic model, in backends/models) is imported on first use.
+
+    Importing this module, which the engine does for every run, then costs no pydantic.
+    """
+    if name == "BackendConfig":
+        from backends.models import BackendConfig
+
+        return BackendConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

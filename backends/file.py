@@ -33,7 +33,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from backends._file_store import (
     Owner,
@@ -52,8 +52,9 @@ from backends._file_store import (
 )
 from backends._lease import LeaseGuard
 from backends.base import (
-    BackendConfig,
+    CheckedTable,
     KeySource,
+    ModelOnDemand,
     Receipt,
     StoredToken,
     TokenRecord,
@@ -64,22 +65,17 @@ from backends.base import (
 from rotator.errors import BackendConflict, BackendError
 from rotator.util.fsutil import atomic_write_bytes, fsync_dir
 
+if TYPE_CHECKING:
+    from backends.models import FileConfig
+
 __all__ = ["FileBackend", "FileConfig"]
-
-
-class FileConfig(BackendConfig):
-    """`[[accounts.backends]]` with `type = "file"`."""
-
-    path: str
-    # A symlink at `path` is refused unless this is true; then the file it points to is
-    # rotated (its directory gets the .pending/.rotator-backup/.rotator.json files).
-    follow_symlinks: bool = False
 
 
 class FileBackend:
     """A token in a local file; `promote` renames the staged file over the live one."""
 
-    Config: ClassVar[type[BackendConfig]] = FileConfig
+    # FileConfig is a pydantic model: imported when first read, not with this module.
+    Config = ModelOnDemand("backends.models", "FileConfig")
 
     def __init__(
         self, path: Path, *, fmt: ValueFormat = "json", follow_symlinks: bool = False
@@ -114,12 +110,20 @@ class FileBackend:
     @classmethod
     def from_config(cls, config: Any, *, account: str, base_dir: Path) -> FileBackend:
         """Build from a validated `FileConfig`; a relative `path` resolves against `base_dir`."""
-        cfg = config if isinstance(config, FileConfig) else FileConfig.model_validate(config)
-        path = Path(cfg.path).expanduser()
+        if isinstance(config, CheckedTable):  # proved valid: FileConfig's fields, no pydantic
+            configured = str(config["path"])
+            fmt: ValueFormat = config.get("format", "json")
+            follow_symlinks = bool(config.get("follow_symlinks", False))
+        else:
+            from backends.models import FileConfig
+
+            cfg = config if isinstance(config, FileConfig) else FileConfig.model_validate(config)
+            configured, fmt, follow_symlinks = cfg.path, cfg.format, cfg.follow_symlinks
+        path = Path(configured).expanduser()
         return cls(
             path if path.is_absolute() else (base_dir / path).absolute(),
-            fmt=cfg.format,
-            follow_symlinks=cfg.follow_symlinks,
+            fmt=fmt,
+            follow_symlinks=follow_symlinks,
         )
 
     @property
@@ -410,3 +414,12 @@ class FileBackend:
         self._resolve()
         with translate_errors(self.label, self.path, doing):
             yield
+
+
+def __getattr__(name: str) -> Any:
+    """`FileConfig` lives in backends/models (pydantic), imported on first use."""
+    if name == "FileConfig":
+        from backends.models import FileConfig
+
+        return FileConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,9 +1,12 @@
-"""Start-up cost of the `rotator` command: `--help`, and a scheduled `rotate` with nothing due.
+"""Start-up cost of the `rotator` command: `--help`, `rotate --help`, `status`, config load.
 
 Fresh interpreters, interleaved round by round with `python -c pass` as the floor, medians
-per variant. The no-op `rotate --all` runs over a state directory written here (accounts
-whose token is one day old, so nothing is due): it reads the config and the account
-records, changes nothing and talks to no server. `--importtime` also prints the
+per variant. `status` runs over a state directory written here (accounts whose token is
+one day old, so nothing is due): it reads the config and the account records, changes
+nothing and talks to no server. `config load` is `load_config` alone on
+the file benchmarks/bench_lambda.py writes (DynamoDB state, three file-backend accounts):
+the process's wall time, and (second table) the import + load time it measures itself,
+in-process, plus whether pydantic was imported. `--importtime` also prints the
 heaviest top-level imports of each command (`python -X importtime`).
 
     python benchmarks/bench_startup.py --rounds 15 [--accounts 10] [--importtime]
@@ -61,25 +64,64 @@ def write_fleet(root: Path, accounts: int) -> dict[str, str]:
     return env
 
 
+LAMBDA_CONFIG = """[motherduck]
+api_url = "http://127.0.0.1:9"
+admin_token_env = "MOTHERDUCK_ADMIN_TOKEN"
+[state]
+path = "state"
+store = "dynamodb"
+table = "rotator-bench"
+region = "us-east-1"
+endpoint_url = "http://127.0.0.1:9"
+[defaults]
+checks = ["readback"]
+revoke_grace = "0s"
+rotate_after = "30d"
+""" + "".join(
+    f'[[accounts]]\nusername = "svc_lambda_{i}"\n'
+    f'  [[accounts.backends]]\n  type = "file"\n  path = "secrets/svc_lambda_{i}.json"\n'
+    for i in range(3)
+)
+# Prints, after the process's own start-up: ms for `import rotator.config` + load_config,
+# and whether pydantic got imported. stdout is read by config_load_ms().
+CONFIG_LOAD = """
+import sys, time
+t = time.perf_counter()
+from pathlib import Path
+from rotator.config import load_config
+load_config(Path("lambda.toml"))
+print((time.perf_counter() - t) * 1000, "pydantic" in sys.modules)
+"""
+
+
 def variants(python: str, checkouts: dict[str, str]) -> dict[str, tuple[list[str], str]]:
     """name -> (argv, PYTHONPATH) for every command in every checkout."""
     runs = {"python -c pass": ([python, "-c", "pass"], str(ROOT))}
     for label, path in checkouts.items():
         suffix = f" [{label}]" if len(checkouts) > 1 else ""
         runs[f"rotator --help{suffix}"] = ([python, "-m", "rotator.cli", "--help"], path)
-        runs[f"rotator rotate --all (no-op){suffix}"] = (
-            [python, "-m", "rotator.cli", "--log-format", "json", "rotate", "--all"],
-            path,
+        runs[f"rotator rotate --help{suffix}"] = (
+            [python, "-m", "rotator.cli", "rotate", "--help"], path
         )
+        # `rotate --all` now probes the admin token first (a server is needed): `status`
+        # reads the same config and account records and talks to no server.
+        runs[f"rotator status (no-op){suffix}"] = ([python, "-m", "rotator.cli", "status"], path)
+        runs[f"config load{suffix}"] = ([python, "-c", CONFIG_LOAD], path)
     return runs
 
 
-def time_once(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+INSIDE: dict[str, list[tuple[float, bool]]] = {}  # config load: (ms in-process, pydantic?)
+
+
+def time_once(argv: list[str], env: dict[str, str], cwd: Path, name: str = "") -> float:
     start = time.perf_counter()
     done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, check=False)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{argv} exited {done.returncode}: {done.stderr.decode()[-400:]}")
+    if name.startswith("config load"):
+        ms, pydantic = done.stdout.decode().split()
+        INSIDE.setdefault(name, []).append((float(ms), pydantic == "True"))
     return elapsed
 
 
@@ -111,6 +153,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="rotator-startup-") as tmp:
         root = Path(tmp)
         base_env = write_fleet(root, args.accounts)
+        (root / "lambda.toml").write_text(LAMBDA_CONFIG)
         runs = variants(sys.executable, checkouts)
         envs = {name: {**base_env, "PYTHONPATH": path} for name, (_, path) in runs.items()}
         for name, (argv, _) in runs.items():
@@ -121,11 +164,17 @@ def main() -> int:
             if i % 2:
                 order.reverse()
             for name, (argv, _) in order:
-                samples[name].append(time_once(argv, envs[name], root))
+                samples[name].append(time_once(argv, envs[name], root, name))
         print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"{'command':41} {'median ms':>10} {'min ms':>8}  ({args.rounds} rounds)")
         for name, values in samples.items():
             print(f"{name:41} {statistics.median(values) * 1000:10.0f} {min(values) * 1000:8.0f}")
+        head = "import rotator.config + load_config"
+        print(f"\n{head:41} {'median ms':>10} {'min ms':>8}  pydantic")
+        for name, pairs in INSIDE.items():
+            pairs = pairs[-args.rounds:]  # not the warm-up
+            ms = [p[0] for p in pairs]
+            print(f"{name:41} {statistics.median(ms):10.1f} {min(ms):8.1f}  {pairs[-1][1]}")
         if args.importtime:
             for name, (argv, _) in runs.items():
                 if name.startswith("rotator"):

@@ -12,21 +12,27 @@ Shape (extend, don't rename):
 Every problem is reported as `accounts[0].backends[1].path: <what is wrong>`; unknown keys
 are rejected. Backend tables are validated by the backend's own `Config` model.
 
-This module only re-exports; each job has its own module (load imports problems,
-resolved and schema; resolved imports schema; schema imports keep; nothing imports back):
+This module only re-exports; each job has its own module (nothing imports back):
 
+    load.py      reading the file and the TOML; the fast loader, else the reference one
+    fast.py      the common valid file checked without pydantic (declines anything else)
+    slow.py      the reference loader: every table through its pydantic model, all problems
     schema.py    the TOML tables as pydantic models, each key checked on its own
+    values.py    the checks on single values both loaders run (one message each)
+    rules.py     the rules across keys and tables (lease timing, checks, ttl)
+    types.py     the plain frozen tables the rest of the tool reads (no pydantic)
     resolved.py  Config and AccountConfig: the frozen result the rest of the tool reads
-    load.py      reading the file, merging [defaults] into accounts, rules across keys
     problems.py  pydantic errors -> `field.path: message` lines and the ConfigError
     keep.py      `[state] keep_runs` ("90d" or a count per account)
+
+Importing this package imports no pydantic: only a file the fast loader declines does.
 
 Import these names from `rotator.config`; the submodules import each other, never this one.
 """
 
 from rotator.config.load import default_config_path, load_config, parse_config
 from rotator.config.resolved import AccountConfig, Config
-from rotator.config.schema import (
+from rotator.config.types import (
     AuditSettings,
     MotherDuckSettings,
     Notifications,

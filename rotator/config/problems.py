@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from typing import Any, TypeVar
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rotator.errors import ConfigError
 
-_M = TypeVar("_M", bound=BaseModel)
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
+
+# pydantic is imported only by the loader that reports errors (rotator/config/slow.py):
+# the fast loader uses config_error and did_you_mean alone.
+_M = TypeVar("_M", bound="BaseModel")
 
 
 def validate(model: type[_M], data: object, where: str, problems: list[str]) -> _M | None:
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(data)
     except ValidationError as exc:

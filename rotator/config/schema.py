@@ -2,15 +2,20 @@
 
 `[motherduck]` MotherDuckSettings, `[state]` StateSettings, `[audit]` AuditSettings,
 `[notifications]` Notifications, `[defaults]` and the per-account overrides Policy (with
-its `checks` entries, CheckSpec); RawConfig is the whole document and RawAccount one
-`[[accounts]]` table before its overrides are merged. Unknown keys are refused. Rules
-across tables (lease timing, checks that build, ttl against rotate_before_expiry) are
-the loader's, in rotator/config/load.py.
+its `checks` entries, CheckSpec, and its `hooks` table, Hooks of HookSpec); RawConfig is
+the whole document and RawAccount one `[[accounts]]` table before its overrides are
+merged. Unknown keys are refused. Rules across tables (lease timing, checks that build,
+ttl against rotate_before_expiry) are rotator/config/rules.py's.
+
+This is the reference validation and the source of every error message; it is imported
+only when the hand-written check of the common config (rotator/config/fast.py) declines
+a file. `to_plain` turns a validated model into the pydantic-free type of the same name
+(rotator/config/types.py) that the rest of the tool reads. Keep the class names: pydantic
+names them in some messages ("Input should be a valid dictionary or instance of Hooks").
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -24,17 +29,30 @@ from pydantic import (
     field_validator,
 )
 
+from rotator.config import types, values
 from rotator.durations import parse_duration
-from rotator.netpolicy import check_aws_region, insecure_reason
-from rotator.verify.hooks import Hooks
+from rotator.netpolicy import check_aws_region
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-USERNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{2,254}$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HookSpec(Strict):
+    command: tuple[str, ...] = Field(min_length=1)
+    timeout: Duration = timedelta(seconds=60)
+    on_error: Literal["rollback", "warn"] = "rollback"
+    pass_token: bool = False
+    env: Mapping[str, str] = Field(default_factory=dict)
+
+
+class Hooks(Strict):
+    after_store: HookSpec | None = None
+    after_promote: HookSpec | None = None
+    after_revoke: HookSpec | None = None
+    on_failure: HookSpec | None = None
 
 
 class MotherDuckSettings(Strict):
@@ -52,31 +70,13 @@ class MotherDuckSettings(Strict):
     # by name until then, before another is minted: a late commit would be orphaned.
     create_settle: Duration = timedelta(seconds=60)
 
-    @field_validator("create_settle")
-    @classmethod
-    def _settle_range(cls, value: timedelta) -> timedelta:
-        if not timedelta(0) <= value <= timedelta(minutes=10):
-            raise ValueError("must be between 0s and 10m")
-        return value
+    _settle_range = field_validator("create_settle")(values.settle_range)
+    _env_name = field_validator("admin_token_env")(values.env_name)
 
     @field_validator("api_url")
     @classmethod
     def _http_url(cls, value: str, info: ValidationInfo) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http(s) URL such as https://api.motherduck.com")
-        why = insecure_reason(value)
-        if why and not info.data.get("insecure"):
-            raise ValueError(
-                f"{why} would send the admin token in clear; use https, or set insecure = true"
-            )
-        return value.rstrip("/")
-
-    @field_validator("admin_token_env")
-    @classmethod
-    def _env_name(cls, value: str) -> str:
-        if not ENV_NAME_RE.fullmatch(value):
-            raise ValueError("must be an environment variable name")
-        return value
+        return values.api_url(value, insecure=bool(info.data.get("insecure")))
 
 
 class StateSettings(Strict):
@@ -90,15 +90,7 @@ class StateSettings(Strict):
     # `rotator state prune` and after a pass.
     keep_runs: str | int | None = None
 
-    @field_validator("keep_runs")
-    @classmethod
-    def _keep_runs(cls, value: str | int | None) -> str | int | None:
-        if value is not None:
-            from rotator.config.keep import parse_keep
-
-            parse_keep(value)
-        return value
-
+    _keep_runs = field_validator("keep_runs")(values.keep_runs)
     _region = field_validator("region")(check_aws_region)
 
     # DynamoDB: how far hosts' clocks may disagree; a lease is taken over only once it
@@ -129,7 +121,7 @@ class NotificationTarget(Strict):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
+        if not values.HTTP_URL_RE.match(value):
             raise ValueError("must be an http(s) URL")
         return value
 
@@ -159,9 +151,8 @@ def _check_spec(value: object) -> object:
     if isinstance(value, str):
         return {"type": value}
     if isinstance(value, Mapping):
-        known = {"type", "attempts", "interval"}
-        base = {k: v for k, v in value.items() if k in known}
-        base["options"] = {k: v for k, v in value.items() if k not in known}
+        base = {k: v for k, v in value.items() if k in values.CHECK_KEYS}
+        base["options"] = {k: v for k, v in value.items() if k not in values.CHECK_KEYS}
         return base
     return value
 
@@ -187,35 +178,10 @@ class Policy(Strict):
     window: str | None = None
     spread: Duration = timedelta(0)
 
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: str | None) -> str | None:
-        if value is not None:
-            from rotator.schedule import parse_window
-
-            parse_window(value)
-        return value
-
-    @field_validator("spread")
-    @classmethod
-    def _spread_range(cls, value: timedelta) -> timedelta:
-        if value > timedelta(days=365):
-            raise ValueError("must be at most 365d")
-        return value
-
-    @field_validator("ttl")
-    @classmethod
-    def _ttl_range(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and not 300 <= value.total_seconds() <= 31_536_000:
-            raise ValueError("must be between 300s and 365d (MotherDuck's ttl range)")
-        return value
-
-    @field_validator("lease_ttl")
-    @classmethod
-    def _lease_floor(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=30):
-            raise ValueError("must be at least 30s")
-        return value
+    _window = field_validator("window")(values.window)
+    _spread_range = field_validator("spread")(values.spread_range)
+    _ttl_range = field_validator("ttl")(values.ttl_range)
+    _lease_floor = field_validator("lease_ttl")(values.lease_floor)
 
 
 class RawAccount(BaseModel):
@@ -226,14 +192,7 @@ class RawAccount(BaseModel):
     username: str
     backends: list[dict[str, Any]] = Field(min_length=1)
 
-    @field_validator("username")
-    @classmethod
-    def _username(cls, value: str) -> str:
-        if not USERNAME_RE.fullmatch(value):
-            raise ValueError(
-                "must be 3-255 characters, start with a letter, letters/digits/underscore only"
-            )
-        return value
+    _username = field_validator("username")(values.username)
 
 
 class RawConfig(Strict):
@@ -243,3 +202,17 @@ class RawConfig(Strict):
     accounts: list[dict[str, Any]] = Field(default_factory=list)
     audit: AuditSettings = AuditSettings()
     notifications: Notifications = Notifications()
+
+
+def to_plain(value: Any) -> Any:
+    """A validated model (and the models, tuples and lists in it) as rotator/config/types.py's.
+
+    Each model becomes the dataclass of its own class name, field by field; anything else
+    is kept as it is (durations, strings, the `options` and `env` mappings).
+    """
+    if isinstance(value, BaseModel):
+        plain = getattr(types, type(value).__name__)
+        return plain(**{name: to_plain(getattr(value, name)) for name in type(value).model_fields})
+    if isinstance(value, tuple):
+        return tuple(to_plain(item) for item in value)
+    return value

@@ -287,7 +287,7 @@ class Engine:
             load_factory(cfg.type).from_config(
                 cfg, account=account.username, base_dir=self.config.base_dir
             )
-            for cfg in account.backends
+            for cfg in account.backend_inputs  # no backend model built for a checked table
         ]
         for backend in built:  # fingerprints keyed with the store's secret key, not the run id
             keyed = getattr(backend, "use_fingerprint_key", None)

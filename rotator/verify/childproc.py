@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from rotator.log import scrub
 from rotator.secret import Secret
 
 __all__ = ["CAPTURE_BYTES", "MESSAGE_CHARS", "ChildTimedOut", "Finished", "child_env", "run_child"]
@@ -123,6 +122,8 @@ def run_child(
         if proc.poll() is None:
             _kill_group(proc)
     text = bytes(tail).decode(errors="replace").strip()
+    from rotator.log import scrub  # structlog: not imported by a config load (checks.py)
+
     return Finished(returncode, scrub(text, MESSAGE_CHARS))
 
 

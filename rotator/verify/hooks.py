@@ -12,42 +12,18 @@ a hook whose outcome was not recorded a second time, so hooks should be safe to 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
 
 import structlog
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from rotator.durations import parse_duration
 from rotator.errors import HookFailed
 from rotator.secret import Secret
 from rotator.verify.childproc import ChildTimedOut, child_env, run_child
+from rotator.verify.hookspec import HookPoint, Hooks, HookSpec
 
-__all__ = ["HookSpec", "Hooks", "run_hook"]
+__all__ = ["HookPoint", "HookSpec", "Hooks", "run_hook"]
 
 log = structlog.get_logger("rotator.hooks")
-
-HookPoint = Literal["after_store", "after_promote", "after_revoke", "on_failure"]
-
-
-class HookSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    command: tuple[str, ...] = Field(min_length=1)
-    timeout: Annotated[timedelta, BeforeValidator(parse_duration)] = timedelta(seconds=60)
-    on_error: Literal["rollback", "warn"] = "rollback"
-    pass_token: bool = False
-    env: Mapping[str, str] = Field(default_factory=dict)
-
-
-class Hooks(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    after_store: HookSpec | None = None
-    after_promote: HookSpec | None = None
-    after_revoke: HookSpec | None = None
-    on_failure: HookSpec | None = None
 
 
 def run_hook(

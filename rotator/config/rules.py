@@ -1,0 +1,63 @@
+"""The rules across keys and tables, checked once every table has validated on its own.
+
+Checks that build, `ttl` against `rotate_before_expiry`, `lease_ttl` against the
+`[motherduck]` create_settle and timeout. Both loaders (rotator/config/fast.py and
+rotator/config/slow.py) call these in the same order, so a file gets the same problems
+whichever read it. They read attributes only: a pydantic model or its plain twin
+(rotator/config/types.py) will do.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from rotator.durations import format_duration
+from rotator.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rotator.config.types import MotherDuckSettings, Policy
+
+# A token that comes due sooner than this after it is made is replaced by every run.
+MIN_TOKEN_LIFE = timedelta(days=1)
+
+
+def check_lease_timing(
+    policy: Policy, where: str, md: MotherDuckSettings, problems: list[str]
+) -> None:
+    from rotator.state.lease import lease_timing_problem
+
+    problem = lease_timing_problem(policy.lease_ttl, md.create_settle, md.timeout)
+    if problem:
+        problems.append(f"{where}.lease_ttl: {problem}")
+
+
+def check_checks(policy: Policy, where: str, api_url: str, problems: list[str]) -> None:
+    """Build each check once so a bad type or option fails at load, before anything runs."""
+    from rotator.verify.checks import build_check
+
+    for i, spec in enumerate(policy.checks):
+        try:
+            build_check(spec.type, spec.options, api_url=api_url)
+        except ConfigError as exc:
+            problems.append(f"{where}.checks[{i}]: {exc}")
+
+
+def check_policy(policy: Policy, where: str, problems: list[str]) -> None:
+    """Refuse a policy under which every run rotates: a ttl'd token due as soon as made.
+
+    A token is due `rotate_before_expiry` before it expires, so it serves for
+    `ttl - rotate_before_expiry`; below MIN_TOKEN_LIFE each run (hourly under Lambda,
+    daily under cron) mints a new one. A short `rotate_after` is a deliberate choice.
+    """
+    if policy.ttl is None:
+        return
+    life = policy.ttl - policy.rotate_before_expiry
+    if life < MIN_TOKEN_LIFE:
+        problems.append(
+            f"{where}.ttl: {format_duration(policy.ttl)} must exceed rotate_before_expiry "
+            f"({format_duration(policy.rotate_before_expiry)}) by at least "
+            f"{format_duration(MIN_TOKEN_LIFE)}, or each token is due "
+            f"{format_duration(max(life, timedelta(0)))} after it is made and every run "
+            "rotates; raise ttl or lower rotate_before_expiry"
+        )

@@ -1,0 +1,84 @@
+"""The checks on one value that both loaders run: each returns the value kept, or raises.
+
+pydantic's field validators in rotator/config/schema.py call these, and so does the
+pydantic-free loader (rotator/config/fast.py): one definition of each rule and of its
+message. A ValueError's text becomes the problem line (`accounts[0].ttl: must be ...`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from rotator.netpolicy import insecure_reason
+
+USERNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{2,254}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+HTTP_URL_RE = re.compile(r"^https?://[^/\s]+")
+# `checks = [...]` entries: these keys are the check's own, every other one is an option.
+CHECK_KEYS = frozenset({"type", "attempts", "interval"})
+
+
+def api_url(value: str, *, insecure: bool) -> str:
+    if not HTTP_URL_RE.match(value):
+        raise ValueError("must be an http(s) URL such as https://api.motherduck.com")
+    why = insecure_reason(value)
+    if why and not insecure:
+        raise ValueError(
+            f"{why} would send the admin token in clear; use https, or set insecure = true"
+        )
+    return value.rstrip("/")
+
+
+def env_name(value: str) -> str:
+    if not ENV_NAME_RE.fullmatch(value):
+        raise ValueError("must be an environment variable name")
+    return value
+
+
+def settle_range(value: timedelta) -> timedelta:
+    if not timedelta(0) <= value <= timedelta(minutes=10):
+        raise ValueError("must be between 0s and 10m")
+    return value
+
+
+def keep_runs(value: str | int | None) -> str | int | None:
+    if value is not None:
+        from rotator.config.keep import parse_keep
+
+        parse_keep(value)
+    return value
+
+
+def window(value: str | None) -> str | None:
+    if value is not None:
+        from rotator.schedule import parse_window
+
+        parse_window(value)
+    return value
+
+
+def spread_range(value: timedelta) -> timedelta:
+    if value > timedelta(days=365):
+        raise ValueError("must be at most 365d")
+    return value
+
+
+def ttl_range(value: timedelta | None) -> timedelta | None:
+    if value is not None and not 300 <= value.total_seconds() <= 31_536_000:
+        raise ValueError("must be between 300s and 365d (MotherDuck's ttl range)")
+    return value
+
+
+def lease_floor(value: timedelta) -> timedelta:
+    if value < timedelta(seconds=30):
+        raise ValueError("must be at least 30s")
+    return value
+
+
+def username(value: str) -> str:
+    if not USERNAME_RE.fullmatch(value):
+        raise ValueError(
+            "must be 3-255 characters, start with a letter, letters/digits/underscore only"
+        )
+    return value
