@@ -18,6 +18,7 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
+from rotator.cli import gcpause
 from rotator.errors import ConfigError
 from rotator.secret import Secret
 
@@ -55,7 +56,9 @@ def make_engine(config: Config) -> Engine:
     """The CLI's engine: the admin token from the environment (or Secrets Manager)."""
     from rotator.assembly import build_engine
 
-    return build_engine(config, _admin_token)
+    engine = build_engine(config, _admin_token)
+    gcpause.resume()  # start-up is over (the command's heavy imports are done)
+    return engine
 
 
 def probe_admin_token(engine: Engine) -> None:
