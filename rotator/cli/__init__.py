@@ -8,6 +8,7 @@ The package, one job a module (imports flow down this list, never back to this f
     rotate.py             rotate: selection, --processes / --shard dispatch, outcomes, metrics
     output.py             what several commands write: say, print_outcomes, write_metrics
     wiring.py             args -> config -> engine (admin token), the admin-token probe
+    gcpause.py            the cyclic GC paused during start-up, frozen out of the way after
     exitcodes.py          the exit-status table, exit_code_for, worst
 Start-up: each command imports what it needs inside its function, so `rotator --help`
 loads no pydantic, httpx, structlog, rich or engine. The names tests and callers import
@@ -23,6 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO, cast
 
+from rotator.cli import gcpause
 from rotator.cli.admin import cmd_config, cmd_state, run_simulator
 from rotator.cli.exitcodes import (
     EXIT_ATTENTION,
@@ -82,6 +84,9 @@ def _tty(stream: TextIO) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    program = argv is None  # the `rotator` process itself, not a caller in-process
+    if program:
+        gcpause.pause()
     try:
         return _main(argv)
     except KeyboardInterrupt:
@@ -89,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError, ValueError):
             sys.stderr.write("rotator: stopped by SIGINT before starting; nothing was changed\n")
         return 128 + int(signal.SIGINT)
+    finally:
+        gcpause.resume()  # a command that built no engine
+        if program:
+            gcpause.exiting()
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, TextIO
 
 from rotator.cli.exitcodes import EXIT_ATTENTION, EXIT_INCOMPLETE, exit_code_for, worst
 from rotator.cli.output import print_outcomes, write_metrics
-from rotator.cli.wiring import command_config, make_engine, probe_admin_token
+from rotator.cli.wiring import (
+    AdminProbe,
+    command_config,
+    make_engine,
+    probe_admin_token,
+    start_admin_probe,
+)
 from rotator.engine import interrupt
 from rotator.errors import ConfigError, RotatorError
 
@@ -45,12 +51,20 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
     selected = _selected(config, args.usernames, args.all or bool(args.shard))
     names = select_shard(selected, args.shard)
     engine = make_engine(config)
-    probe_admin_token(engine)
+    probe: AdminProbe | None = None
+    if len(names) == 1 and not args.dry_run:
+        # One account: the probe's round trip overlaps the run's first reads, and the run
+        # waits for its answer before its first checkpoint or side effect (wiring.py).
+        probe = start_admin_probe(engine)
+    else:
+        probe_admin_token(engine)
 
     one = _rotate_one(engine, args, single=len(names) == 1)
     processes = _process_count(args, len(names))
     codes: dict[str, int] = {}
-    if processes > 1:
+    if probe is not None:
+        outcomes = [_settled(probe, one, names[0], codes)]
+    elif processes > 1:
         from rotator.ops.fleet_procs import run_fleet_processes
 
         pairs = run_fleet_processes(
@@ -78,6 +92,24 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
         live = not args.dry_run and not interrupt.stop_requested()
         write_metrics(engine, names, args.metrics_file, live=live)
     return worst(list(codes.values()))
+
+
+def _settled(
+    probe: AdminProbe, one: Callable[[str], tuple[Outcome, int]], name: str, codes: dict[str, int]
+) -> Outcome:
+    """One account's rotation with the probe in flight; the probe's failure comes first.
+
+    As when the probe is made before the run: a rejected admin token is the command's
+    error (exit 2) whatever the run did meanwhile, which was reads only (the run stops
+    at its gate), or nothing at all (not due).
+    """
+    try:
+        outcome, codes[name] = one(name)
+    except Exception:
+        probe()  # raises the probe's error in place of the run's
+        raise
+    probe()
+    return outcome
 
 
 def _process_count(args: argparse.Namespace, accounts: int) -> int:

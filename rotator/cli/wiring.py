@@ -2,22 +2,32 @@
 
 Every command that touches accounts starts here; pydantic, httpx and the engine are
 imported inside the functions, when a command needs them.
+
+The probe runs in one of two ways. `probe_admin_token` asks and waits: nothing starts
+before the answer. `start_admin_probe` (one account's rotation, the critical path of
+issue 16) sends it from a thread and hands the engine a gate that waits for the answer
+before the run's first checkpoint or side effect: the reads before them (the lease, the
+preflight listing and backend reads) overlap the probe's round trip, and a rejected token
+still stops the run with nothing written and nothing changed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import threading
 from typing import TYPE_CHECKING
 
+from rotator.cli import gcpause
 from rotator.errors import ConfigError
 from rotator.secret import Secret
 
 if TYPE_CHECKING:
     from rotator.config import Config
     from rotator.engine.workflow import Engine
+    from rotator.motherduck.client import MotherDuckClient
 
-__all__ = ["command_config", "make_engine", "probe_admin_token"]
+__all__ = ["AdminProbe", "command_config", "make_engine", "probe_admin_token", "start_admin_probe"]
 
 
 def command_config(args: argparse.Namespace) -> Config:
@@ -46,7 +56,9 @@ def make_engine(config: Config) -> Engine:
     """The CLI's engine: the admin token from the environment (or Secrets Manager)."""
     from rotator.assembly import build_engine
 
-    return build_engine(config, _admin_token)
+    engine = build_engine(config, _admin_token)
+    gcpause.resume()  # start-up is over (the command's heavy imports are done)
+    return engine
 
 
 def probe_admin_token(engine: Engine) -> None:
@@ -57,3 +69,51 @@ def probe_admin_token(engine: Engine) -> None:
     TransportError (1).
     """
     engine.client.active_accounts()
+
+
+class AdminProbe:
+    """The admin-token probe sent from a thread; calling it waits for the answer.
+
+    A call returns once the probe succeeded and raises what the probe raised otherwise,
+    every time it is called (the engine's gate, and the command after the pass).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._sent = threading.Event()
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        # The client (the admin token read, httpx imported) is built here, before the
+        # thread: a missing token fails at once, as with the plain probe. Waiting until
+        # the request has gone out (a millisecond or two) keeps the probe the first
+        # request sent.
+        client = engine.client
+        thread = threading.Thread(
+            target=self._ask, args=(client,), name="rotator-admin-probe", daemon=True
+        )
+        thread.start()
+        self._sent.wait()
+
+    def _ask(self, client: MotherDuckClient) -> None:
+        try:
+            client.active_accounts(on_sent=self._sent.set)
+        except BaseException as exc:  # handed to whoever waits; a thread has no caller
+            self._error = exc
+        finally:
+            self._sent.set()  # also when it never went out (refused, no route)
+            self._done.set()
+
+    def __call__(self) -> None:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+
+
+def start_admin_probe(engine: Engine) -> AdminProbe:
+    """Send the probe now; the engine's first checkpoint or side effect waits for its answer.
+
+    The command must call the returned probe once the engine is done (a pass that found
+    nothing due never reached the gate), so that a rejected token is exit 2 either way.
+    """
+    probe = AdminProbe(engine)
+    engine.effect_gate = probe
+    return probe

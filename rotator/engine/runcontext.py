@@ -56,6 +56,7 @@ class EngineParts(Protocol):
     store: StateStore
     on_event: EventSink | None
     clock: Callable[[], datetime]
+    effect_gate: Callable[[], None] | None
 
     @property
     def client(self) -> MotherDuckClient: ...
@@ -142,10 +143,21 @@ class RunContext:
         the store's durability barrier; `barrier=False` (a store with `check_lease`) skips
         that for a fence followed only by reads, whose effect has a barrier of its own.
         """
+        self._gate()
         check = None if barrier else getattr(self.e.store, "check_lease", None)
         self.lease = check(self.lease) if check is not None else self.e.store.save(self.lease)
         self._renewed_at = time.monotonic()
         pausepoints.reached(f"fence:{effect}")
+
+    def _gate(self) -> None:
+        """Before a checkpoint or side effect: wait for what the engine's caller left pending.
+
+        The CLI's admin-token probe answers meanwhile; its error stops the run here, before
+        the run's first write (`_save`) or effect (`_fence`), with nothing done.
+        """
+        gate = self.e.effect_gate
+        if gate is not None:
+            gate()
 
     def _keep_lease(self) -> None:
         """During a long wait: check and renew the lease once per renewal interval."""
@@ -321,6 +333,7 @@ class RunContext:
         )
 
     def _save(self, run: Run | None = None, *, account: bool = False) -> None:
+        self._gate()
         now = self.e.clock().isoformat()
         run_doc = None
         if run is not None:

@@ -109,10 +109,17 @@ class Runner(ForwardSteps, RevokeSteps, RollbackStep):
             if interrupt.stop_requested():  # SIGINT/SIGTERM: start nothing new
                 return interrupt.not_started(self.name)
             self._preflight()
+            # The caller's pending check (the CLI's admin-token probe, answered while the
+            # preflight read) settles before the run's first write; a stop asked for while
+            # it was pending still finds nothing written.
+            self._gate()
+            if interrupt.stop_requested():
+                return interrupt.not_started(self.name)
             run = self._start(run_id or new_run_id(), trigger, reason)
         elif (left := left_to_secretsmanager(run, trigger)) is not None:
             return left
         else:
+            self._gate()  # before a resumed run reads or waits for anything
             log.info(
                 "run.resumed",
                 run_id=run.run_id,

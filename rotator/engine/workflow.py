@@ -76,6 +76,10 @@ class Engine:
         self.clock = clock
         self._backends_for = backends_for or self._build_backends
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        # Called before a run's every checkpoint and side effect; raising stops the run
+        # before it wrote or changed anything (the CLI's admin-token probe, still in flight
+        # while the run reads: rotator/cli/wiring.py). None: nothing to wait for.
+        self.effect_gate: Callable[[], None] | None = None
 
     @property
     def client(self) -> MotherDuckClient:

@@ -175,9 +175,13 @@ class MotherDuckClient:
         body = {"config": dict(config)}
         return self._call("PUT", _INSTANCES, answers.object_, json=body, username=username)
 
-    def active_accounts(self) -> list[dict[str, Any]]:
-        """Accounts with running Ducklings; also a cheap probe that the token is an admin's."""
-        return self._call("GET", "/v1/active_accounts", answers.accounts)
+    def active_accounts(self, *, on_sent: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+        """Accounts with running Ducklings; also a cheap probe that the token is an admin's.
+
+        `on_sent` is called once a request has gone out (each attempt's), before its answer
+        is awaited: a caller in another thread can then know the probe was sent first.
+        """
+        return self._call("GET", "/v1/active_accounts", answers.accounts, on_sent=on_sent)
 
     # -- one call: request, retries, status mapping, parsing ---------------------------
 
@@ -189,6 +193,7 @@ class MotherDuckClient:
         *,
         json: Any = None,
         creating: tuple[str, str] | None = None,
+        on_sent: Callable[[], None] | None = None,
         **segments: str,
     ) -> _T:
         path = route.format(**{key: _seg(value) for key, value in segments.items()})
@@ -200,7 +205,7 @@ class MotherDuckClient:
             remaining = policy.timeout - (policy.clock() - start)
             timeout = self._attempt_timeout(remaining)
             try:
-                response, body = self._send(method, path, json, timeout)
+                response, body = self._send(method, path, json, timeout, on_sent)
             except httpx.TransportError as exc:
                 failure = self._classify.transport_failure(method, path, exc, creating)
             except TooLarge as exc:
@@ -213,7 +218,12 @@ class MotherDuckClient:
                 raise failure.error(attempt) from failure.cause
 
     def _send(
-        self, method: str, path: str, json: Any, timeout: float | httpx.Timeout
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        timeout: float | httpx.Timeout,
+        on_sent: Callable[[], None] | None = None,
     ) -> tuple[httpx.Response, bytes]:
         """One attempt: the answer and its body, read within a deadline and a size cap."""
         request = self._http.build_request(
@@ -225,6 +235,7 @@ class MotherDuckClient:
                 "Accept-Encoding": "identity",  # the size cap counts what the server sent
             },
             timeout=timeout,
+            extensions=None if on_sent is None else {"trace": _when_sent(on_sent)},
         )
         with deadline(_seconds(timeout)):
             response = self._http.send(request, stream=True)
@@ -317,6 +328,16 @@ def _transport_for(scheme: str) -> httpx.BaseTransport:
     import ssl  # ssl itself loads lazily too, as in httpx
 
     return DeadlineTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))  # trusts no CA
+
+
+def _when_sent(on_sent: Callable[[], None]) -> Callable[[str, dict[str, Any]], None]:
+    """An httpcore `trace` extension that calls `on_sent` once the request body went out."""
+
+    def trace(event: str, info: dict[str, Any]) -> None:
+        if event.endswith("send_request_body.complete"):
+            on_sent()
+
+    return trace
 
 
 def _seconds(timeout: float | httpx.Timeout) -> float:
