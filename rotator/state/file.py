@@ -22,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from rotator.errors import LeaseHeld, LeaseLost, StateError
+from rotator.state.fileio import AccountFiles, publish_once, read_file
 from rotator.state.journal import Journal, boot_id
 from rotator.state.lease import Lease, lease_held, lease_is_free, next_lease, pid_alive
 from rotator.state.store import SCHEMA_VERSION, Clock, Doc, parse_fingerprint_key, utcnow
@@ -32,68 +33,6 @@ __all__ = ["FileStore"]
 LOCK_WAIT = 30.0  # seconds to wait for the per-account state lock (see FileStore._flock)
 DELETE_BATCH = 256  # run deletions per journal append in `delete_runs`
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
-
-
-def _publish_once(path: Path, data: bytes) -> bool:
-    """Create `path` holding `data` (0600) unless it exists; False when it already did.
-
-    The content is written and fsynced under a temporary name and then hard-linked into
-    place, so a concurrent reader (another thread or process starting a run) sees either
-    no file or the whole key, never an empty one that it would have to refuse.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return True
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _read_file(path: str | Path) -> bytes:
-    """A small file's bytes: open, read until EOF, close (no stat, no buffer objects).
-
-    A read shorter than asked is the end of a regular file: no second read to see EOF.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunk = os.read(fd, 65536)
-        if len(chunk) < 65536:
-            return chunk
-        chunks = [chunk]
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-class _AccountFiles:
-    """One account's file names, built once per store (a rotation saves some 20 times),
-    and the lease as last read or written, with the bytes it was parsed from."""
-
-    __slots__ = ("account", "account_rel", "lease", "lease_path", "lease_rel", "lock")
-
-    def __init__(self, root: str, account: str) -> None:
-        name = f"{account.lower()}.json"
-        self.account_rel = f"accounts/{name}"
-        self.account = f"{root}/{self.account_rel}"
-        self.lease_rel = f"leases/{name}"
-        self.lease_path = f"{root}/{self.lease_rel}"
-        self.lock = f"{root}/leases/{account.lower()}.lock"
-        self.lease: tuple[bytes, Lease | None] | None = None
 
 
 class FileStore:
@@ -127,7 +66,7 @@ class FileStore:
         boot = boot_id() if durable else None
         self._journal = Journal(root, boot) if boot else None
         self._dirs: set[str] = set()  # directories this store made sure exist
-        self._files: dict[str, _AccountFiles] = {}
+        self._files: dict[str, AccountFiles] = {}
 
     def describe(self) -> str:
         return f"file:{self.root}"
@@ -144,7 +83,7 @@ class FileStore:
                 except FileNotFoundError:
                     ensure_private_dir(self.root)
                     key = secrets.token_bytes(32)
-                    if _publish_once(path, key.hex().encode()):
+                    if publish_once(path, key.hex().encode()):
                         self._key = key
                         return key
                     text = path.read_text(errors="replace")
@@ -301,13 +240,13 @@ class FileStore:
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _account_files(self, account: str) -> _AccountFiles:
+    def _account_files(self, account: str) -> AccountFiles:
         files = self._files.get(account)
         if files is None:
-            files = self._files.setdefault(account, _AccountFiles(self._root, account))
+            files = self._files.setdefault(account, AccountFiles(self._root, account))
         return files
 
-    def _read_lease(self, files: _AccountFiles) -> Lease | None:
+    def _read_lease(self, files: AccountFiles) -> Lease | None:
         """The account's lease as the file holds it now (read every time: another process
         may have taken it over); parsed again only when its bytes changed."""
         data = self._read_bytes(files.lease_path)
@@ -321,12 +260,12 @@ class FileStore:
         files.lease = (data, lease)  # one store: a thread reading it sees a matching pair
         return lease
 
-    def _write_lease(self, files: _AccountFiles, lease: Lease) -> None:
+    def _write_lease(self, files: AccountFiles, lease: Lease) -> None:
         data = self._encode(lease.to_doc())
         self._write(files.lease_rel, data)
         files.lease = (data, lease)
 
-    def _lock(self, files: _AccountFiles, account: str) -> int:
+    def _lock(self, files: AccountFiles, account: str) -> int:
         """Open and flock the account's lock file; the caller closes the fd (which unlocks)."""
         with self._errors("lock"):
             if self._leases not in self._dirs:
@@ -373,7 +312,7 @@ class FileStore:
             with self._errors("recover the journal of"):
                 self._journal.recover_once()
         try:
-            return _read_file(path)
+            return read_file(path)
         except FileNotFoundError:
             return None
         except OSError as exc:
