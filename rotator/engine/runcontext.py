@@ -124,7 +124,6 @@ class RunContext:
         self.record = engine.account_record(self.name)
         self._account_saved = self._account_facts()
         self._unsaved = False  # a transition made with save=False is not in the store yet
-        self._account_unsaved = False  # a run started, its record not written yet (`_start`)
         self._renew_every = self.policy.lease_ttl.total_seconds() / RENEW_FRACTION
         self._renewed_at = time.monotonic()
         guard = LeaseGuard(lease.fence, self._fence)
@@ -257,10 +256,10 @@ class RunContext:
         run.events.append({"at": now, "state": run.state.value, "detail": reason})
         self.record.active_run_id = run.run_id
         self.record.runs = [*self.record.runs, run.run_id][-50:]
-        # Written with the first step's intent (`creating`, before anything is sent), or by
-        # `_flush` if the run stops first: nothing happens in between, so a crash before
-        # that write leaves no trace of a run that did nothing.
-        self._unsaved = self._account_unsaved = True
+        # Saved on its own although the create's intent follows at once: from here on the
+        # run is the account's active run for anyone who looks (a second process deciding
+        # whether to resume it, or that nothing is due).
+        self._save(run, account=True)
         log.info("run.started", run_id=run_id, reason=reason, old_token_id=_id(run.old_token))
         return run
 
@@ -277,8 +276,7 @@ class RunContext:
 
         `save=False` is for a step that writes its own intent before its first side effect:
         the new state then reaches the store with that write (or with `_flush`), one
-        checkpoint fewer. A transition that changes the account record always saves (the
-        record of a run just started is written with the run's first save).
+        checkpoint fewer. A transition that changes the account record always saves.
         """
         log.info(
             "run.transitioned", run_id=run.run_id, from_state=run.state.value, to_state=state.value
@@ -299,9 +297,8 @@ class RunContext:
                 self.record.active_run_id = None
         # The run is rewritten at a transition; the account record only when a finished run
         # changed it (most transitions do not, and the store writes one file less).
-        # (A record still unwritten since `_start` goes with the run's next write anyway.)
         account = self._account_facts() != self._account_saved
-        if save or (account and not self._account_unsaved):
+        if save or account:
             self._save(run, account=account)
         else:
             self._unsaved = True
@@ -335,7 +332,6 @@ class RunContext:
             run.version += 1
             run_doc = run.to_doc()
         account_doc = None
-        account = account or self._account_unsaved
         if account:
             self.record.version += 1
             account_doc = self.record.to_doc()
@@ -344,7 +340,6 @@ class RunContext:
             self._unsaved = False
         if account:
             self._account_saved = self._account_facts()
-            self._account_unsaved = False
 
     def _flush(self, run: Run) -> None:
         """Write a transition made with `save=False` that no later save has carried yet."""
