@@ -34,6 +34,7 @@ class RevokeSteps(Sweeps):
         self._hook("after_promote", run)
         if run.old_token is None:
             # A first managed token revokes nothing it did not make: only this run's name.
+            self._flush(run)  # `promoted` on file before the listing and any revoke
             self._revoke_strays(run, self.e.client.list_tokens(self.name), prefix=run.token_name)
             return RunState.COMPLETED
         run.revoke_not_before = (self.e.clock() + self.policy.revoke_grace).isoformat()

@@ -209,6 +209,7 @@ class RunContext:
             "new_token_id": _id(run.new_token),
             "failure": run.failure,
         }
+        self._flush(run)  # the state the hook is told of is on file before it runs
         self._fence(f"hook:{point}")
         try:
             run_hook(point, spec, facts=facts, token=token, cwd=self.e.config.base_dir)
@@ -267,6 +268,9 @@ class RunContext:
         run.events.append({"at": now, "state": run.state.value, "detail": reason})
         self.record.active_run_id = run.run_id
         self.record.runs = [*self.record.runs, run.run_id][-50:]
+        # Saved on its own although the create's intent follows at once: from here on the
+        # run is the account's active run for anyone who looks (a second process deciding
+        # whether to resume it, or that nothing is due).
         self._save(run, account=True)
         log.info("run.started", run_id=run_id, reason=reason, old_token_id=_id(run.old_token))
         return run

@@ -57,6 +57,13 @@ log = structlog.get_logger("rotator.workflow")
 INTENT_FIRST = frozenset(
     {RunState.CREATING, RunState.STORING, RunState.PROMOTING, RunState.REVOKING}
 )
+# States whose step sends nothing before the next checkpoint write: `created` and
+# `verified` only name the next state (an intent-first one); `stored` and `promoted` run
+# a hook (flushed first, RunContext._hook) and then name the next state, which is saved,
+# or (a first managed token) sweep strays after a flush. The transition into one is
+# carried by that next write, as for INTENT_FIRST: a crash before it resumes from the
+# state before, whose step is safe to repeat and whose effects are all recorded.
+CARRIED = frozenset({RunState.CREATED, RunState.STORED, RunState.VERIFIED, RunState.PROMOTED})
 FORWARD = list(RunState)[: list(RunState).index(RunState.COMPLETED) + 1]
 # What a scheduled pass may still do to a run Secrets Manager drives: the revoke owed after
 # the grace, and cleanup of a failure. Everything before belongs to the four rotation steps.
@@ -269,6 +276,7 @@ class Runner(ForwardSteps, RevokeSteps, RollbackStep):
             RunState.ROLLING_BACK: self._rollback,
         }
         if self._reached_until(run):
+            self._flush(run)
             return final_outcome(run, self.name)  # a retried step: its work is done already
         while run.state in steps:
             if interrupt.stop_requested():  # SIGINT/SIGTERM: stop at this step boundary
@@ -295,7 +303,8 @@ class Runner(ForwardSteps, RevokeSteps, RollbackStep):
                 )
             if nxt is None:
                 break
-            self._transition(run, nxt, save=nxt not in INTENT_FIRST or nxt is self.until)
+            carried = nxt in INTENT_FIRST or nxt in CARRIED
+            self._transition(run, nxt, save=not carried or nxt is self.until)
             if run.state is self.until:
                 break
         self._flush(run)

@@ -120,9 +120,32 @@ class Run:
     version: int = 0
 
     def to_doc(self) -> dict[str, Any]:
-        doc: dict[str, Any] = _plain(self)
-        doc["state"] = self.state.value
-        return doc
+        # Field by field (what `_plain(self)` gives, the state as its value): this runs at
+        # every checkpoint, and the generic walk was two thirds of its cost.
+        return {
+            "run_id": _leaf(self.run_id),
+            "account": _leaf(self.account),
+            "state": self.state.value,
+            "token_name": _leaf(self.token_name),
+            "started_at": _leaf(self.started_at),
+            "updated_at": _leaf(self.updated_at),
+            "trigger": _leaf(self.trigger),
+            "old_token": None if self.old_token is None else _plain(self.old_token),
+            "new_token": None if self.new_token is None else _plain(self.new_token),
+            "backends": {k: _plain(v) for k, v in self.backends.items()},
+            "revoke_not_before": _leaf(self.revoke_not_before),
+            "revoke_attempts": _leaf(self.revoke_attempts),
+            "revoke_sent_at": _leaf(self.revoke_sent_at),
+            "create_attempts": _leaf(self.create_attempts),
+            "create_sent_at": _leaf(self.create_sent_at),
+            "failure": _leaf(self.failure),
+            "undone": _plain(self.undone),
+            "remaining": _plain(self.remaining),
+            "lost_token_ids": _plain(self.lost_token_ids),
+            "hooks_done": _plain(self.hooks_done),
+            "events": [_plain(event) for event in self.events],
+            "version": _leaf(self.version),
+        }
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Run:
@@ -173,6 +196,11 @@ class AccountRecord:
 
 
 _LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
+def _leaf(value: Any) -> Any:
+    """A scalar field's value as `_plain` gives it (refusing anything else)."""
+    return value if value.__class__ in _LEAVES else _plain(value)
 
 
 def _plain(value: Any) -> Any:

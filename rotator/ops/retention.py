@@ -8,8 +8,9 @@ reports). "Finished" is `completed` or `rolled_back`.
 
 Removing happens per account under the account's lease, so it never races a rotation:
 the account record's run index drops the ids first (a fenced write), then the run
-documents are deleted. A crash in between leaves unindexed documents, which the next
-full `prune` finds by listing the store. Accounts whose lease is held are skipped.
+documents are deleted in one batch (`delete_runs`: one durable sync for the batch). A
+crash in between, or part way through the batch, leaves unindexed documents, which the
+next full `prune` finds by listing the store. Accounts whose lease is held are skipped.
 
 Two ways in:
 - `prune_store` lists every run in the store (also runs of removed accounts and runs
@@ -68,7 +69,7 @@ class PrunableStore(Protocol):
 
     def list_runs(self) -> Iterator[Doc]: ...
 
-    def delete_run(self, run_id: str) -> None: ...
+    def delete_runs(self, run_ids: Sequence[str]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,9 +230,10 @@ def _prune_one(
             record.runs = [r for r in record.runs if r not in gone]
             record.version += 1
             lease = store.save(lease, account=record.to_doc())
-        for victim in victims:
-            store.delete_run(victim.run_id)
-            report.removed.append(victim)
+        # One batch: durable once, not once per run (a prune of thousands of runs took
+        # one journal sync each).
+        store.delete_runs([victim.run_id for victim in victims])
+        report.removed += victims
         if victims:
             log.info("state.pruned", account=account, runs=len(victims))
     finally:

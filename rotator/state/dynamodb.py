@@ -34,7 +34,7 @@ import contextlib
 import json
 import secrets
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -270,6 +270,11 @@ class DynamoDBStore:
         """Delete a finished run's item now instead of waiting for its TTL."""
         with _errors(self.table, "delete from"):
             self._ddb.delete_item(TableName=self.table, Key={"pk": {"S": f"run#{run_id}"}})
+
+    def delete_runs(self, run_ids: Sequence[str]) -> None:
+        """`delete_run` for each (each delete is durable on its own in DynamoDB)."""
+        for run_id in run_ids:
+            self.delete_run(run_id)
 
     # -- plumbing ----------------------------------------------------------------------
 

@@ -10,65 +10,29 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 from rotator.errors import LeaseHeld, LeaseLost, StateError
+from rotator.state.fileio import AccountFiles, publish_once, read_file
 from rotator.state.journal import Journal, boot_id
 from rotator.state.lease import Lease, lease_held, lease_is_free, next_lease, pid_alive
 from rotator.state.store import SCHEMA_VERSION, Clock, Doc, parse_fingerprint_key, utcnow
-from rotator.util.fsutil import atomic_write_bytes, ensure_private_dir, fsync_dir
+from rotator.util.fsutil import atomic_write_bytes, ensure_private_dir, fsync_dir, replace_bytes
 
 __all__ = ["FileStore"]
 
 LOCK_WAIT = 30.0  # seconds to wait for the per-account state lock (see FileStore._flock)
-
-
-def _publish_once(path: Path, data: bytes) -> bool:
-    """Create `path` holding `data` (0600) unless it exists; False when it already did.
-
-    The content is written and fsynced under a temporary name and then hard-linked into
-    place, so a concurrent reader (another thread or process starting a run) sees either
-    no file or the whole key, never an empty one that it would have to refuse.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return True
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _read_file(path: Path) -> bytes:
-    """A small file's bytes: open, read until EOF, close (no stat, no buffer objects)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+DELETE_BATCH = 256  # run deletions per journal append in `delete_runs`
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
 
 
 class FileStore:
@@ -88,6 +52,9 @@ class FileStore:
         pid_alive: Callable[[int], bool] = pid_alive,
     ) -> None:
         self.root = root
+        self._root = os.fspath(root)
+        self._runs = f"{self._root}/runs"
+        self._leases = f"{self._root}/leases"
         self._clock = clock
         self._durable = durable
         self._host = host or socket.gethostname()
@@ -98,7 +65,8 @@ class FileStore:
         # document write is durable on its own, as before.
         boot = boot_id() if durable else None
         self._journal = Journal(root, boot) if boot else None
-        self._dirs: set[Path] = set()
+        self._dirs: set[str] = set()  # directories this store made sure exist
+        self._files: dict[str, AccountFiles] = {}
 
     def describe(self) -> str:
         return f"file:{self.root}"
@@ -115,7 +83,7 @@ class FileStore:
                 except FileNotFoundError:
                     ensure_private_dir(self.root)
                     key = secrets.token_bytes(32)
-                    if _publish_once(path, key.hex().encode()):
+                    if publish_once(path, key.hex().encode()):
                         self._key = key
                         return key
                     text = path.read_text(errors="replace")
@@ -126,8 +94,10 @@ class FileStore:
 
     def acquire_lease(self, account: str, *, owner: str, ttl: timedelta) -> Lease:
         """Take the account's lease, or raise LeaseHeld naming the holder and expiry."""
-        with self._locked(account):
-            existing = self._read_lease(account)
+        files = self._account_files(account)
+        fd = self._lock(files, account)
+        try:
+            existing = self._read_lease(files)
             now = self._clock()
             if not lease_is_free(existing, now=now, host=self._host, pid_alive=self._pid_alive):
                 assert existing is not None
@@ -136,32 +106,35 @@ class FileStore:
                 existing, account=account, owner=owner, host=self._host, now=now, ttl=ttl
             )
             # Durable at the first barrier: the fence before the run's first side effect.
-            self._write(self._lease_path(account), lease.to_doc())
+            self._write_lease(files, lease)
             return lease
+        finally:
+            os.close(fd)
 
     def release_lease(self, lease: Lease) -> None:
         """Give the lease up early; a no-op if it was already taken over."""
-        with self._locked(lease.account):
-            current = self._read_lease(lease.account)
+        files = self._account_files(lease.account)
+        fd = self._lock(files, lease.account)
+        try:
+            current = self._read_lease(files)
             if current is not None and current.fence == lease.fence and not current.released:
-                self._write(
-                    self._lease_path(lease.account),
-                    replace(current, released=True).to_doc(),
-                )
+                self._write_lease(files, replace(current, released=True))
+        finally:
+            os.close(fd)
         self._barrier()  # the run's last records durable before we return
 
     def read_lease(self, account: str) -> Lease | None:
-        return self._read_lease(account)
+        return self._read_lease(self._account_files(account))
 
     # -- documents ---------------------------------------------------------------------
 
     def load_account(self, account: str) -> Doc | None:
-        return self._read(self._account_path(account))
+        return self._read(self._account_files(account).account)
 
     def load_run(self, run_id: str) -> Doc | None:
         if not run_id.replace("-", "").isalnum():
             raise StateError(f"run id {run_id!r} is not a rotator run id")
-        return self._read(self.root / "runs" / f"{run_id}.json")
+        return self._read(f"{self._runs}/{run_id}.json")
 
     def save(self, lease: Lease, *, run: Doc | None = None, account: Doc | None = None) -> Lease:
         """Write the run and/or account document under `lease`; returns the (renewed) lease.
@@ -183,8 +156,10 @@ class FileStore:
         return self._save(lease)
 
     def _save(self, lease: Lease, *, run: Doc | None = None, account: Doc | None = None) -> Lease:
-        with self._locked(lease.account):
-            current = self._read_lease(lease.account)
+        files = self._account_files(lease.account)
+        fd = self._lock(files, lease.account)
+        try:
+            current = self._read_lease(files)
             if current is None or current.fence != lease.fence or current.released:
                 holder = current.describe() if current else "nobody"
                 raise LeaseLost(
@@ -196,17 +171,18 @@ class FileStore:
             # right now (`verifying` during a long check) is what `rotator status`, a
             # supervisor or a second process reads.
             if run is not None:
-                run_path = self.root / "runs" / f"{run['run_id']}.json"
-                self._write(run_path, run)
+                self._write(f"runs/{run['run_id']}.json", self._encode(run))
             if account is not None:
-                self._write(self._account_path(lease.account), account)
+                self._write(files.account_rel, self._encode(account))
             now = self._clock()
             ttl = lease.expires_at - lease.acquired_at
             if current.expires_at - now < ttl / 2:
                 current = replace(
                     current, acquired_at=now, expires_at=now + ttl, version=current.version + 1
                 )
-                self._write(self._lease_path(lease.account), current.to_doc())
+                self._write_lease(files, current)
+        finally:
+            os.close(fd)
         return current
 
     # -- retention (rotator/ops/retention.py) -----------------------------------------------
@@ -214,62 +190,98 @@ class FileStore:
     def list_runs(self) -> Iterator[Doc]:
         """Every run document, in no particular order (`rotator state prune` reads them all)."""
         with self._errors("list"):
-            paths = sorted((self.root / "runs").glob("*.json")) if self.root.exists() else []
-        for path in paths:
-            doc = self._read(path)
+            try:
+                names = sorted(
+                    n for n in os.listdir(self._runs) if n.endswith(".json") and n[0] != "."
+                )
+            except FileNotFoundError:
+                names = []
+        for name in names:
+            doc = self._read(f"{self._runs}/{name}")
             if doc is not None:
                 yield doc
 
     def delete_run(self, run_id: str) -> None:
         """Remove a finished run's document (retention; the caller dropped it from the index)."""
-        path = self.root / "runs" / f"{run_id}.json"
+        self.delete_runs([run_id])
+
+    def delete_runs(self, run_ids: Sequence[str]) -> None:
+        """Remove finished runs' documents, durably when this returns: one sync for them all.
+
+        With the journal, a tombstone per run (so a replay after a power loss does not
+        revive it) is appended before its file goes, DELETE_BATCH to an append; without
+        it, the files go and their directory is fsynced once. A crash part way leaves
+        some documents not deleted yet, which the next prune finds (nothing indexes them).
+        """
         with self._errors("delete from"):
             if self._journal is not None:
-                if path.exists():
-                    # A tombstone, so a replay after a crash does not revive it.
+                for start in range(0, len(run_ids), DELETE_BATCH):
+                    names = [f"{run_id}.json" for run_id in run_ids[start : start + DELETE_BATCH]]
                     self._journal.write(
-                        [(f"runs/{run_id}.json", None)], lambda: path.unlink(missing_ok=True)
+                        [(f"runs/{name}", None) for name in names],
+                        functools.partial(self._unlink_runs, names),
                     )
+                if run_ids:
                     self._journal.sync()
                 return
+            if self._unlink_runs([f"{run_id}.json" for run_id in run_ids]) and self._durable:
+                fsync_dir(Path(self._runs))
+
+    def _unlink_runs(self, names: Sequence[str]) -> bool:
+        """Remove these files of runs/; True if any was there."""
+        removed = False
+        for name in names:
             try:
-                path.unlink()
+                os.unlink(f"{self._runs}/{name}")
+                removed = True
             except FileNotFoundError:
-                return
-            if self._durable:
-                fsync_dir(path.parent)
+                continue
+        return removed
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _account_path(self, account: str) -> Path:
-        return self.root / "accounts" / f"{account.lower()}.json"
+    def _account_files(self, account: str) -> AccountFiles:
+        files = self._files.get(account)
+        if files is None:
+            files = self._files.setdefault(account, AccountFiles(self._root, account))
+        return files
 
-    def _lease_path(self, account: str) -> Path:
-        return self.root / "leases" / f"{account.lower()}.json"
+    def _read_lease(self, files: AccountFiles) -> Lease | None:
+        """The account's lease as the file holds it now (read every time: another process
+        may have taken it over); parsed again only when its bytes changed."""
+        data = self._read_bytes(files.lease_path)
+        if data is None:
+            return None
+        cached = files.lease
+        if cached is not None and cached[0] == data:
+            return cached[1]
+        doc = self._parse(files.lease_path, data)
+        lease = Lease.from_doc(doc) if doc else None
+        files.lease = (data, lease)  # one store: a thread reading it sees a matching pair
+        return lease
 
-    def _read_lease(self, account: str) -> Lease | None:
-        doc = self._read(self._lease_path(account))
-        return Lease.from_doc(doc) if doc else None
+    def _write_lease(self, files: AccountFiles, lease: Lease) -> None:
+        data = self._encode(lease.to_doc())
+        self._write(files.lease_rel, data)
+        files.lease = (data, lease)
 
-    @contextlib.contextmanager
-    def _locked(self, account: str) -> Iterator[None]:
-        leases = self.root / "leases"
-        lock = leases / f"{account.lower()}.lock"
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+    def _lock(self, files: AccountFiles, account: str) -> int:
+        """Open and flock the account's lock file; the caller closes the fd (which unlocks)."""
         with self._errors("lock"):
-            if leases not in self._dirs:
-                ensure_private_dir(leases)
-                self._dirs.add(leases)
+            if self._leases not in self._dirs:
+                ensure_private_dir(Path(self._leases))
+                self._dirs.add(self._leases)
             try:
-                fd = os.open(lock, flags, 0o600)
+                fd = os.open(files.lock, _LOCK_FLAGS, 0o600)
             except FileNotFoundError:  # the directory went away since: make it again
-                ensure_private_dir(leases)
-                fd = os.open(lock, flags, 0o600)
+                ensure_private_dir(Path(self._leases))
+                fd = os.open(files.lock, _LOCK_FLAGS, 0o600)
         try:
             self._flock(fd, account)
-            yield
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        return fd
 
     def _flock(self, fd: int, account: str) -> None:
         """Take the account's lock, waiting at most LOCK_WAIT seconds.
@@ -295,16 +307,22 @@ class FileStore:
                     ) from None
                 time.sleep(0.01)
 
-    def _read(self, path: Path) -> Doc | None:
+    def _read_bytes(self, path: str) -> bytes | None:
         if self._journal is not None:
             with self._errors("recover the journal of"):
                 self._journal.recover_once()
         try:
-            data = _read_file(path)
+            return read_file(path)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise StateError(f"cannot read state file {path}: {exc.strerror}") from exc
+
+    def _read(self, path: str) -> Doc | None:
+        data = self._read_bytes(path)
+        return None if data is None else self._parse(path, data)
+
+    def _parse(self, path: str, data: bytes) -> Doc:
         try:
             doc = json.loads(data.decode("utf-8"))
         except ValueError as exc:
@@ -323,25 +341,31 @@ class FileStore:
         # rotation writes some 30 documents). `python -m json.tool` shows a file indented.
         return json.dumps({"schema": SCHEMA_VERSION, **doc}, sort_keys=True).encode()
 
-    def _write(self, path: Path, doc: Doc) -> None:
-        data = self._encode(doc)
-        with self._errors("write to"):
-            if self._journal is None:
-                atomic_write_bytes(path, data, durable=self._durable)
-                return
-            rel = path.relative_to(self.root).as_posix()
-            self._journal.write([(rel, data)], lambda: self._write_file(path, data))
-
-    def _write_file(self, path: Path, data: bytes) -> None:
-        """Atomic, not fsynced (the journal has it); the directory made once per store."""
-        known = path.parent in self._dirs
+    def _write(self, rel: str, data: bytes) -> None:
+        """Replace the document at `rel` (relative to the root) with `data`."""
+        path = f"{self._root}/{rel}"
         try:
-            atomic_write_bytes(path, data, durable=False, make_dirs=not known)
+            if self._journal is None:
+                atomic_write_bytes(Path(path), data, durable=self._durable)
+                return
+            self._journal.write([(rel, data)], lambda: self._write_file(path, data))
+        except OSError as exc:
+            raise self._error("write to", exc) from exc
+
+    def _write_file(self, path: str, data: bytes) -> None:
+        """Atomic, not fsynced (the journal has it); the directory made once per store."""
+        directory, name = path.rsplit("/", 1)
+        known = directory in self._dirs
+        if not known:
+            ensure_private_dir(Path(directory))
+        try:
+            replace_bytes(directory, name, data)
         except FileNotFoundError:
             if not known:
                 raise
-            atomic_write_bytes(path, data, durable=False)  # the directory went away
-        self._dirs.add(path.parent)
+            ensure_private_dir(Path(directory))  # the directory went away
+            replace_bytes(directory, name, data)
+        self._dirs.add(directory)
 
     def _barrier(self) -> None:
         """Make every document this store wrote durable (one journal fdatasync, shared)."""
@@ -349,12 +373,15 @@ class FileStore:
             with self._errors("sync the journal of"):
                 self._journal.sync()
 
+    def _error(self, action: str, exc: OSError) -> StateError:
+        return StateError(
+            f"cannot {action} state directory {self.root}: {exc.strerror or exc}; "
+            "check [state] path and its permissions"
+        )
+
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
         try:
             yield
         except OSError as exc:
-            raise StateError(
-                f"cannot {action} state directory {self.root}: {exc.strerror or exc}; "
-                "check [state] path and its permissions"
-            ) from exc
+            raise self._error(action, exc) from exc

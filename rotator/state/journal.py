@@ -21,8 +21,13 @@ Why the JSON files stay correct:
   last barrier: exactly the state the engine needs, because a barrier precedes every
   external side effect (`RunContext._fence`) and every release of a lease.
 
-Records: `\\n<crc32 hex> <json>\\n`, the JSON being `{"p": "runs/<id>.json", "b": "<the
-file's text>"}` (`"b": null` for a deleted file). A record torn by the crash fails its
+Records: `\\n<crc32 hex> <payload>\\n`, the payload being the document's path, a NUL and
+`w` followed by the file's bytes (`runs/<id>.json\\0w{...}`), or the path, a NUL and `d`
+for a deleted file. A document whose bytes or path hold a newline (never one this store
+encodes: its JSON is one line) is written in the older JSON form `{"p": "runs/<id>.json",
+"b": "<the file's text>"}` (`"b": null` for a deleted file), which replay still reads.
+Embedding the bytes as they are costs nothing per write, where escaping them into a JSON
+string cost as much as encoding the document. A record torn by the crash fails its
 checksum and is skipped; the leading newline keeps the record after it intact.
 
 Several processes share one journal (O_APPEND; each holds a shared `flock` on it while
@@ -62,8 +67,26 @@ def boot_id() -> str | None:
 
 
 def _record(rel: str, data: bytes | None) -> bytes:
-    payload = json.dumps({"p": rel, "b": None if data is None else data.decode()}).encode()
+    path = rel.encode()
+    if b"\n" in path or b"\0" in path or (data is not None and b"\n" in data):
+        payload = json.dumps({"p": rel, "b": None if data is None else data.decode()}).encode()
+    elif data is None:
+        payload = path + b"\0d"
+    else:
+        payload = b"%s\0w%s" % (path, data)
     return b"\n%08x %s\n" % (zlib.crc32(payload), payload)
+
+
+def _parse(payload: bytes) -> tuple[object, object]:
+    """(path, bytes or None) of a record's payload, in either form; ValueError if neither."""
+    if payload[:1] == b"{":
+        doc = json.loads(payload)
+        text = doc.get("b")
+        return doc.get("p"), text.encode() if isinstance(text, str) else text
+    rel, sep, rest = payload.partition(b"\0")
+    if not sep or rest[:1] not in (b"w", b"d") or (rest[:1] == b"d" and len(rest) > 1):
+        raise ValueError("not a record")
+    return rel.decode(), rest[1:] if rest[:1] == b"w" else None
 
 
 def read_records(blob: bytes) -> Iterator[tuple[str, bytes | None]]:
@@ -75,14 +98,13 @@ def read_records(blob: bytes) -> Iterator[tuple[str, bytes | None]]:
         try:
             if int(line[:8], 16) != zlib.crc32(payload):
                 continue
-            doc = json.loads(payload)
-        except ValueError:
+            rel, data = _parse(payload)
+        except (ValueError, AttributeError):
             continue
-        rel, text = doc.get("p"), doc.get("b")
         if not isinstance(rel, str) or not _DOC_PATH.match(rel):
             continue
-        if text is None or isinstance(text, str):
-            yield rel, None if text is None else text.encode()
+        if data is None or isinstance(data, bytes):
+            yield rel, data
 
 
 class Journal:
@@ -104,22 +126,6 @@ class Journal:
         self._written = 0  # appends made by this process
         self._synced = 0  # of which known durable
         self._syncing = False
-
-    @contextlib.contextmanager
-    def shared(self) -> Iterator[None]:
-        """Held by an append and the file write it covers: a compaction (which syncs the
-        filesystem and truncates the journal) never runs in between."""
-        with self._gate:
-            while self._exclusive:
-                self._gate.wait()
-            self._active += 1
-        try:
-            yield
-        finally:
-            with self._gate:
-                self._active -= 1
-                if not self._active:
-                    self._gate.notify_all()
 
     @contextlib.contextmanager
     def _alone(self) -> Iterator[bool]:
@@ -201,18 +207,33 @@ class Journal:
             self._fd = fd
         return self._fd
 
-    def write(self, entries: Sequence[tuple[str, bytes | None]], apply: Callable[[], None]) -> None:
+    def write(
+        self, entries: Sequence[tuple[str, bytes | None]], apply: Callable[[], object]
+    ) -> None:
         """Append `entries` (relative path, file bytes or None for a deletion), then `apply()`
         (which writes the files themselves); not durable until `sync()`."""
-        blob = b"".join(_record(rel, data) for rel, data in entries)
-        with self.shared():
-            fd = self._open()
+        blob = b"".join([_record(rel, data) for rel, data in entries])
+        # The gate's shared side (see __init__), inline: this runs at every checkpoint
+        # write. A compaction (which syncs the filesystem and truncates the journal) never
+        # runs between the append and the file write it covers.
+        gate = self._gate
+        with gate:
+            while self._exclusive:
+                gate.wait()
+            self._active += 1
+        try:
+            fd = self._fd if self._fd is not None else self._open()
             if os.write(fd, blob) != len(blob):  # O_APPEND: one call, whoever else appends
                 raise OSError(errno.EIO, "short write to the journal")
             apply()
             with self._cv:
                 self._written += 1
             full = os.lseek(fd, 0, os.SEEK_CUR) >= COMPACT_AT
+        finally:
+            with gate:
+                self._active -= 1
+                if not self._active:
+                    gate.notify_all()
         if full:
             self._compact(fd)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -62,10 +62,21 @@ class Lease:
     version: int = 0  # bumped by every renewal: a takeover is conditional on the one it read
 
     def to_doc(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["acquired_at"] = self.acquired_at.isoformat()
-        doc["expires_at"] = self.expires_at.isoformat()
-        return doc
+        # Field by field: `asdict` deep-copies every value (35 us; leases are written at
+        # acquire, renewal and release of every run).
+        return {
+            "account": self.account,
+            "owner": self.owner,
+            "pid": self.pid,
+            "host": self.host,
+            "fence": self.fence,
+            "acquired_at": self.acquired_at.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+            "released": self.released,
+            "boot_id": self.boot_id,
+            "pid_ns": self.pid_ns,
+            "version": self.version,
+        }
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> Lease:
@@ -102,13 +113,22 @@ def _read_text(path: str) -> str | None:
         return None
 
 
+_identity: tuple[int, tuple[str | None, str | None]] | None = None
+
+
 def process_identity() -> tuple[str | None, str | None]:
     """(boot id, PID namespace id) of this process; None where the platform cannot tell.
 
     Linux: /proc/sys/kernel/random/boot_id and the /proc/self/ns/pid link. A pid is only
-    comparable between two processes that agree on both.
+    comparable between two processes that agree on both. Read once per process (neither
+    changes while it lives; a forked child, whose pid differs, reads them again).
     """
-    return _read_text("/proc/sys/kernel/random/boot_id"), _read_link("/proc/self/ns/pid")
+    global _identity
+    pid = os.getpid()
+    if _identity is None or _identity[0] != pid:
+        found = _read_text("/proc/sys/kernel/random/boot_id"), _read_link("/proc/self/ns/pid")
+        _identity = (pid, found)
+    return _identity[1]
 
 
 def pid_alive(pid: int) -> bool:

@@ -11,13 +11,13 @@ import itertools
 import os
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "ensure_private_dir", "fsync_dir"]
+__all__ = ["atomic_write_bytes", "ensure_private_dir", "fsync_dir", "replace_bytes"]
 
 _TEMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
 _temp_serial = itertools.count()  # `next` on it is atomic under the GIL: unique per process
 
 
-def _create_temp(directory: Path, name: str) -> tuple[int, str]:
+def _create_temp(directory: Path | str, name: str) -> tuple[int, str]:
     """A new file `.<name>.<pid>-<n>.tmp` in `directory`, mode 0600, opened exclusively.
 
     What `tempfile.mkstemp` gives (same flags and mode), without its random-name machinery
@@ -93,3 +93,23 @@ def atomic_write_bytes(
         raise
     if durable and sync_dir:
         fsync_dir(path.parent)
+
+
+def replace_bytes(directory: str, name: str, data: bytes) -> None:
+    """`atomic_write_bytes(Path(directory) / name, data, durable=False, make_dirs=False)` on
+    plain strings: the file state store's per-checkpoint write, where building and
+    converting `Path` objects was a fifth of the CPU (its journal makes the write durable).
+    """
+    fd, tmp = _create_temp(directory, name)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, os.path.join(directory, name))
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -243,3 +243,13 @@ def test_state_lock_held_by_a_stalled_process_gives_up(
     finally:
         os.close(fd)
     assert s.acquire_lease("svc_a", owner="two", ttl=timedelta(minutes=5)).owner == "two"
+
+
+def test_a_lease_document_holds_every_field_and_reads_back_equal() -> None:
+    """Lease.to_doc is written field by field: it must still hold every field."""
+    import dataclasses
+
+    lease = Lease("svc_a", "o", 12, "h", 7, T0, T0 + timedelta(minutes=5), True, "b", "ns", 3)
+    doc = lease.to_doc()
+    assert set(doc) == {f.name for f in dataclasses.fields(Lease)}
+    assert Lease.from_doc(json.loads(json.dumps(doc))) == lease

@@ -197,3 +197,44 @@ def test_threads_saving_while_the_journal_compacts(
         assert json.loads((tmp_path / "accounts" / f"svc_{n}.json").read_text())["last"] == 28
     later = store_on(tmp_path, BOOT_B, monkeypatch)
     assert all(later.load_run(f"r{n}")["version"] == 29 for n in range(8))  # type: ignore[index]
+
+
+def test_records_carry_the_bytes_as_they_are_and_replay_both_forms() -> None:
+    """A record embeds the document's bytes (no JSON escaping); a path or document holding
+    a newline is written in the older JSON form; both forms, and deletions, replay."""
+    doc = b'{"run_id": "r1", "detail": "a \\"quoted\\" \\\\ text"}'
+    raw = journal._record("runs/r1.json", doc)
+    assert doc in raw and raw.count(b"\n") == 2
+    odd = journal._record("runs/r2.json", b'{"x": 1}\n')
+    assert b'"p": "runs/r2.json"' in odd
+    legacy = b"\n%08x %s\n" % (
+        journal.zlib.crc32(p := json.dumps({"p": "runs/r3.json", "b": '{"v": 3}'}).encode()), p
+    )
+    gone = journal._record("runs/r4.json", None)
+    blob = raw + odd + legacy + gone + journal._record("runs/r5.json\nx", b"{}")
+    assert list(journal.read_records(blob)) == [
+        ("runs/r1.json", doc),
+        ("runs/r2.json", b'{"x": 1}\n'),
+        ("runs/r3.json", b'{"v": 3}'),
+        ("runs/r4.json", None),
+    ]
+
+
+def test_a_lease_taken_over_is_seen_by_a_store_that_read_it_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store re-parses a lease only when its bytes change: another process's takeover
+    (new bytes) is still what the next save checks against."""
+    clock = [T0]
+    monkeypatch.setattr(checkpoint, "boot_id", lambda: BOOT_A)
+    mine = FileStore(tmp_path, clock=lambda: clock[0], host="host-a")
+    other = FileStore(tmp_path, clock=lambda: clock[0], host="host-b")
+    lease = mine.acquire_lease("svc_a", owner="one", ttl=TTL)
+    lease = mine.save(lease, run={"run_id": "r1", "version": 1})
+    assert mine.read_lease("svc_a") == lease
+    clock[0] = T0 + TTL * 2
+    taken = other.acquire_lease("svc_a", owner="two", ttl=TTL)
+    assert mine.read_lease("svc_a") == taken
+    with pytest.raises(LeaseLost):
+        mine.save(lease, run={"run_id": "r1", "version": 2})
+    assert mine.load_run("r1") == {"run_id": "r1", "version": 1, "schema": 1}

@@ -177,3 +177,14 @@ class TestToDoc:
         run.backends["file:x"].receipt = {"when": NOW}
         with pytest.raises(TypeError, match="datetime"):
             run.to_doc()
+
+
+def test_run_to_doc_names_every_field_as_the_generic_walk_does() -> None:
+    """Run.to_doc is written field by field: it must hold every field, as `_plain` would."""
+    from rotator.engine.runrecord import _plain
+
+    run = TestToDoc().populated_run()
+    run.undone, run.remaining, run.failure = ["x"], ["y"], "why"
+    run.revoke_not_before, run.revoke_attempts, run.revoke_sent_at = "t", 2, "s"
+    assert set(run.to_doc()) == {f.name for f in dataclasses.fields(Run)}
+    assert run.to_doc() == _plain(run) | {"state": run.state.value}
