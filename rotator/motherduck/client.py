@@ -288,36 +288,56 @@ class MotherDuckClient:
 
 
 def _client(timeout: float | httpx.Timeout) -> httpx.Client:
-    return httpx.Client(timeout=timeout, transport=_TransportPerScheme())
+    return httpx.Client(timeout=timeout, transport=_TransportPerThread())
 
 
-class _TransportPerScheme(httpx.BaseTransport):
-    """A DeadlineTransport per URL scheme, each made at that scheme's first request.
+class _TransportPerThread(httpx.BaseTransport):
+    """A DeadlineTransport per calling thread and URL scheme, made at that thread's first
+    request of that scheme.
 
-    A verifying TLS context (loading the CA bundle: ~40 ms of a Lambda cold start) is then
-    built when the first https request needs it, not with the client; an http-only client
-    (a loopback simulator) never builds one. Its plain-http transport gets a TLS context
-    that trusts nothing, so that if it ever were asked for TLS it would fail closed; https
-    always goes to the transport with the default, verifying context.
+    Why per thread: httpcore's pool, on every request and every response close, walks all
+    the connections it holds (polling each idle one) under one lock. A fleet shares a
+    client among 16-32 threads, so one pool held as many connections and that walk was
+    about a tenth of the fleet's CPU; a thread's own pool holds the one connection it
+    uses. When a thread makes its first transport, those of threads that have ended are
+    closed, so a client that lives on (new threads per run) holds only live threads'.
+
+    Why made on first use: a verifying TLS context (loading the CA bundle: ~40 ms of a
+    Lambda cold start) is then built when the first https request needs it, not with the
+    client; an http-only client (a loopback simulator) never builds one. Its plain-http
+    transport gets a TLS context that trusts nothing, so that if it ever were asked for
+    TLS it would fail closed; https always goes to a transport with the default,
+    verifying context.
     """
 
     def __init__(self) -> None:
-        self._by_scheme: dict[str, httpx.BaseTransport] = {}
+        self._local = threading.local()
+        self._every: dict[tuple[threading.Thread, str], httpx.BaseTransport] = {}
         self._lock = threading.Lock()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         scheme = request.url.scheme
-        transport = self._by_scheme.get(scheme)
+        mine: dict[str, httpx.BaseTransport] | None = getattr(self._local, "by_scheme", None)
+        if mine is None:
+            mine = self._local.by_scheme = {}
+        transport = mine.get(scheme)
         if transport is None:
-            with self._lock:
-                transport = self._by_scheme.get(scheme)
-                if transport is None:
-                    transport = self._by_scheme[scheme] = _transport_for(scheme)
+            transport = mine[scheme] = self._new(scheme)
         return transport.handle_request(request)
+
+    def _new(self, scheme: str) -> httpx.BaseTransport:
+        transport = _transport_for(scheme)
+        with self._lock:
+            ended = [key for key in self._every if not key[0].is_alive()]
+            stale = [self._every.pop(key) for key in ended]
+            self._every[(threading.current_thread(), scheme)] = transport
+        for old in stale:
+            old.close()
+        return transport
 
     def close(self) -> None:
         with self._lock:
-            transports, self._by_scheme = list(self._by_scheme.values()), {}
+            transports, self._every = list(self._every.values()), {}
         for transport in transports:
             transport.close()
 

@@ -1,0 +1,80 @@
+"""The MotherDuck client's own httpx transport: one per calling thread and URL scheme."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+
+from rotator.motherduck import client as md_client
+
+
+class Made(httpx.MockTransport):
+    """A transport that answers 200 `{}` and remembers the thread that made it."""
+
+    def __init__(self, scheme: str) -> None:
+        super().__init__(lambda request: httpx.Response(200, json={}))
+        self.scheme = scheme
+        self.thread = threading.current_thread()
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def made(monkeypatch: pytest.MonkeyPatch) -> list[Made]:
+    transports: list[Made] = []
+
+    def make(scheme: str) -> Made:
+        transports.append(Made(scheme))
+        return transports[-1]
+
+    monkeypatch.setattr(md_client, "_transport_for", make)
+    return transports
+
+
+def in_thread(action: object) -> None:
+    worker = threading.Thread(target=action)  # type: ignore[arg-type]
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+
+
+def test_one_transport_per_thread_and_scheme(made: list[Made]) -> None:
+    """Each thread gets its own transport per scheme, made at its first request and reused."""
+    per_thread = md_client._TransportPerThread()
+    http = httpx.Client(transport=per_thread)
+    http.get("http://md.test/a")
+    http.get("http://md.test/b")
+    http.get("https://md.test/c")
+    assert [(t.scheme, t.thread) for t in made] == [
+        ("http", threading.current_thread()),
+        ("https", threading.current_thread()),
+    ]
+    in_thread(lambda: [http.get("http://md.test/d"), http.get("http://md.test/e")])
+    assert len(made) == 3 and made[2].thread is not threading.current_thread()
+    http.close()
+    assert all(t.closed for t in made)
+
+
+def test_transports_of_ended_threads_are_closed(made: list[Made]) -> None:
+    """A client that outlives its threads keeps only the live threads' transports open."""
+    http = httpx.Client(transport=md_client._TransportPerThread())
+    for _ in range(3):
+        in_thread(lambda: http.get("http://md.test/"))
+    # Each new thread's first request closed the transports of the threads before it.
+    assert [t.closed for t in made] == [True, True, False]
+    http.get("http://md.test/")
+    assert [t.closed for t in made] == [True, True, True, False]
+    http.close()
+    assert all(t.closed for t in made)
+
+
+def test_the_default_client_uses_it() -> None:
+    """A MotherDuckClient without an injected httpx client routes through it."""
+    from rotator.secret import Secret
+
+    with md_client.MotherDuckClient("http://md.test", Secret("x" * 20)) as md:
+        assert isinstance(md._http._transport, md_client._TransportPerThread)
