@@ -78,3 +78,20 @@ def test_the_default_client_uses_it() -> None:
 
     with md_client.MotherDuckClient("http://md.test", Secret("x" * 20)) as md:
         assert isinstance(md._http._transport, md_client._TransportPerThread)
+
+
+def test_the_api_client_keeps_no_cookies() -> None:
+    """What a response sets is neither kept nor sent back with the next request."""
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={}, headers={"Set-Cookie": "sticky=abc; Path=/"})
+
+    with md_client._ApiClient(transport=httpx.MockTransport(answer)) as http:
+        http.get("http://md.test/a")
+        http.get("http://md.test/b")
+        http.cookies = {"set": "by hand"}
+        http.get("http://md.test/c")
+        assert len(http.cookies) == 0
+    assert [r.headers.get("cookie") for r in seen] == [None, None, None]
