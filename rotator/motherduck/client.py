@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -45,6 +45,9 @@ from rotator.motherduck.retry import EVENT_KEYS, RetryEvent, RetryPolicy
 from rotator.netpolicy import insecure_reason
 from rotator.secret import Secret
 from rotator.util.httpbound import DeadlineTransport, TooLarge, deadline, read_capped
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["CreatedToken", "MotherDuckClient", "RetryEvent", "RetryPolicy", "TokenInfo"]
 
@@ -336,15 +339,17 @@ class _TransportPerThread(httpx.BaseTransport):
 
     Why made on first use: a verifying TLS context (loading the CA bundle: ~40 ms of a
     Lambda cold start) is then built when the first https request needs it, not with the
-    client; an http-only client (a loopback simulator) never builds one. Its plain-http
-    transport gets a TLS context that trusts nothing, so that if it ever were asked for
-    TLS it would fail closed; https always goes to a transport with the default,
-    verifying context.
+    client; an http-only client (a loopback simulator) never builds one. It is built once
+    per client and scheme and shared by every thread's transport (an `SSLContext` is safe
+    to share), so 32 threads do not load the CA bundle 32 times. The plain-http transports
+    get a TLS context that trusts nothing, so that if one ever were asked for TLS it would
+    fail closed; https always goes to a transport with the default, verifying context.
     """
 
     def __init__(self) -> None:
         self._local = threading.local()
         self._every: dict[tuple[threading.Thread, str], httpx.BaseTransport] = {}
+        self._contexts: dict[str, ssl.SSLContext] = {}
         self._lock = threading.Lock()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -358,11 +363,15 @@ class _TransportPerThread(httpx.BaseTransport):
         return transport.handle_request(request)
 
     def _new(self, scheme: str) -> httpx.BaseTransport:
-        transport = _transport_for(scheme)
-        with self._lock:
+        with self._lock:  # the first thread builds the context; the others wait for it
+            context = self._contexts.get(scheme)
+            if context is None:
+                context = self._contexts[scheme] = _context_for(scheme)
             ended = [key for key in self._every if not key[0].is_alive()]
             stale = [self._every.pop(key) for key in ended]
-            self._every[(threading.current_thread(), scheme)] = transport
+            transport = self._every[(threading.current_thread(), scheme)] = _transport_for(
+                scheme, context
+            )
         for old in stale:
             old.close()
         return transport
@@ -374,12 +383,16 @@ class _TransportPerThread(httpx.BaseTransport):
             transport.close()
 
 
-def _transport_for(scheme: str) -> httpx.BaseTransport:
+def _context_for(scheme: str) -> ssl.SSLContext:
     if scheme != "http":
-        return DeadlineTransport()  # httpx's default context: certifi, or SSL_CERT_FILE/DIR
+        return httpx.create_ssl_context()  # httpx's default: certifi, or SSL_CERT_FILE/DIR
     import ssl  # ssl itself loads lazily too, as in httpx
 
-    return DeadlineTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))  # trusts no CA
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # trusts no CA
+
+
+def _transport_for(scheme: str, context: ssl.SSLContext) -> httpx.BaseTransport:
+    return DeadlineTransport(verify=context)
 
 
 def _when_sent(on_sent: Callable[[], None]) -> Callable[[str, dict[str, Any]], None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 
 import httpx
@@ -13,9 +14,10 @@ from rotator.motherduck import client as md_client
 class Made(httpx.MockTransport):
     """A transport that answers 200 `{}` and remembers the thread that made it."""
 
-    def __init__(self, scheme: str) -> None:
+    def __init__(self, scheme: str, context: object) -> None:
         super().__init__(lambda request: httpx.Response(200, json={}))
         self.scheme = scheme
+        self.context = context
         self.thread = threading.current_thread()
         self.closed = False
 
@@ -27,8 +29,8 @@ class Made(httpx.MockTransport):
 def made(monkeypatch: pytest.MonkeyPatch) -> list[Made]:
     transports: list[Made] = []
 
-    def make(scheme: str) -> Made:
-        transports.append(Made(scheme))
+    def make(scheme: str, context: object) -> Made:
+        transports.append(Made(scheme, context))
         return transports[-1]
 
     monkeypatch.setattr(md_client, "_transport_for", make)
@@ -57,6 +59,22 @@ def test_one_transport_per_thread_and_scheme(made: list[Made]) -> None:
     assert len(made) == 3 and made[2].thread is not threading.current_thread()
     http.close()
     assert all(t.closed for t in made)
+
+
+def test_one_tls_context_per_scheme_shared_by_the_threads(made: list[Made]) -> None:
+    """The CA bundle is loaded once per client and scheme, not once per thread; https gets
+    httpx's default verifying context, plain http one that trusts no CA."""
+    http = httpx.Client(transport=md_client._TransportPerThread())
+    for _ in range(3):
+        in_thread(lambda: [http.get("https://md.test/"), http.get("http://md.test/")])
+    https = [t.context for t in made if t.scheme == "https"]
+    plain = [t.context for t in made if t.scheme == "http"]
+    assert len(https) == 3 and len(plain) == 3
+    assert all(c is https[0] for c in https) and all(c is plain[0] for c in plain)
+    assert isinstance(https[0], ssl.SSLContext) and https[0].verify_mode == ssl.CERT_REQUIRED
+    assert https[0].check_hostname and https[0].cert_store_stats()["x509_ca"] > 0
+    assert isinstance(plain[0], ssl.SSLContext) and plain[0].cert_store_stats()["x509_ca"] == 0
+    http.close()
 
 
 def test_transports_of_ended_threads_are_closed(made: list[Made]) -> None:
