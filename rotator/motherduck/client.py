@@ -334,8 +334,10 @@ class _TransportPerThread(httpx.BaseTransport):
     the connections it holds (polling each idle one) under one lock. A fleet shares a
     client among 16-32 threads, so one pool held as many connections and that walk was
     about a tenth of the fleet's CPU; a thread's own pool holds the one connection it
-    uses. When a thread makes its first transport, those of threads that have ended are
-    closed, so a client that lives on (new threads per run) holds only live threads'.
+    uses. A thread's first request of a scheme takes over the transport (and its idle
+    connection) of a thread that has ended, if there is one, and closes those of the other
+    ended threads, so a client that lives on (new threads per run) holds only live threads'
+    transports and a thread after another one reuses its connection.
 
     Why made on first use: a verifying TLS context (loading the CA bundle: ~40 ms of a
     Lambda cold start) is then built when the first https request needs it, not with the
@@ -368,13 +370,17 @@ class _TransportPerThread(httpx.BaseTransport):
             if context is None:
                 context = self._contexts[scheme] = _context_for(scheme)
             ended = [key for key in self._every if not key[0].is_alive()]
-            stale = [self._every.pop(key) for key in ended]
-            transport = self._every[(threading.current_thread(), scheme)] = _transport_for(
-                scheme, context
-            )
-        for old in stale:
-            old.close()
-        return transport
+            stale = [(key[1], self._every.pop(key)) for key in ended]
+            # An ended thread's transport of this scheme is taken over, with its idle
+            # connection (the admin probe's thread, then the rotation's); the rest closed.
+            heir = next((old for kind, old in stale if kind == scheme), None)
+            if heir is None:
+                heir = _transport_for(scheme, context)
+            self._every[(threading.current_thread(), scheme)] = heir
+        for _, old in stale:
+            if old is not heir:
+                old.close()
+        return heir
 
     def close(self) -> None:
         with self._lock:

@@ -65,8 +65,18 @@ def test_one_tls_context_per_scheme_shared_by_the_threads(made: list[Made]) -> N
     """The CA bundle is loaded once per client and scheme, not once per thread; https gets
     httpx's default verifying context, plain http one that trusts no CA."""
     http = httpx.Client(transport=md_client._TransportPerThread())
-    for _ in range(3):
-        in_thread(lambda: [http.get("https://md.test/"), http.get("http://md.test/")])
+    together = threading.Barrier(3)
+
+    def both() -> None:
+        http.get("https://md.test/")
+        http.get("http://md.test/")
+        together.wait(timeout=30)  # all three alive at once: three transports per scheme
+
+    workers = [threading.Thread(target=both) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
     https = [t.context for t in made if t.scheme == "https"]
     plain = [t.context for t in made if t.scheme == "http"]
     assert len(https) == 3 and len(plain) == 3
@@ -77,15 +87,37 @@ def test_one_tls_context_per_scheme_shared_by_the_threads(made: list[Made]) -> N
     http.close()
 
 
-def test_transports_of_ended_threads_are_closed(made: list[Made]) -> None:
-    """A client that outlives its threads keeps only the live threads' transports open."""
+def test_a_new_thread_takes_over_an_ended_threads_transport(made: list[Made]) -> None:
+    """A thread after another one reuses its transport (and connection) instead of a new one;
+    the transports of any other ended threads are closed."""
     http = httpx.Client(transport=md_client._TransportPerThread())
     for _ in range(3):
         in_thread(lambda: http.get("http://md.test/"))
-    # Each new thread's first request closed the transports of the threads before it.
-    assert [t.closed for t in made] == [True, True, False]
+    assert len(made) == 1 and not made[0].closed  # each thread took over the one before's
+    first, second = threading.Event(), threading.Event()
+
+    done = threading.Event()
+
+    def hold(started: threading.Event) -> None:
+        http.get("http://md.test/")
+        started.set()
+        done.wait(30)
+
+    # Two threads at once: one takes the ended thread's transport, the other gets a new one.
+    holders = [
+        threading.Thread(target=hold, args=(first,)),
+        threading.Thread(target=hold, args=(second,)),
+    ]
+    for worker in holders:
+        worker.start()
+    assert first.wait(30) and second.wait(30)
+    assert len(made) == 2
+    done.set()
+    for worker in holders:
+        worker.join(timeout=30)
+    # Both ended: this thread takes one of their transports and closes the other.
     http.get("http://md.test/")
-    assert [t.closed for t in made] == [True, True, True, False]
+    assert len(made) == 2 and sorted(t.closed for t in made) == [False, True]
     http.close()
     assert all(t.closed for t in made)
 
