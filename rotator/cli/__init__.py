@@ -106,8 +106,13 @@ def _main(argv: Sequence[str] | None) -> int:
         return run_simulator(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
-    from rotator.util.startup import import_structlog
+    from rotator.util.startup import defer_import, import_structlog
 
+    if argv is None:
+        # The rotator process itself (not a caller in-process): structlog imports asyncio
+        # for its async loggers only (~8 ms); rotator is synchronous. A plugin or hook
+        # module that uses asyncio still gets it, made at its first use.
+        defer_import("asyncio")
     console = args.log_format == "console" or (args.log_format == "auto" and _tty(sys.stderr))
     import_structlog(want_rich=console)
     from rotator import log as rlog
