@@ -87,8 +87,8 @@ class TestRejectedProbeChangesNothing:
         asked = routes(simulator)
         if delay:
             # The run read while the probe was pending, and did nothing after its answer.
-            # (Reads only: a listing repeated by the client's retry of a GET, seen once on a
-            # loaded machine, is no side effect, so the count of listings is not pinned.)
+            # (The listing was once seen twice before the probe's answer on a loaded machine,
+            # cause not found; it is a read, so the count of listings is not pinned.)
             assert set(asked) == {"list_tokens", "active_accounts"}, asked
             assert asked.count("active_accounts") == 1 and asked[-1] == "active_accounts", asked
         else:
