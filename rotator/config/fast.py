@@ -11,10 +11,11 @@ What it accepts: the tables `[motherduck]`, `[state]`, `[audit]`, `[defaults]` a
 `[[accounts]]` with their known keys, each value of the exact type the model wants
 (strings for strings, true/false for booleans, integers for integers) and passing the
 same value checks (rotator/config/values.py, shared with the models); policy `checks`
-as names or tables; backends of the built-in `file` type. It declines: any unknown key,
-any value of another type (even one pydantic would convert), `hooks`, `[notifications]`,
-any other backend type, any value check that fails. The rules across tables
-(rotator/config/rules.py) then run exactly as the reference loader runs them.
+as names or tables; backends of the built-in `file` and `aws-secrets-manager` types.
+It declines: any unknown key, any value of another type (even one pydantic would
+convert), `hooks`, `[notifications]`, any other backend type, any value check that
+fails. The rules across tables (rotator/config/rules.py) then run exactly as the
+reference loader runs them.
 
 tests/unit/test_config_fastpath.py runs both loaders over the configs of the tests and
 over mutated variants of them, and requires the same Config or the same problems.
@@ -27,6 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from backends import _aws_config as _aws
 from backends.base import CheckedTable
 from rotator.config import types, values
 from rotator.config.problems import config_error
@@ -192,31 +194,64 @@ def _account(raw: object, inherited: dict[str, Any]) -> AccountConfig:
     return AccountConfig(
         username=_checked(lambda v: values.username(_str(v)), raw["username"]),
         policy=_policy({**inherited, **overrides}),
-        tables=tuple(_file_table(t) for t in tables),
+        tables=tuple(_backend_table(t) for t in tables),
     )
 
 
-def _file_table(table: object) -> CheckedTable:
-    """A `type = "file"` table the built-in FileBackend's FileConfig would accept, as is."""
-    _keys(table, _FILE_BACKEND)
-    assert isinstance(table, dict)
-    if table.get("type") != "file" or "path" not in table:
+def _backend_table(table: object) -> CheckedTable:
+    """A table of a built-in type its model would accept as is, kept as the table."""
+    kind = table.get("type") if type(table) is dict else None
+    if kind == "file":
+        _file_table(table)
+    elif kind == _aws.TYPE:
+        _aws_table(table)
+    else:
+        raise _Decline
+    _builtin(str(kind))
+    return CheckedTable(cast(dict[str, Any], table))
+
+
+def _file_table(table: object) -> None:
+    """A `type = "file"` table the built-in FileBackend's FileConfig would accept."""
+    table = _keys(table, _FILE_BACKEND)
+    if "path" not in table:
         raise _Decline
     _str(table["path"])
     _opt(table, "format", lambda v: _one_of(v, "json", "raw"), "json")
     _opt(table, "follow_symlinks", _bool, False)
-    # The entry point named `file` must be the built-in backend, as the reference loader
-    # would find it (a missing or broken one is its error to report).
+
+
+def _aws_table(table: object) -> None:
+    """An `aws-secrets-manager` table its SecretsManagerConfig would accept, as is."""
+    table = _keys(table, _aws.FIELDS)
+    if "secret_id" not in table:
+        raise _Decline
+    secret_id = _checked(_nonempty, table["secret_id"])
+    region = _opt(table, "region", lambda v: check_aws_region(_str(v)), None)
+    for key in ("endpoint_url", "kms_key_id", "profile"):
+        _opt(table, key, _str, None)
+    create = _opt(table, "create_if_missing", _bool, False)
+    no_tags: dict[str, str] = {}
+    _opt(table, "tags", lambda v: _aws.own_tags(_str_dict(v)), no_tags)
+    _opt(table, "format", lambda v: _one_of(v, "json", "raw"), "json")
+    _checked(lambda _: _aws.one_region(secret_id, region, create), None)
+
+
+def _builtin(kind: str) -> None:
+    """The entry point named `kind` must be the built-in backend, as the reference loader
+    would find it (a missing or broken one is its error to report)."""
     from backends import load_factory
-    from backends.file import FileBackend
 
     try:
-        factory = load_factory("file")
+        factory = cast(object, load_factory(kind))
     except Exception:
         raise _Decline from None
-    if cast(object, factory) is not FileBackend:
+    if kind == "file":
+        from backends.file import FileBackend as builtin
+    else:
+        from backends.aws_secrets_manager import SecretsManagerBackend as builtin  # type: ignore[assignment]
+    if factory is not builtin:
         raise _Decline
-    return CheckedTable(table)
 
 
 def _keys(table: object, allowed: frozenset[str]) -> dict[str, Any]:
@@ -244,6 +279,19 @@ def _checked(check: Callable[[Any], _T], value: object) -> _T:
 
 def _str(value: object) -> str:
     if type(value) is not str:
+        raise _Decline
+    return value
+
+
+def _nonempty(value: object) -> str:
+    if type(value) is not str or not value:
+        raise _Decline
+    return value
+
+
+def _str_dict(value: object) -> dict[str, str]:
+    if type(value) is not dict or any(type(k) is not str or type(v) is not str
+                                      for k, v in value.items()):
         raise _Decline
     return value
 

@@ -108,10 +108,47 @@ keep = "x"
   path = "c.json"
 """
 MINIMAL = FILE_ACCOUNT.format(name="svc_min")
+ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:md/app-AbCdEf"
+AWS_ACCOUNT = """
+[[accounts]]
+username = "{name}"
+  [[accounts.backends]]
+  type = "aws-secrets-manager"
+  secret_id = "md/{name}"
+  region = "us-east-1"
+"""
+LAMBDA_AWS = (  # a Lambda deployment: DynamoDB state, one secret per account
+    '[motherduck]\nadmin_token_secret_id = "md/admin"\n'
+    '[state]\nstore = "dynamodb"\ntable = "rotator"\nregion = "us-east-1"\n'
+    '[defaults]\nchecks = ["readback"]\n'
+    + "".join(AWS_ACCOUNT.format(name=f"svc_aws_{i}") for i in range(3))
+)
+EVERY_AWS_KEY = f"""
+[[accounts]]
+username = "svc_aws_every"
+  [[accounts.backends]]
+  type = "aws-secrets-manager"
+  secret_id = "md/every"
+  region = "eu-west-1"
+  endpoint_url = "http://127.0.0.1:5000"
+  kms_key_id = "alias/rotator"
+  create_if_missing = true
+  tags = {{team = "data", env = "prod"}}
+  profile = "ops"
+  format = "raw"
+  [[accounts.backends]]
+  type = "aws-secrets-manager"
+  secret_id = "{ARN}"
+  region = "eu-west-1"
+  [[accounts.backends]]
+  type = "file"
+  path = "local.json"
+"""
 
 
 def _documents() -> list[str]:
     docs = [LAMBDA, SINGLE, EVERY_KEY, EVERY_KEY.replace('keep = "x"\n', ""), MINIMAL, ""]
+    docs += [LAMBDA_AWS, EVERY_AWS_KEY]
     docs += [p.read_text() for p in sorted((REPO / "examples" / "config").glob("*.toml"))]
     for md in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
         docs += re.findall(r"```toml\n(.*?)```", md.read_text(), re.S)
@@ -156,6 +193,10 @@ PALETTE: list[object] = [
     "https://md.example/", "ftp://x", "us-east-1", "Bogus_Region", "file", "dynamodb",
     "read_write", "read_scaling", "json", "raw", "vault", "MY_ENV", "1BAD", "a",
     datetime(2026, 1, 1), {"command": ["true"]}, {"after_store": {"command": ["true"]}},
+    # for the aws-secrets-manager tables: ARNs (good, other region, bad region), tags
+    "aws-secrets-manager", "eu-west-1", ARN, ARN.replace("eu-west-1", "us-east-1"),
+    ARN.replace("eu-west-1", "Bad_Region"), "arn:aws:secretsmanager:eu-west-1:1:secret:x",
+    {"team": "data"}, {"rotator:owner": "me"}, {"aws:x": "y"}, {"n": 1}, {"t": True},
 ]
 KEYS = {
     "motherduck": [*types.MotherDuckSettings.__dataclass_fields__, "bogus"],
@@ -165,7 +206,10 @@ KEYS = {
     "notifications": ["on_success", "on_failure"],
 }
 ACCOUNT_KEYS = ["username", "backends", *types.POLICY_FIELDS, "rotate_aftr"]
-BACKEND_KEYS = ["type", "path", "format", "follow_symlinks", "url", "pathh"]
+BACKEND_KEYS = [
+    "type", "path", "format", "follow_symlinks", "url", "pathh",
+    "secret_id", "region", "endpoint_url", "kms_key_id", "create_if_missing", "tags", "profile",
+]
 
 
 def _mutate(data: dict[str, Any], rng: random.Random) -> None:
@@ -222,11 +266,19 @@ def test_the_loaders_agree_on_every_realistic_config(doc: str) -> None:
 
 
 def test_the_common_configs_take_the_fast_way() -> None:
-    for doc in (LAMBDA, SINGLE, EVERY_KEY.replace('keep = "x"\n', ""), MINIMAL, ""):
+    for doc in (
+        LAMBDA, SINGLE, EVERY_KEY.replace('keep = "x"\n', ""), MINIMAL, "", LAMBDA_AWS,
+        EVERY_AWS_KEY,
+    ):
         assert _agree(tomllib.loads(doc)) == "config", doc
 
 
-SWEPT = {"lambda": LAMBDA, "every key": EVERY_KEY.replace('keep = "x"\n', "")}
+SWEPT = {
+    "lambda": LAMBDA,
+    "every key": EVERY_KEY.replace('keep = "x"\n', ""),
+    "lambda aws": LAMBDA_AWS,
+    "every aws key": EVERY_AWS_KEY,
+}
 
 
 @pytest.mark.parametrize("base", list(SWEPT))
@@ -363,4 +415,74 @@ def test_the_engine_builds_fast_loaded_file_backends_without_models(tmp_path: Pa
     engine = Engine(config, client=None, store=store)  # type: ignore[arg-type]
     built = engine._build_backends(config.accounts[0])
     assert [b.label for b in built] == [f"file:{tmp_path / 'secrets/svc_lambda_0.json'}"]
+    assert not config.accounts[0].backends_built
+
+
+def test_the_aws_table_keys_are_the_models_fields() -> None:
+    from backends._aws_config import FIELDS, SecretsManagerSettings
+    from backends.models.aws import SecretsManagerConfig
+
+    assert set(SecretsManagerConfig.model_fields) == FIELDS
+    plain = {f.name for f in dataclasses.fields(SecretsManagerSettings)}
+    assert plain == FIELDS - {"type"}
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        {"type": "aws-secrets-manager", "secret_id": "md/a", "region": "us-east-1"},
+        {"type": "aws-secrets-manager", "secret_id": ARN},
+        {"type": "aws-secrets-manager", "secret_id": ARN, "region": "eu-west-1", "format": "raw"},
+        {
+            "type": "aws-secrets-manager", "secret_id": "md/b", "region": "eu-west-1",
+            "endpoint_url": "http://127.0.0.1:5000", "kms_key_id": "alias/k",
+            "create_if_missing": True, "tags": {"team": "data"}, "profile": "ops",
+            "format": "json",
+        },
+    ],
+)
+def test_a_checked_aws_table_builds_the_backend_its_model_builds(
+    table: dict[str, Any], tmp_path: Path
+) -> None:
+    """The engine builds a fast-loaded account's secret backend from the table, no model."""
+    from backends.aws_secrets_manager import SecretsManagerBackend, SecretsManagerConfig
+    from backends.base import CheckedTable
+
+    assert fast._backend_table(copy.deepcopy(table)) == table  # the fast loader accepts it
+    from_table = SecretsManagerBackend.from_config(
+        CheckedTable(table), account="a", base_dir=tmp_path
+    )
+    from_model = SecretsManagerBackend.from_config(
+        SecretsManagerConfig(**table), account="a", base_dir=tmp_path
+    )
+    assert vars(from_table) == vars(from_model)
+    assert repr(vars(from_table)) == repr(vars(from_model))
+    assert from_table.label == from_model.label
+
+
+def test_a_valid_aws_config_loads_without_pydantic(tmp_path: Path) -> None:
+    """A Lambda deployment's config (secret backends) loads without pydantic too."""
+    path = tmp_path / "rotator.toml"
+    path.write_text(LAMBDA_AWS)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout) == {
+        "before": False, "after": True, "backends": ["SecretsManagerConfig"] * 3,
+    }
+
+
+def test_the_engine_builds_fast_loaded_aws_backends_without_models(tmp_path: Path) -> None:
+    from rotator.config import parse_config
+    from rotator.engine.workflow import Engine
+
+    config = parse_config(EVERY_AWS_KEY, base_dir=tmp_path)
+    store = SimpleNamespace(fingerprint_key=lambda: b"k")
+    engine = Engine(config, client=None, store=store)  # type: ignore[arg-type]
+    built = engine._build_backends(config.accounts[0])
+    assert [b.label for b in built] == [
+        "aws-secrets-manager:eu-west-1:md/every",
+        f"aws-secrets-manager:eu-west-1:{ARN}",
+        f"file:{tmp_path / 'local.json'}",
+    ]
     assert not config.accounts[0].backends_built
