@@ -486,3 +486,17 @@ def test_the_engine_builds_fast_loaded_aws_backends_without_models(tmp_path: Pat
         f"file:{tmp_path / 'local.json'}",
     ]
     assert not config.accounts[0].backends_built
+
+
+@pytest.mark.parametrize("doc", [LAMBDA, LAMBDA_AWS])
+def test_a_type_that_is_not_the_built_in_backend_is_left_to_the_reference_loader(
+    doc: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin installed under a built-in name has its own model: the fast loader declines."""
+    import backends
+
+    class Plugin:
+        pass
+
+    monkeypatch.setattr(backends, "load_factory", lambda name: Plugin)
+    assert fast.parse_tables(tomllib.loads(doc), base_dir=BASE_DIR, source="t") is None
