@@ -211,10 +211,10 @@ class CheckedTable(dict[str, Any]):
     """A backend table already proved valid for its backend's `Config`, kept as the dict.
 
     Only the pydantic-free config loader makes these (rotator/config/fast.py), and only for
-    the built-in `file` and `aws-secrets-manager` types, after checking every key as their
-    model (`FileConfig`, `SecretsManagerConfig`) would: the engine then builds the backend
-    from the table (`from_config`) without importing pydantic. Anything else asking for
-    the account's backends gets the models.
+    the built-in `file`, `aws-secrets-manager` and `vault` types, after checking every key
+    as their model (`FileConfig`, `SecretsManagerConfig`, `VaultConfig`) would: the
+    engine then builds the backend from the table (`from_config`) without importing
+    pydantic. Anything else asking for the account's backends gets the models.
     """
 
     @property

@@ -34,8 +34,8 @@ class AccountConfig:
 
     `backends` are the backend models (pydantic, each backend's own `Config`). The fast
     loader (rotator/config/fast.py) has already proved each table valid without pydantic
-    and passes the tables instead (built-in `file` and `aws-secrets-manager` tables
-    only): they become models on first use of `backends`. The engine builds backends
+    and passes the tables instead (built-in `file`, `aws-secrets-manager` and `vault`
+    tables only): they become models on first use of `backends`. The engine builds backends
     from `backend_inputs`, which gives those checked tables as they are, so neither a
     pass with nothing due nor a rotation of such an account imports pydantic.
     """
