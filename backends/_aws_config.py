@@ -1,69 +1,101 @@
-"""The `aws-secrets-manager` backend's configuration: its TOML table and the checks on it.
+"""The `aws-secrets-manager` backend's configuration: its checks and its plain settings.
 
-`SecretsManagerConfig` is what `[[accounts.backends]] type = "aws-secrets-manager"` parses
-into; the secret's region comes from `region` or from the secret_id ARN, never both in
-disagreement. No AWS call and no boto3 import happens here.
+`[[accounts.backends]] type = "aws-secrets-manager"` parses into the pydantic model
+`SecretsManagerConfig` (backends/models/aws.py), or, when the pydantic-free config loader
+(rotator/config/fast.py) proved the table valid, into nothing at all: the backend reads
+the `SecretsManagerSettings` below from either, so a Lambda start that rotates nothing
+imports no pydantic. The checks here are the model's and the fast loader's both (one
+definition of each rule and message). The secret's region comes from `region` or from the
+secret_id ARN, never both in disagreement. No AWS call and no boto3 import happens here.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Final, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
 
-from pydantic import Field, field_validator, model_validator
-
-from backends.base import BackendConfig
 from rotator.netpolicy import check_aws_region
 
-__all__ = ["TYPE", "SecretsManagerConfig"]
+if TYPE_CHECKING:
+    from backends.base import ValueFormat
+
+__all__ = ["FIELDS", "TYPE", "SecretsManagerSettings"]
 
 TYPE: Final = "aws-secrets-manager"
+# Every key of the table (SecretsManagerConfig's fields; a unit test holds them equal).
+FIELDS: Final = frozenset(
+    {"type", "format", "secret_id", "region", "endpoint_url", "kms_key_id",
+     "create_if_missing", "tags", "profile"}
+)
 _ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):\d{12}:secret:.+$")
 
 
-def _arn_region(secret_id: str) -> str | None:
+def arn_region(secret_id: str) -> str | None:
     match = _ARN.match(secret_id)
     return match.group("region") if match else None
 
 
-class SecretsManagerConfig(BackendConfig):
-    """`[[accounts.backends]] type = "aws-secrets-manager"`."""
+def own_tags(tags: dict[str, str]) -> dict[str, str]:
+    for key in tags:
+        if key.startswith(("rotator:", "aws:")):
+            raise ValueError(f"tag {key!r}: the rotator: and aws: prefixes are reserved")
+    return tags
 
-    type: Literal["aws-secrets-manager"] = TYPE
-    secret_id: str = Field(min_length=1, description="secret name or full ARN")
+
+def one_region(secret_id: str, region: str | None, create_if_missing: bool) -> None:
+    """The checks across keys: one region, known; a secret to create is named, not an ARN."""
+    from_arn = check_aws_region(arn_region(secret_id))
+    if from_arn and region and from_arn != region:
+        raise ValueError(
+            f"region {region!r} does not match the region {from_arn!r} in the "
+            f"secret_id ARN; drop `region` or make them the same"
+        )
+    if not (from_arn or region):
+        raise ValueError("region: required unless secret_id is a full ARN")
+    if from_arn and create_if_missing:
+        raise ValueError("create_if_missing needs the secret's name as secret_id, not an ARN")
+
+
+@dataclass(frozen=True, slots=True)
+class SecretsManagerSettings:
+    """What the backend reads of its config: a validated model's fields, or a checked table's."""
+
+    secret_id: str
     region: str | None = None
     endpoint_url: str | None = None
     kms_key_id: str | None = None
     create_if_missing: bool = False
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
     profile: str | None = None
+    format: ValueFormat = "json"
 
-    @field_validator("tags")
     @classmethod
-    def _own_tags(cls, tags: dict[str, str]) -> dict[str, str]:
-        for key in tags:
-            if key.startswith(("rotator:", "aws:")):
-                raise ValueError(f"tag {key!r}: the rotator: and aws: prefixes are reserved")
-        return tags
+    def of(cls, config: Any) -> SecretsManagerSettings:
+        """From a `SecretsManagerConfig` (or anything with its attributes)."""
+        return cls(
+            secret_id=config.secret_id,
+            region=config.region,
+            endpoint_url=config.endpoint_url,
+            kms_key_id=config.kms_key_id,
+            create_if_missing=config.create_if_missing,
+            tags=dict(config.tags),
+            profile=config.profile,
+            format=config.format,
+        )
 
-    _region = field_validator("region")(check_aws_region)
-
-    @model_validator(mode="after")
-    def _one_region(self) -> SecretsManagerConfig:
-        arn_region = check_aws_region(_arn_region(self.secret_id))
-        if arn_region and self.region and arn_region != self.region:
-            raise ValueError(
-                f"region {self.region!r} does not match the region {arn_region!r} in the "
-                f"secret_id ARN; drop `region` or make them the same"
-            )
-        if not (arn_region or self.region):
-            raise ValueError("region: required unless secret_id is a full ARN")
-        if arn_region and self.create_if_missing:
-            raise ValueError("create_if_missing needs the secret's name as secret_id, not an ARN")
-        return self
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> SecretsManagerSettings:
+        """From a table the fast loader proved valid (every value already of its type)."""
+        fields: dict[str, Any] = {k: v for k, v in table.items() if k != "type"}
+        if "tags" in fields:
+            fields["tags"] = dict(fields["tags"])
+        return cls(**fields)
 
     @property
     def resolved_region(self) -> str:
-        region = _arn_region(self.secret_id) or self.region
-        assert region is not None  # guaranteed by _one_region
+        region = arn_region(self.secret_id) or self.region
+        assert region is not None  # guaranteed by one_region
         return region
+

@@ -1,154 +1,129 @@
-"""The `vault` backend's configuration models and its login to Vault/OpenBao.
+"""The `vault` backend's plain settings and its login to Vault/OpenBao, without pydantic.
 
-`auth` is a tagged table whose `method` picks the model (token when omitted):
-
-    auth = {method = "token", token_env = "VAULT_TOKEN"}
-    auth = {method = "approle", role_id_env = "VAULT_ROLE_ID", secret_id_env = "VAULT_SECRET_ID"}
-    auth = {method = "kubernetes", role = "rotator"}
-    auth = {method = "aws", role = "rotator", region = "eu-west-1"}
-
-Secrets (tokens, secret ids, JWTs, AWS keys) are read from the environment or files at
-login time and never kept in the config models. hvac and boto3 are imported lazily.
+A `[[accounts.backends]] type = "vault"` table is validated by the pydantic models in
+backends/models/vault.py, or, when the pydantic-free config loader (rotator/config/fast.py)
+proved it valid, by nothing more: the backend reads the `VaultSettings` below from either
+(`of` a model, `from_table` a checked table), so a start that rotates nothing imports no
+pydantic. The auth dataclasses mirror the auth models field for field (a unit test holds
+them equal). Secrets (tokens, secret ids, JWTs, AWS keys) are read from the environment or
+files at login time and never kept here. hvac and boto3 are imported lazily.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Final
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    field_validator,
-    model_validator,
-)
+from backends.base import JSON_TOKEN_FIELD, ValueFormat
 
-from backends.base import JSON_TOKEN_FIELD, BackendConfig
-from rotator.netpolicy import check_aws_region, insecure_reason
-
-__all__ = [
-    "AppRoleAuth",
-    "AwsAuth",
-    "KubernetesAuth",
-    "LoginProblem",
-    "TokenAuth",
-    "VaultConfig",
-    "login",
+__all__ = [  # and, on first use, the pydantic models of backends/models/vault.py
+    "AUTH_FIELDS", "FIELDS", "K8S_JWT_PATH", "LoginProblem", "VaultAuthSettings",
+    "VaultSettings", "login",
 ]
 
 K8S_JWT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+FIELDS: Final = frozenset(
+    {"type", "format", "url", "mount", "path", "namespace", "field", "ca_cert", "verify",
+     "insecure", "timeout", "auth"}
+)
 
 
 class LoginProblem(Exception):
     """Login cannot even be attempted (missing env var, unreadable JWT, no AWS credentials)."""
 
 
-class _Auth(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TokenAuth(_Auth):
-    """A Vault token taken from an environment variable (Vault Agent, CI, a person)."""
-
-    method: Literal["token"] = "token"
+@dataclass(frozen=True, slots=True)
+class TokenAuthSettings:
+    method: str = "token"
     token_env: str = "VAULT_TOKEN"
 
 
-class AppRoleAuth(_Auth):
-    """AppRole login: role id inline or from the environment, secret id from the environment."""
-
-    method: Literal["approle"]
+@dataclass(frozen=True, slots=True)
+class AppRoleAuthSettings:
+    method: str = "approle"
     role_id: str | None = None
     role_id_env: str | None = None
     secret_id_env: str = "VAULT_SECRET_ID"
     mount: str = "approle"
 
-    @model_validator(mode="after")
-    def _one_role_id(self) -> AppRoleAuth:
-        if (self.role_id is None) == (self.role_id_env is None):
-            raise ValueError("give exactly one of role_id or role_id_env")
-        return self
 
-
-class KubernetesAuth(_Auth):
-    """Kubernetes login with the pod's service-account JWT."""
-
-    method: Literal["kubernetes"]
+@dataclass(frozen=True, slots=True)
+class KubernetesAuthSettings:
     role: str
+    method: str = "kubernetes"
     jwt_path: str = K8S_JWT_PATH
     mount: str = "kubernetes"
 
 
-class AwsAuth(_Auth):
-    """AWS IAM login signed with boto3's default credential chain."""
-
-    method: Literal["aws"]
+@dataclass(frozen=True, slots=True)
+class AwsAuthSettings:
     role: str
+    method: str = "aws"
     mount: str = "aws"
     region: str | None = None
-    server_id: str | None = None  # the X-Vault-AWS-IAM-Server-ID header, if the mount wants one
-
-    _region = field_validator("region")(check_aws_region)
+    server_id: str | None = None
 
 
-def _auth_method(value: Any) -> str | None:
-    if isinstance(value, Mapping):
-        method = value.get("method", "token")
-        return method if isinstance(method, str) else None
-    return getattr(value, "method", None)
+VaultAuthSettings = (
+    TokenAuthSettings | AppRoleAuthSettings | KubernetesAuthSettings | AwsAuthSettings
+)
+_AUTH: Final[dict[str, type[VaultAuthSettings]]] = {
+    "token": TokenAuthSettings,
+    "approle": AppRoleAuthSettings,
+    "kubernetes": KubernetesAuthSettings,
+    "aws": AwsAuthSettings,
+}
+# Each method's keys (its model's fields).
+AUTH_FIELDS: Final = {m: frozenset(f.name for f in fields(c)) for m, c in _AUTH.items()}
 
 
-VaultAuth = Annotated[
-    Annotated[TokenAuth, Tag("token")]
-    | Annotated[AppRoleAuth, Tag("approle")]
-    | Annotated[KubernetesAuth, Tag("kubernetes")]
-    | Annotated[AwsAuth, Tag("aws")],
-    Discriminator(_auth_method),
-]
+def auth_settings(auth: Any) -> VaultAuthSettings:
+    """From an auth model, a checked auth table, or an auth settings object."""
+    if isinstance(auth, Mapping):
+        values = dict(auth)
+        kind = _AUTH[values.setdefault("method", "token")]
+    else:
+        kind = _AUTH[auth.method]
+        values = {f.name: getattr(auth, f.name) for f in fields(kind)}
+    return kind(**values)
 
 
-class VaultConfig(BackendConfig):
-    """`[[accounts.backends]]` with `type = "vault"`: one KV v2 secret."""
+@dataclass(frozen=True, slots=True)
+class VaultSettings:
+    """What the backend reads of its config: a validated model's fields, or a checked table's."""
 
     url: str
-    mount: str = "secret"
     path: str
+    mount: str = "secret"
     namespace: str | None = None
     field: str = JSON_TOKEN_FIELD
     ca_cert: str | None = None
     verify: bool = True
-    # Plain http or verify = false toward anything but loopback exposes the Vault token
-    # and the secret: refused unless this says so (and then warned about on every run).
     insecure: bool = False
-    timeout: float = Field(default=10.0, gt=0)
-    auth: VaultAuth = Field(default_factory=TokenAuth)
+    timeout: float = 10.0
+    auth: VaultAuthSettings = dataclasses.field(default_factory=TokenAuthSettings)
+    format: ValueFormat = "json"
 
-    @model_validator(mode="after")
-    def _tls_or_insecure(self) -> VaultConfig:
-        why = insecure_reason(self.url, verify=self.verify)
-        if why and not self.insecure:
-            raise ValueError(f"url: {why}; use https with verify, or set insecure = true")
-        return self
-
-    @field_validator("mount", "path")
     @classmethod
-    def _no_outer_slashes(cls, value: str) -> str:
-        value = value.strip("/")
-        if not value:
-            raise ValueError("must not be empty")
-        return value
+    def of(cls, config: Any) -> VaultSettings:
+        """From a `VaultConfig` (or anything with its attributes)."""
+        names = [f.name for f in fields(cls) if f.name != "auth"]
+        return cls(**{n: getattr(config, n) for n in names}, auth=auth_settings(config.auth))
 
-    @field_validator("url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+    def from_table(cls, table: Mapping[str, Any]) -> VaultSettings:
+        """From a table the fast loader proved valid (every value already as the model keeps
+        it, but `timeout`, which the model makes a float)."""
+        values: dict[str, Any] = {k: v for k, v in table.items() if k != "type"}
+        if "timeout" in values:
+            values["timeout"] = float(values["timeout"])
+        if "auth" in values:
+            values["auth"] = auth_settings(values["auth"])
+        return cls(**values)
 
 
 def _env(env: Mapping[str, str], name: str, what: str) -> str:
@@ -159,21 +134,22 @@ def _env(env: Mapping[str, str], name: str, what: str) -> str:
 
 
 def login(
-    client: Any, auth: _Auth, *, base_dir: Path, env: Mapping[str, str] | None = None
+    client: Any, auth: Any, *, base_dir: Path, env: Mapping[str, str] | None = None
 ) -> None:
-    """Authenticate `client` (an hvac.Client) as `auth` says; the token stays on the client.
+    """Authenticate `client` (an hvac.Client) as `auth` (a model or settings) says.
 
     Raises LoginProblem when a credential is missing locally; hvac/requests exceptions from
     the login call itself propagate for the backend's error mapper.
     """
     env = os.environ if env is None else env
-    if isinstance(auth, TokenAuth):
+    method = auth.method
+    if method == "token":
         client.token = _env(env, auth.token_env, "the Vault token")
-    elif isinstance(auth, AppRoleAuth):
+    elif method == "approle":
         role_id = auth.role_id or _env(env, auth.role_id_env or "", "the AppRole role id")
         secret_id = _env(env, auth.secret_id_env, "the AppRole secret id")
         client.auth.approle.login(role_id=role_id, secret_id=secret_id, mount_point=auth.mount)
-    elif isinstance(auth, KubernetesAuth):
+    elif method == "kubernetes":
         jwt_path = Path(auth.jwt_path).expanduser()
         jwt_path = jwt_path if jwt_path.is_absolute() else base_dir / jwt_path
         try:
@@ -183,13 +159,13 @@ def login(
                 f"cannot read the service-account JWT at {jwt_path} ({exc.strerror})"
             ) from exc
         client.auth.kubernetes.login(role=auth.role, jwt=jwt, mount_point=auth.mount)
-    elif isinstance(auth, AwsAuth):
+    elif method == "aws":
         _aws_login(client, auth)
-    else:  # pragma: no cover - the discriminated union admits nothing else
-        raise RuntimeError(f"unknown auth model {type(auth).__name__}")
+    else:  # pragma: no cover - the models and the settings admit nothing else
+        raise RuntimeError(f"unknown auth method {method!r}")
 
 
-def _aws_login(client: Any, auth: AwsAuth) -> None:
+def _aws_login(client: Any, auth: Any) -> None:
     import boto3
 
     session = boto3.Session(region_name=auth.region) if auth.region else boto3.Session()
@@ -206,3 +182,15 @@ def _aws_login(client: Any, auth: AwsAuth) -> None:
         region=auth.region or session.region_name or "us-east-1",
         mount_point=auth.mount,
     )
+
+
+_MODELS = frozenset({"AppRoleAuth", "AwsAuth", "KubernetesAuth", "TokenAuth", "VaultConfig"})
+
+
+def __getattr__(name: str) -> Any:
+    """The auth and config models (pydantic) are imported on first use, not with this module."""
+    if name in _MODELS:
+        from backends.models import vault
+
+        return getattr(vault, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

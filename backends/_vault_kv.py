@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from backends._lease import LeaseGuard, fence_of
-from backends._vault_auth import LoginProblem, VaultConfig, login
+from backends._vault_auth import LoginProblem, VaultSettings, login
 from rotator.errors import BackendConflict, BackendCredentials, BackendError
 from rotator.netpolicy import insecure_reason
 
@@ -32,7 +32,7 @@ FENCE_KEY = "rotator_fence"
 class KvStore:
     """One KV v2 secret at `mount`/`path`; `client` may be injected (an hvac.Client)."""
 
-    def __init__(self, config: VaultConfig, *, base_dir: Path, client: Any = None) -> None:
+    def __init__(self, config: VaultSettings, *, base_dir: Path, client: Any = None) -> None:
         self.config = config
         self.base_dir = base_dir
         self.mount = config.mount

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import structlog
 
 from backends import _aws_errors as aws_errors
-from backends._aws_config import TYPE, SecretsManagerConfig
+from backends._aws_config import TYPE, SecretsManagerSettings
 from backends._aws_stages import (
     _FIELDS,
     CURRENT,
@@ -47,16 +47,34 @@ from backends._aws_stages import (
     version_id_for,
 )
 from backends._lease import LeaseGuard, fence_of
-from backends.base import BackendConfig, Receipt, StoredToken, TokenRecord, decode_value
+from backends.base import (
+    CheckedTable,
+    ModelOnDemand,
+    Receipt,
+    StoredToken,
+    TokenRecord,
+    decode_value,
+)
 from backends.base import encode_value as _encode
 from rotator.errors import BackendConflict, BackendCredentials, BackendError, ConfigError
 
 if TYPE_CHECKING:
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from backends.models.aws import SecretsManagerConfig
+
 __all__ = ["SecretsManagerBackend", "SecretsManagerConfig", "version_id_for"]
 
 log = structlog.get_logger("backends.aws_secrets_manager")
+
+
+def __getattr__(name: str) -> Any:
+    """`SecretsManagerConfig` (pydantic) is imported on first use, not with this module."""
+    if name == "SecretsManagerConfig":
+        from backends.models.aws import SecretsManagerConfig
+
+        return SecretsManagerConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _GONE = ("ResourceNotFoundException",)  # no such secret, version or value: answer None
 
@@ -65,10 +83,21 @@ class SecretsManagerBackend:
     """One AWS Secrets Manager secret holding one account's MotherDuck token."""
 
     type: ClassVar[str] = TYPE
-    Config: ClassVar[builtins.type[BackendConfig]] = SecretsManagerConfig
+    # A pydantic model: imported when first read, not with this module (backends/models/aws.py).
+    Config = ModelOnDemand("backends.models.aws", "SecretsManagerConfig")
 
-    def __init__(self, config: SecretsManagerConfig, *, account: str = "", client: Any = None):
-        self._cfg = config
+    def __init__(
+        self,
+        config: SecretsManagerConfig | SecretsManagerSettings,
+        *,
+        account: str = "",
+        client: Any = None,
+    ):
+        # The model and a checked table give the same plain settings: the same backend.
+        self._cfg = (
+            config if isinstance(config, SecretsManagerSettings)
+            else SecretsManagerSettings.of(config)
+        )
         self._account = account
         self._secret_id = config.secret_id
         self._region = config.resolved_region
@@ -112,6 +141,10 @@ class SecretsManagerBackend:
 
     @classmethod
     def from_config(cls, config: Any, *, account: str, base_dir: Path) -> SecretsManagerBackend:
+        if isinstance(config, CheckedTable):  # proved valid by the fast loader: no pydantic
+            return cls(SecretsManagerSettings.from_table(config), account=account)
+        from backends.models.aws import SecretsManagerConfig
+
         if isinstance(config, Mapping):
             config = SecretsManagerConfig.model_validate(config)
         if not isinstance(config, SecretsManagerConfig):

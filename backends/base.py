@@ -211,8 +211,9 @@ class CheckedTable(dict[str, Any]):
     """A backend table already proved valid for its backend's `Config`, kept as the dict.
 
     Only the pydantic-free config loader makes these (rotator/config/fast.py), and only for
-    the built-in `file` type, after checking every key as `FileConfig` would: the engine
-    then builds the backend from the table (`FileBackend.from_config`) without importing
+    the built-in `file`, `aws-secrets-manager` and `vault` types, after checking every key
+    as their model (`FileConfig`, `SecretsManagerConfig`, `VaultConfig`) would: the
+    engine then builds the backend from the table (`from_config`) without importing
     pydantic. Anything else asking for the account's backends gets the models.
     """
 

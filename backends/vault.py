@@ -35,16 +35,17 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from backends._lease import LeaseGuard, fence_of
-from backends._vault_auth import VaultConfig
+from backends._vault_auth import VaultSettings
 from backends._vault_kv import FENCE_KEY, KvStore
 from backends.base import (
-    BackendConfig,
+    CheckedTable,
     KeySource,
+    ModelOnDemand,
     Receipt,
     StoredToken,
     TokenRecord,
@@ -53,7 +54,19 @@ from backends.base import (
 from rotator.errors import BackendConflict, BackendError
 from rotator.secret import Secret
 
+if TYPE_CHECKING:
+    from backends.models.vault import VaultConfig
+
 log = structlog.get_logger("rotator.backends.vault")
+
+
+def __getattr__(name: str) -> Any:
+    """`VaultConfig` (pydantic) is imported on first use, not with this module."""
+    if name == "VaultConfig":
+        from backends.models.vault import VaultConfig
+
+        return VaultConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["VaultBackend", "VaultConfig"]
 
@@ -81,16 +94,19 @@ def _now() -> str:
 class VaultBackend:
     """A token in one KV v2 secret; see the module docstring for the metadata it keeps."""
 
-    Config: ClassVar[type[BackendConfig]] = VaultConfig
+    # A pydantic model: imported when first read, not with this module.
+    Config = ModelOnDemand("backends.models.vault", "VaultConfig")
 
     def __init__(
         self,
-        config: VaultConfig,
+        config: VaultConfig | VaultSettings,
         *,
         base_dir: Path | None = None,
         client: Any = None,
         clock: Callable[[], str] = _now,
     ) -> None:
+        # The model and a checked table give the same plain settings: the same backend.
+        config = config if isinstance(config, VaultSettings) else VaultSettings.of(config)
         self.config = config
         self.kv = KvStore(config, base_dir=base_dir or Path.cwd(), client=client)
         self.mount = config.mount
@@ -120,6 +136,10 @@ class VaultBackend:
     @classmethod
     def from_config(cls, config: Any, *, account: str, base_dir: Path) -> VaultBackend:
         """Build from a validated `VaultConfig`; relative `ca_cert`/`jwt_path` use `base_dir`."""
+        if isinstance(config, CheckedTable):  # proved valid by the fast loader: no pydantic
+            return cls(VaultSettings.from_table(config), base_dir=base_dir)
+        from backends.models.vault import VaultConfig
+
         cfg = config if isinstance(config, VaultConfig) else VaultConfig.model_validate(config)
         return cls(cfg, base_dir=base_dir)
 

@@ -5,7 +5,9 @@
 not in backends/base.py and backends/file.py, so that importing the backends package (the
 engine does, for every run) or the file backend imports no pydantic (~65 ms): a config
 the pydantic-free loader accepted (rotator/config/fast.py) builds these models only when
-a backend is built. backends/base.py and backends/file.py hand them out on first use.
+a backend is built. backends/base.py and backends/file.py hand them out on first use;
+the `aws-secrets-manager` and `vault` models are in backends/models/aws.py and vault.py
+for the same reason.
 
 This module imports nothing from backends/base.py (which imports it on demand), so
 `format` spells out `ValueFormat`'s values (tests/unit/test_config_fastpath.py checks they

@@ -11,10 +11,12 @@ What it accepts: the tables `[motherduck]`, `[state]`, `[audit]`, `[defaults]` a
 `[[accounts]]` with their known keys, each value of the exact type the model wants
 (strings for strings, true/false for booleans, integers for integers) and passing the
 same value checks (rotator/config/values.py, shared with the models); policy `checks`
-as names or tables; backends of the built-in `file` type. It declines: any unknown key,
-any value of another type (even one pydantic would convert), `hooks`, `[notifications]`,
-any other backend type, any value check that fails. The rules across tables
-(rotator/config/rules.py) then run exactly as the reference loader runs them.
+as names or tables; backends of the built-in `file`, `aws-secrets-manager` and `vault`
+types.
+It declines: any unknown key, any value of another type (even one pydantic would
+convert), `hooks`, `[notifications]`, any other backend type, any value check that
+fails. The rules across tables (rotator/config/rules.py) then run exactly as the
+reference loader runs them.
 
 tests/unit/test_config_fastpath.py runs both loaders over the configs of the tests and
 over mutated variants of them, and requires the same Config or the same problems.
@@ -27,13 +29,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from backends import _aws_config as _aws
+from backends import _vault_auth as _vault
 from backends.base import CheckedTable
 from rotator.config import types, values
 from rotator.config.problems import config_error
 from rotator.config.resolved import AccountConfig, Config
 from rotator.config.rules import check_checks, check_lease_timing, check_policy
 from rotator.durations import parse_duration
-from rotator.netpolicy import check_aws_region
+from rotator.netpolicy import check_aws_region, insecure_reason
 
 _T = TypeVar("_T")
 
@@ -192,31 +196,120 @@ def _account(raw: object, inherited: dict[str, Any]) -> AccountConfig:
     return AccountConfig(
         username=_checked(lambda v: values.username(_str(v)), raw["username"]),
         policy=_policy({**inherited, **overrides}),
-        tables=tuple(_file_table(t) for t in tables),
+        tables=tuple(_backend_table(t) for t in tables),
     )
 
 
-def _file_table(table: object) -> CheckedTable:
-    """A `type = "file"` table the built-in FileBackend's FileConfig would accept, as is."""
-    _keys(table, _FILE_BACKEND)
-    assert isinstance(table, dict)
-    if table.get("type") != "file" or "path" not in table:
+def _backend_table(table: object) -> CheckedTable:
+    """A table of a built-in type its model would accept as is, kept as the table."""
+    kind = table.get("type") if type(table) is dict else None
+    if kind == "file":
+        _file_table(table)
+    elif kind == _aws.TYPE:
+        _aws_table(table)
+    elif kind == "vault":
+        _vault_table(table)
+    else:
+        raise _Decline
+    _builtin(str(kind))
+    return CheckedTable(cast(dict[str, Any], table))
+
+
+def _file_table(table: object) -> None:
+    """A `type = "file"` table the built-in FileBackend's FileConfig would accept."""
+    table = _keys(table, _FILE_BACKEND)
+    if "path" not in table:
         raise _Decline
     _str(table["path"])
     _opt(table, "format", lambda v: _one_of(v, "json", "raw"), "json")
     _opt(table, "follow_symlinks", _bool, False)
-    # The entry point named `file` must be the built-in backend, as the reference loader
-    # would find it (a missing or broken one is its error to report).
+
+
+def _aws_table(table: object) -> None:
+    """An `aws-secrets-manager` table its SecretsManagerConfig would accept, as is."""
+    table = _keys(table, _aws.FIELDS)
+    if "secret_id" not in table:
+        raise _Decline
+    secret_id = _checked(_nonempty, table["secret_id"])
+    region = _opt(table, "region", lambda v: check_aws_region(_str(v)), None)
+    for key in ("endpoint_url", "kms_key_id", "profile"):
+        _opt(table, key, _str, None)
+    create = _opt(table, "create_if_missing", _bool, False)
+    no_tags: dict[str, str] = {}
+    _opt(table, "tags", lambda v: _aws.own_tags(_str_dict(v)), no_tags)
+    _opt(table, "format", lambda v: _one_of(v, "json", "raw"), "json")
+    _checked(lambda _: _aws.one_region(secret_id, region, create), None)
+
+
+def _vault_table(table: object) -> None:
+    """A `type = "vault"` table its VaultConfig would accept and keep as written: a value
+    the model would change (slashes stripped from mount/path/url) declines."""
+    table = _keys(table, _vault.FIELDS)
+    if "url" not in table or "path" not in table:
+        raise _Decline
+    url = _checked(_str, table["url"])
+    if not url.startswith(("http://", "https://")) or url.endswith("/"):
+        raise _Decline
+    _checked(_kv_segment, table["path"])
+    _opt(table, "mount", _kv_segment, "secret")
+    for key in ("namespace", "field", "ca_cert"):
+        _opt(table, key, _str, None)
+    verify = _opt(table, "verify", _bool, True)
+    insecure = _opt(table, "insecure", _bool, False)
+    _opt(table, "timeout", _positive, 10.0)
+    _opt(table, "auth", _vault_auth, None)
+    _opt(table, "format", lambda v: _one_of(v, "json", "raw"), "json")
+    if insecure_reason(url, verify=verify) and not insecure:
+        raise _Decline
+
+
+def _kv_segment(value: object) -> str:
+    if type(value) is not str or not value or value != value.strip("/"):
+        raise _Decline
+    return value
+
+
+def _positive(value: object) -> float:
+    """A float field: an int or a float (pydantic makes either a float), finite, above 0."""
+    if type(value) not in (int, float) or not 0 < value < 2**53:  # type: ignore[operator]
+        raise _Decline
+    return float(value)  # type: ignore[arg-type]
+
+
+def _vault_auth(value: object) -> None:
+    """An `auth` table of one of the four methods, each key of its exact type."""
+    if type(value) is not dict:
+        raise _Decline
+    method = value.get("method", "token")
+    if type(method) is not str or method not in _vault.AUTH_FIELDS:
+        raise _Decline
+    _keys(value, _vault.AUTH_FIELDS[method])
+    if method in ("kubernetes", "aws") and "role" not in value:
+        raise _Decline
+    for key in _vault.AUTH_FIELDS[method] - {"method", "region"}:
+        _opt(value, key, _str, None)
+    _opt(value, "region", lambda v: check_aws_region(_str(v)), None)
+    if method == "approle" and ("role_id" in value) == ("role_id_env" in value):
+        raise _Decline  # exactly one of them
+
+
+def _builtin(kind: str) -> None:
+    """The entry point named `kind` must be the built-in backend, as the reference loader
+    would find it (a missing or broken one is its error to report)."""
     from backends import load_factory
-    from backends.file import FileBackend
 
     try:
-        factory = load_factory("file")
+        factory = cast(object, load_factory(kind))
     except Exception:
         raise _Decline from None
-    if cast(object, factory) is not FileBackend:
+    if kind == "file":
+        from backends.file import FileBackend as builtin
+    elif kind == "vault":
+        from backends.vault import VaultBackend as builtin  # type: ignore[assignment]
+    else:
+        from backends.aws_secrets_manager import SecretsManagerBackend as builtin  # type: ignore[assignment]
+    if factory is not builtin:
         raise _Decline
-    return CheckedTable(table)
 
 
 def _keys(table: object, allowed: frozenset[str]) -> dict[str, Any]:
@@ -244,6 +337,19 @@ def _checked(check: Callable[[Any], _T], value: object) -> _T:
 
 def _str(value: object) -> str:
     if type(value) is not str:
+        raise _Decline
+    return value
+
+
+def _nonempty(value: object) -> str:
+    if type(value) is not str or not value:
+        raise _Decline
+    return value
+
+
+def _str_dict(value: object) -> dict[str, str]:
+    if type(value) is not dict or any(type(k) is not str or type(v) is not str
+                                      for k, v in value.items()):
         raise _Decline
     return value
 

@@ -34,10 +34,10 @@ class AccountConfig:
 
     `backends` are the backend models (pydantic, each backend's own `Config`). The fast
     loader (rotator/config/fast.py) has already proved each table valid without pydantic
-    and passes the tables instead (built-in `file` tables only): they become models on
-    first use of `backends`. The engine builds backends from `backend_inputs`, which
-    gives those checked tables as they are, so neither a pass with nothing due nor a
-    rotation of such an account imports pydantic.
+    and passes the tables instead (built-in `file`, `aws-secrets-manager` and `vault`
+    tables only): they become models on first use of `backends`. The engine builds backends
+    from `backend_inputs`, which gives those checked tables as they are, so neither a
+    pass with nothing due nor a rotation of such an account imports pydantic.
     """
 
     __slots__ = ("_backends", "_tables", "policy", "username")
@@ -75,7 +75,7 @@ class AccountConfig:
     @property
     def backend_inputs(self) -> tuple[BackendConfig | CheckedTable, ...]:
         """What the engine builds each backend from: the models once anything asked for
-        them, else the fast loader's checked `file` tables (built without pydantic)."""
+        them, else the fast loader's checked built-in tables (built without pydantic)."""
         if self._backends is not None:
             return self._backends
         assert self._tables is not None

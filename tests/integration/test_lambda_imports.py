@@ -40,18 +40,27 @@ NOT_RUN_WHEN_NOTHING_IS_DUE = {
 }
 
 
+@pytest.mark.parametrize("backend", ["file", "aws-secrets-manager"])
 def test_scheduled_noop_cold_start_loads_only_what_it_uses(
-    aws: Any, simulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    backend: str, aws: Any, simulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     user = unique_username()
-    _, token_id = simulator.seed(user)
+    secret, token_id = simulator.seed(user)
     table = f"rotator-{user}"
     create_table(table, region=aws.region, endpoint_url=aws.endpoint_url)
+    if backend == "file":
+        backend_table = f'  type = "file"\n  path = "{tmp_path / "s.json"}"\n'
+    else:  # what a Lambda deployment uses; checked without pydantic as well
+        aws.client("secretsmanager").create_secret(Name=f"md/{user}", SecretString=secret)
+        backend_table = (
+            f'  type = "aws-secrets-manager"\n  secret_id = "md/{user}"\n'
+            f'  region = "{aws.region}"\n  endpoint_url = "{aws.endpoint_url}"\n'
+        )
     config = (
         f'[motherduck]\napi_url = "{simulator.url}"\nadmin_token_env = "TEST_MD_ADMIN"\n'
         f'[state]\nstore = "dynamodb"\ntable = "{table}"\nregion = "{aws.region}"\n'
         f'[[accounts]]\nusername = "{user}"\n'
-        f'  [[accounts.backends]]\n  type = "file"\n  path = "{tmp_path / "s.json"}"\n'
+        f"  [[accounts.backends]]\n{backend_table}"
     )
     monkeypatch.setenv("ROTATOR_CONFIG", config)
     monkeypatch.setenv("TEST_MD_ADMIN", simulator.admin_token)

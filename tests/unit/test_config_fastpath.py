@@ -108,10 +108,92 @@ keep = "x"
   path = "c.json"
 """
 MINIMAL = FILE_ACCOUNT.format(name="svc_min")
+ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:md/app-AbCdEf"
+AWS_ACCOUNT = """
+[[accounts]]
+username = "{name}"
+  [[accounts.backends]]
+  type = "aws-secrets-manager"
+  secret_id = "md/{name}"
+  region = "us-east-1"
+"""
+LAMBDA_AWS = (  # a Lambda deployment: DynamoDB state, one secret per account
+    '[motherduck]\nadmin_token_secret_id = "md/admin"\n'
+    '[state]\nstore = "dynamodb"\ntable = "rotator"\nregion = "us-east-1"\n'
+    '[defaults]\nchecks = ["readback"]\n'
+    + "".join(AWS_ACCOUNT.format(name=f"svc_aws_{i}") for i in range(3))
+)
+EVERY_AWS_KEY = f"""
+[[accounts]]
+username = "svc_aws_every"
+  [[accounts.backends]]
+  type = "aws-secrets-manager"
+  secret_id = "md/every"
+  region = "eu-west-1"
+  endpoint_url = "http://127.0.0.1:5000"
+  kms_key_id = "alias/rotator"
+  create_if_missing = true
+  tags = {{team = "data", env = "prod"}}
+  profile = "ops"
+  format = "raw"
+  [[accounts.backends]]
+  type = "aws-secrets-manager"
+  secret_id = "{ARN}"
+  region = "eu-west-1"
+  [[accounts.backends]]
+  type = "file"
+  path = "local.json"
+"""
+
+VAULT_ACCOUNT = """
+[[accounts]]
+username = "{name}"
+  [[accounts.backends]]
+  type = "vault"
+  url = "https://vault.example:8200"
+  path = "md/{name}"
+"""
+EVERY_VAULT_KEY = """
+[[accounts]]
+username = "svc_vault_every"
+  [[accounts.backends]]
+  type = "vault"
+  url = "http://vault.internal:8200"
+  mount = "kv"
+  path = "apps/md"
+  namespace = "team"
+  field = "token"
+  ca_cert = "ca.pem"
+  verify = false
+  insecure = true
+  timeout = 3
+  format = "raw"
+  auth = {method = "approle", role_id_env = "RID", secret_id_env = "SID", mount = "ar"}
+  [[accounts.backends]]
+  type = "vault"
+  url = "http://127.0.0.1:8200"
+  path = "md/two"
+  timeout = 2.5
+  auth = {method = "kubernetes", role = "rotator", jwt_path = "jwt", mount = "k8s"}
+  [[accounts.backends]]
+  type = "vault"
+  url = "https://vault.example"
+  path = "md/three"
+  auth = {method = "aws", role = "rotator", region = "eu-west-1", server_id = "v", mount = "a"}
+  [[accounts.backends]]
+  type = "vault"
+  url = "https://vault.example"
+  path = "md/four"
+  auth = {token_env = "MY_VAULT_TOKEN"}
+"""
+VAULT_DOCS = (
+    "".join(VAULT_ACCOUNT.format(name=f"svc_vault_{i}") for i in range(2)), EVERY_VAULT_KEY
+)
 
 
 def _documents() -> list[str]:
     docs = [LAMBDA, SINGLE, EVERY_KEY, EVERY_KEY.replace('keep = "x"\n', ""), MINIMAL, ""]
+    docs += [LAMBDA_AWS, EVERY_AWS_KEY, *VAULT_DOCS]
     docs += [p.read_text() for p in sorted((REPO / "examples" / "config").glob("*.toml"))]
     for md in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
         docs += re.findall(r"```toml\n(.*?)```", md.read_text(), re.S)
@@ -128,8 +210,25 @@ def _outcome(loader: Any, data: dict[str, Any]) -> tuple[str, object]:
     if config is None:
         return "declined", None
     for account in config.accounts:
+        tables = account.backend_inputs  # the fast loader's checked tables, if it loaded
         account.backends  # noqa: B018  # the checked tables become their models
+        if loader is fast:
+            _same_backends(tables, account.backends, account.username)
     return "config", (config, repr(config))
+
+
+def _same_backends(tables: Any, models: Any, username: str) -> None:
+    """What the engine builds from each checked table is what it builds from its model."""
+    from backends import load_factory
+
+    def built(cfg: Any) -> dict[str, Any]:
+        backend = load_factory(cfg.type).from_config(cfg, account=username, base_dir=BASE_DIR)
+        return {k: vars(v) if k == "kv" else v for k, v in vars(backend).items()}
+
+    for table, model in zip(tables, models, strict=True):
+        from_table, from_model = built(table), built(model)
+        assert from_table == from_model, (table, model)
+        assert repr(from_table) == repr(from_model), (table, model)
 
 
 def _agree(data: dict[str, Any]) -> str:
@@ -156,6 +255,18 @@ PALETTE: list[object] = [
     "https://md.example/", "ftp://x", "us-east-1", "Bogus_Region", "file", "dynamodb",
     "read_write", "read_scaling", "json", "raw", "vault", "MY_ENV", "1BAD", "a",
     datetime(2026, 1, 1), {"command": ["true"]}, {"after_store": {"command": ["true"]}},
+    # for the aws-secrets-manager tables: ARNs (good, other region, bad region), tags
+    "aws-secrets-manager", "eu-west-1", ARN, ARN.replace("eu-west-1", "us-east-1"),
+    ARN.replace("eu-west-1", "Bad_Region"), "arn:aws:secretsmanager:eu-west-1:1:secret:x",
+    {"team": "data"}, {"rotator:owner": "me"}, {"aws:x": "y"}, {"n": 1}, {"t": True},
+    # for the vault tables: urls (tls, loopback, plain, trailing slash), paths, timeouts, auth
+    "https://vault.example:8200", "http://127.0.0.1:8200", "http://vault.example",
+    "https://vault.example/", "secret/", "/md/x", "a/b", 2.5, 0.0, -1.5, float("inf"),
+    {"method": "token", "token_env": "T"}, {"token_env": "T"}, {"method": "approle"},
+    {"method": "approle", "role_id": "r"}, {"method": "approle", "role_id": "r", "role_id_env": "E"},
+    {"method": "kubernetes", "role": "r"}, {"method": "kubernetes"}, {"method": "ldap"},
+    {"method": "aws", "role": "r", "region": "eu-west-1"}, {"method": "aws", "role": "r",
+    "region": "Bad"}, {"method": 1}, {"method": "token", "role": "r"},
 ]
 KEYS = {
     "motherduck": [*types.MotherDuckSettings.__dataclass_fields__, "bogus"],
@@ -165,7 +276,11 @@ KEYS = {
     "notifications": ["on_success", "on_failure"],
 }
 ACCOUNT_KEYS = ["username", "backends", *types.POLICY_FIELDS, "rotate_aftr"]
-BACKEND_KEYS = ["type", "path", "format", "follow_symlinks", "url", "pathh"]
+BACKEND_KEYS = [
+    "type", "path", "format", "follow_symlinks", "url", "pathh",
+    "secret_id", "region", "endpoint_url", "kms_key_id", "create_if_missing", "tags", "profile",
+    "mount", "namespace", "field", "ca_cert", "verify", "insecure", "timeout", "auth",
+]
 
 
 def _mutate(data: dict[str, Any], rng: random.Random) -> None:
@@ -222,11 +337,21 @@ def test_the_loaders_agree_on_every_realistic_config(doc: str) -> None:
 
 
 def test_the_common_configs_take_the_fast_way() -> None:
-    for doc in (LAMBDA, SINGLE, EVERY_KEY.replace('keep = "x"\n', ""), MINIMAL, ""):
+    for doc in (
+        LAMBDA, SINGLE, EVERY_KEY.replace('keep = "x"\n', ""), MINIMAL, "", LAMBDA_AWS,
+        EVERY_AWS_KEY, *VAULT_DOCS,
+    ):
         assert _agree(tomllib.loads(doc)) == "config", doc
 
 
-SWEPT = {"lambda": LAMBDA, "every key": EVERY_KEY.replace('keep = "x"\n', "")}
+SWEPT = {
+    "lambda": LAMBDA,
+    "every key": EVERY_KEY.replace('keep = "x"\n', ""),
+    "lambda aws": LAMBDA_AWS,
+    "every aws key": EVERY_AWS_KEY,
+    "vault": VAULT_DOCS[0],
+    "every vault key": EVERY_VAULT_KEY,
+}
 
 
 @pytest.mark.parametrize("base", list(SWEPT))
@@ -364,3 +489,146 @@ def test_the_engine_builds_fast_loaded_file_backends_without_models(tmp_path: Pa
     built = engine._build_backends(config.accounts[0])
     assert [b.label for b in built] == [f"file:{tmp_path / 'secrets/svc_lambda_0.json'}"]
     assert not config.accounts[0].backends_built
+
+
+def test_the_aws_table_keys_are_the_models_fields() -> None:
+    from backends._aws_config import FIELDS, SecretsManagerSettings
+    from backends.models.aws import SecretsManagerConfig
+
+    assert set(SecretsManagerConfig.model_fields) == FIELDS
+    plain = {f.name for f in dataclasses.fields(SecretsManagerSettings)}
+    assert plain == FIELDS - {"type"}
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        {"type": "aws-secrets-manager", "secret_id": "md/a", "region": "us-east-1"},
+        {"type": "aws-secrets-manager", "secret_id": ARN},
+        {"type": "aws-secrets-manager", "secret_id": ARN, "region": "eu-west-1", "format": "raw"},
+        {
+            "type": "aws-secrets-manager", "secret_id": "md/b", "region": "eu-west-1",
+            "endpoint_url": "http://127.0.0.1:5000", "kms_key_id": "alias/k",
+            "create_if_missing": True, "tags": {"team": "data"}, "profile": "ops",
+            "format": "json",
+        },
+    ],
+)
+def test_a_checked_aws_table_builds_the_backend_its_model_builds(
+    table: dict[str, Any], tmp_path: Path
+) -> None:
+    """The engine builds a fast-loaded account's secret backend from the table, no model."""
+    from backends.aws_secrets_manager import SecretsManagerBackend, SecretsManagerConfig
+    from backends.base import CheckedTable
+
+    assert fast._backend_table(copy.deepcopy(table)) == table  # the fast loader accepts it
+    from_table = SecretsManagerBackend.from_config(
+        CheckedTable(table), account="a", base_dir=tmp_path
+    )
+    from_model = SecretsManagerBackend.from_config(
+        SecretsManagerConfig(**table), account="a", base_dir=tmp_path
+    )
+    assert vars(from_table) == vars(from_model)
+    assert repr(vars(from_table)) == repr(vars(from_model))
+    assert from_table.label == from_model.label
+
+
+def test_a_valid_aws_config_loads_without_pydantic(tmp_path: Path) -> None:
+    """A Lambda deployment's config (secret backends) loads without pydantic too."""
+    path = tmp_path / "rotator.toml"
+    path.write_text(LAMBDA_AWS)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout) == {
+        "before": False, "after": True, "backends": ["SecretsManagerConfig"] * 3,
+    }
+
+
+def test_the_engine_builds_fast_loaded_aws_backends_without_models(tmp_path: Path) -> None:
+    from rotator.config import parse_config
+    from rotator.engine.workflow import Engine
+
+    config = parse_config(EVERY_AWS_KEY, base_dir=tmp_path)
+    store = SimpleNamespace(fingerprint_key=lambda: b"k")
+    engine = Engine(config, client=None, store=store)  # type: ignore[arg-type]
+    built = engine._build_backends(config.accounts[0])
+    assert [b.label for b in built] == [
+        "aws-secrets-manager:eu-west-1:md/every",
+        f"aws-secrets-manager:eu-west-1:{ARN}",
+        f"file:{tmp_path / 'local.json'}",
+    ]
+    assert not config.accounts[0].backends_built
+
+
+@pytest.mark.parametrize("doc", [LAMBDA, LAMBDA_AWS, *VAULT_DOCS])
+def test_a_type_that_is_not_the_built_in_backend_is_left_to_the_reference_loader(
+    doc: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin installed under a built-in name has its own model: the fast loader declines."""
+    import backends
+
+    class Plugin:
+        pass
+
+    monkeypatch.setattr(backends, "load_factory", lambda name: Plugin)
+    assert fast.parse_tables(tomllib.loads(doc), base_dir=BASE_DIR, source="t") is None
+
+
+def test_the_vault_table_keys_are_the_models_fields() -> None:
+    from backends import _vault_auth
+    from backends.models import vault
+
+    assert set(vault.VaultConfig.model_fields) == _vault_auth.FIELDS
+    plain = {f.name for f in dataclasses.fields(_vault_auth.VaultSettings)}
+    assert plain == _vault_auth.FIELDS - {"type"}
+    models = {"token": vault.TokenAuth, "approle": vault.AppRoleAuth,
+              "kubernetes": vault.KubernetesAuth, "aws": vault.AwsAuth}
+    assert {m: set(c.model_fields) for m, c in models.items()} == _vault_auth.AUTH_FIELDS
+    assert vault.K8S_JWT_PATH == _vault_auth.K8S_JWT_PATH
+    for method, model in models.items():  # the same defaults, field by field
+        required = {"role": "r"} if "role" in model.model_fields else {}
+        required |= {"role_id": "r"} if method == "approle" else {}
+        assert _vault_auth.auth_settings(model(method=method, **required)) == (
+            _vault_auth.auth_settings({"method": method, **required})
+        )
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        {"type": "vault", "url": "https://v.example:8200", "path": "md/a"},
+        {"type": "vault", "url": "http://127.0.0.1:8200", "path": "md/b", "timeout": 3,
+         "auth": {"method": "approle", "role_id": "r"}},
+        {"type": "vault", "url": "http://v.example", "path": "b", "mount": "kv", "verify": False,
+         "insecure": True, "namespace": "n", "field": "f", "ca_cert": "ca.pem", "format": "raw",
+         "timeout": 2.5, "auth": {"method": "kubernetes", "role": "r", "jwt_path": "jwt"}},
+        {"type": "vault", "url": "https://v.example", "path": "c",
+         "auth": {"method": "aws", "role": "r", "region": "eu-west-1", "server_id": "s"}},
+        {"type": "vault", "url": "https://v.example", "path": "d", "auth": {"token_env": "T"}},
+    ],
+)
+def test_a_checked_vault_table_builds_the_backend_its_model_builds(
+    table: dict[str, Any], tmp_path: Path
+) -> None:
+    from backends.base import CheckedTable
+    from backends.vault import VaultBackend, VaultConfig
+
+    assert fast._backend_table(copy.deepcopy(table)) == table  # the fast loader accepts it
+    from_table = VaultBackend.from_config(CheckedTable(table), account="a", base_dir=tmp_path)
+    from_model = VaultBackend.from_config(VaultConfig(**table), account="a", base_dir=tmp_path)
+    assert from_table.config == from_model.config
+    assert repr(from_table.config) == repr(from_model.config)
+    assert vars(from_table.kv) == vars(from_model.kv)
+    assert from_table.label == from_model.label
+
+
+def test_a_valid_vault_config_loads_without_pydantic(tmp_path: Path) -> None:
+    path = tmp_path / "rotator.toml"
+    path.write_text(EVERY_VAULT_KEY)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout) == {
+        "before": False, "after": True, "backends": ["VaultConfig"] * 4,
+    }
