@@ -43,13 +43,17 @@ def _selected(config: Config, names: Sequence[str], all_: bool) -> list[str]:
 
 
 def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
-    from rotator.ops.fleet import prune_after_pass, run_fleet, select_shard
-
+    # rotator.ops.fleet (its thread pool, the progress reporters) is imported by what uses
+    # it: one account's rotation, the common scheduled run, needs none of it.
     config = command_config(args)
     if args.shard and args.usernames:
         raise ConfigError("give account names or --shard, not both")
     selected = _selected(config, args.usernames, args.all or bool(args.shard))
-    names = select_shard(selected, args.shard)
+    names = selected
+    if args.shard:
+        from rotator.ops.fleet import select_shard
+
+        names = select_shard(selected, args.shard)
     engine = make_engine(config)
     probe: AdminProbe | None = None
     if len(names) == 1 and not args.dry_run:
@@ -77,6 +81,8 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
         outcomes = [outcome for outcome, _ in pairs]
         codes = {outcome.account: code for outcome, code in pairs}
     else:
+        from rotator.ops.fleet import run_fleet
+
         def tracked(name: str) -> Outcome:
             outcome, codes[name] = one(name)
             return outcome
@@ -85,13 +91,22 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
             names, tracked, concurrency=args.concurrency, log_format=args.log_format
         )
     if not args.dry_run and not interrupt.stop_requested():  # a stopped pass starts nothing
-        prune_after_pass(engine, outcomes)
+        _prune(engine, outcomes)
     print_outcomes(outcomes, out, as_json=args.json)
     if args.metrics_file:
         # A stopped pass calls MotherDuck no more: the gauges from the state store only.
         live = not args.dry_run and not interrupt.stop_requested()
         write_metrics(engine, names, args.metrics_file, live=live)
     return worst(list(codes.values()))
+
+
+def _prune(engine: Engine, outcomes: list[Outcome]) -> None:
+    """The run-retention trim after the pass (rotator.ops.fleet), with `[state] keep_runs`."""
+    if engine.config.state.keep_runs is None:
+        return  # nothing to trim: rotator.ops.fleet not imported for it
+    from rotator.ops.fleet import prune_after_pass
+
+    prune_after_pass(engine, outcomes)
 
 
 def _settled(
