@@ -13,10 +13,14 @@ hits all of them alike; medians per variant and ratios within the same run.
 A second, instrumented pass wraps the MotherDuck client, the state store and the backend
 in timing proxies to split rotator's time into HTTP, checkpoint I/O, backend I/O and the
 rest (engine logic, logging, JSON). Then the CLI and the script as fresh subprocesses,
-interleaved, at each simulator latency of --cli-latency (0 and 50 ms by default).
+interleaved, at each simulator latency of --cli-latency (0 and 50 ms by default); with
+--before DIR, that checkout's CLI as well (--cli-only: this section alone).
 The simulator's request log shows which calls each variant made per rotation.
 
     .venv/bin/python benchmarks/bench_single.py [--rounds 40] [--cli-runs 7] [--profile]
+    # only the subprocess section, before/after: another checkout's CLI interleaved too
+    git archive main | tar -x -C /tmp/rotator-main
+    .venv/bin/python benchmarks/bench_single.py --cli-only --cli-runs 15 --before /tmp/rotator-main
     BENCH_TMP=/dev/shm .venv/bin/python benchmarks/bench_single.py --name single-tmpfs
 """
 
@@ -44,6 +48,8 @@ import hand_script
 from _common import (
     PYTHON,
     ROTATOR,
+    ChildRun,
+    Fleet,
     Simulator,
     make_fleet,
     median,
@@ -103,6 +109,93 @@ class Timed:
         return timed
 
 
+def subprocess_runs(args: argparse.Namespace, sim: Simulator, fleet: Fleet, old: dict[str, str],
+                    script_path: Path) -> dict[str, dict[str, Any]]:
+    """`rotator rotate U --force` and the script as fresh processes, per --cli-latency.
+
+    The variants (the CLI of this checkout, of --before's if given, and the script) run
+    interleaved, their order rotating attempt by attempt, so the machine's noise hits all
+    alike; each CLI child names its checkout first on PYTHONPATH (the venv's editable
+    install points at one). Wall and CPU (user+sys, wait4) medians, ratios to the script's and, with
+    --before, of this checkout's CLI to that one's, also per attempt.
+    """
+    rot_name, script_name = fleet.names
+    devnull = open(os.devnull, "w")  # noqa: SIM115
+    pythonpath = os.environ.get("PYTHONPATH", "")
+    # This checkout's CLI is the rotator this process imports (an older commit's when
+    # run_all.py --baseline put its archive first on PYTHONPATH).
+    commands = {"cli": Path(rlog.__file__).resolve().parent.parent}
+    if args.before is not None:
+        commands["cli_before"] = args.before
+    out_path = fleet.workdir / "script.out"
+
+    def run(variant: str) -> ChildRun:
+        if variant == "script":
+            with open(out_path, "w") as out:
+                done = run_child(
+                    [PYTHON, str(Path(hand_script.__file__)), sim.url, script_name,
+                     old["id"], str(script_path)],
+                    env=fleet.env, cwd=fleet.workdir, stdout=out, stderr=devnull, timeout=60)
+            assert done.returncode == 0, done
+            old["id"] = out_path.read_text().strip()
+            return done
+        if variant == "python_-c_pass":
+            return run_child([PYTHON, "-c", "pass"], env=fleet.env, cwd=fleet.workdir,
+                             stdout=devnull, stderr=devnull, timeout=60)
+        env = {**fleet.env, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(commands[variant]), pythonpath) if p)}
+        done = run_child([ROTATOR, "rotate", rot_name, "--force", "--json"], env=env,
+                         cwd=fleet.workdir, stdout=devnull, stderr=devnull, timeout=60)
+        assert done.returncode == 0, (variant, done)
+        return done
+
+    variants = [*commands, "script", "python_-c_pass"]
+    by_latency: dict[str, dict[str, Any]] = {}
+    for latency in args.cli_latency:
+        sim.set_latency(latency)
+        for variant in variants:  # warm-up: fills the bytecode cache (see _common)
+            run(variant)
+        runs: dict[str, list[ChildRun]] = {variant: [] for variant in variants}
+        load_before = os.getloadavg()
+        for attempt in range(args.cli_runs):
+            shift = attempt % len(variants)
+            for variant in variants[shift:] + variants[:shift]:
+                runs[variant].append(run(variant))
+        load_after = os.getloadavg()
+        wall = {v: [r.wall for r in rs] for v, rs in runs.items()}
+        cpu = {v: [r.cpu for r in rs] for v, rs in runs.items()}
+        row: dict[str, Any] = {v: median(w) * 1000 for v, w in wall.items()}
+        row["cpu_ms"] = {v: median(c) * 1000 for v, c in cpu.items()}
+        row["ratio_cli_vs_script"] = median(wall["cli"]) / median(wall["script"])
+        row["pair_ratios"] = [c / s for c, s in zip(wall["cli"], wall["script"], strict=True)]
+        if "cli_before" in runs:
+            row["before_ratio_cli_vs_script"] = (median(wall["cli_before"])
+                                                 / median(wall["script"]))
+            row["before_pair_ratios"] = [
+                c / s for c, s in zip(wall["cli_before"], wall["script"], strict=True)]
+            row["ratio_cli_vs_before"] = median(wall["cli"]) / median(wall["cli_before"])
+            row["ratio_cpu_cli_vs_before"] = median(cpu["cli"]) / median(cpu["cli_before"])
+        row["loadavg_during"] = {"before": [round(x, 2) for x in load_before],
+                                 "after": [round(x, 2) for x in load_after]}
+        by_latency[f"{latency * 1000:g}"] = row
+    sim.set_latency(0.0)
+    devnull.close()
+    return by_latency
+
+
+def cli_only(args: argparse.Namespace) -> dict[str, Any]:
+    """Just the subprocess comparison (--cli-only): no in-process rounds."""
+    with workdir("single") as base, Simulator(base / "sim") as sim:
+        fleet = make_fleet(sim, base / "fleet", 2, prefix="svc_single")
+        script_path = fleet.workdir / "secrets" / f"{fleet.names[1]}.json"
+        old = {"id": json.loads(script_path.read_text())["token_id"]}
+        by_latency = subprocess_runs(args, sim, fleet, old, script_path)
+    result = {"subprocess_ms": by_latency.get("0"), "subprocess_at_latency_ms": by_latency}
+    save_result(args.name or "single-cli", result)
+    print(json.dumps(result, indent=2))
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
@@ -112,8 +205,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         type=lambda text: [float(x) for x in text.split(",")],
                         help="simulator latencies (s) for the subprocess runs (default 0,0.05)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of rotator")
-    parser.add_argument("--name", default="single", help="results file name (default single)")
+    parser.add_argument("--name", default=None,
+                        help="results file name (default single, single-cli with --cli-only)")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="another checkout of rotator (e.g. `git archive main`) whose CLI "
+                        "runs are interleaved with this one's in the subprocess section")
+    parser.add_argument("--cli-only", action="store_true",
+                        help="only the subprocess section (CLI and script as processes)")
     args = parser.parse_args(argv)
+    if args.cli_only:
+        return cli_only(args)
 
     with workdir("single") as base, Simulator(base / "sim") as sim:
         fleet = make_fleet(sim, base / "fleet", 2, prefix="svc_single")
@@ -223,39 +324,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # CLI and script as fresh subprocesses (interpreter start-up included), at each
         # simulator latency of --cli-latency (the runs of one latency interleaved).
         rot_path = fleet.workdir / "secrets" / f"{rot_name}.json"
-        devnull = open(os.devnull, "w")  # noqa: SIM115
-        by_latency: dict[str, dict[str, float]] = {}
-        for latency in args.cli_latency:
-            sim.set_latency(latency)
-            cli_times, script_times, bare = [], [], []
-            for attempt in range(args.cli_runs + 1):  # the first fills the bytecode cache
-                run = run_child([ROTATOR, "rotate", rot_name, "--force", "--json"],
-                                env=fleet.env, cwd=fleet.workdir, stdout=devnull,
-                                stderr=devnull, timeout=60)
-                assert run.returncode == 0, run
-                cli_times.append(run.wall)
-                out_path = fleet.workdir / "script.out"
-                with open(out_path, "w") as out:
-                    run = run_child(
-                        [PYTHON, str(Path(hand_script.__file__)), sim.url, script_name,
-                         old["id"], str(script_path)],
-                        env=fleet.env, cwd=fleet.workdir, stdout=out, stderr=devnull,
-                        timeout=60)
-                assert run.returncode == 0, run
-                old["id"] = out_path.read_text().strip()
-                script_times.append(run.wall)
-                bare.append(run_child([PYTHON, "-c", "pass"], env=fleet.env, cwd=fleet.workdir,
-                                      stdout=devnull, stderr=devnull, timeout=60).wall)
-                if attempt == 0:
-                    del cli_times[0], script_times[0], bare[0]
-            by_latency[f"{latency * 1000:g}"] = {
-                "cli": median(cli_times) * 1000,
-                "script": median(script_times) * 1000,
-                "python_-c_pass": median(bare) * 1000,
-                "ratio_cli_vs_script": median(cli_times) / median(script_times),
-                "pair_ratios": [c / s for c, s in zip(cli_times, script_times, strict=True)],
-            }
-        sim.set_latency(0.0)
+        by_latency = subprocess_runs(args, sim, fleet, old, script_path)
         assert json.loads(rot_path.read_text())["token_id"]
         http.close()
         client.close()
@@ -288,7 +357,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "subprocess_at_latency_ms": by_latency,
         "profile": profile_text,
     }
-    save_result(args.name, result)
+    save_result(args.name or "single", result)
     print(json.dumps({k: v for k, v in result.items() if k != "profile"}, indent=2))
     return result
 

@@ -11,21 +11,24 @@ The package, one job a module (imports flow down this list, never back to this f
     gcpause.py            the cyclic GC paused during start-up, frozen out of the way after
     exitcodes.py          the exit-status table, exit_code_for, worst
 Start-up: each command imports what it needs inside its function, so `rotator --help`
-loads no pydantic, httpx, structlog, rich or engine. The names tests and callers import
-from `rotator.cli` are re-exported here (__all__).
+loads no pydantic, httpx, structlog, rich or engine; and only the module of the command
+that runs is imported (`rotate` is the critical path of a scheduled run: admin.py, views.py
+and operator_commands.py are not loaded for it). The names tests and callers import from
+`rotator.cli` are re-exported here (__all__), those of the other command modules made on
+first use.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from rotator.cli import gcpause
-from rotator.cli.admin import cmd_config, cmd_state, run_simulator
 from rotator.cli.exitcodes import (
     EXIT_ATTENTION,
     EXIT_CODES,
@@ -36,15 +39,18 @@ from rotator.cli.exitcodes import (
     exit_code_for,
     worst,
 )
-from rotator.cli.operator_commands import cmd_abort, cmd_adopt, cmd_revoke
 from rotator.cli.output import say
 from rotator.cli.parser import build_parser
 from rotator.cli.rotate import cmd_rotate
-from rotator.cli.views import cmd_drift, cmd_history, cmd_status, cmd_tokens
 from rotator.cli.wiring import make_engine, probe_admin_token
 from rotator.engine import interrupt
 from rotator.errors import RotatorError
 from rotator.util.safeio import SafeStream
+
+if TYPE_CHECKING:
+    from rotator.cli.admin import cmd_config, cmd_state
+    from rotator.cli.operator_commands import cmd_abort, cmd_adopt, cmd_revoke
+    from rotator.cli.views import cmd_drift, cmd_history, cmd_status, cmd_tokens
 
 __all__ = [
     "EXIT_ATTENTION",
@@ -103,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["simulator"]:
+        from rotator.cli.admin import run_simulator
+
         return run_simulator(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
@@ -123,7 +131,7 @@ def _main(argv: Sequence[str] | None) -> int:
     rlog.configure(args.log_format, level=args.log_level, stream=err)
     rlog.register_known_secrets()  # the config's own credentials follow in build_engine
     interrupt.clear()
-    handler: Callable[[argparse.Namespace, TextIO], int] = _COMMANDS[args.command]
+    handler = _handler(args.command)
     acting = args.command in _ACTING
     signals = interrupt.cooperative_signals() if acting else interrupt.abrupt_signals()
     try:
@@ -154,15 +162,33 @@ def _main(argv: Sequence[str] | None) -> int:
     return code
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
-    "state": cmd_state,
-    "rotate": cmd_rotate,
-    "status": cmd_status,
-    "drift": cmd_drift,
-    "history": cmd_history,
-    "abort": cmd_abort,
-    "revoke": cmd_revoke,
-    "adopt": cmd_adopt,
-    "tokens": cmd_tokens,
-    "config": cmd_config,
+Handler = Callable[[argparse.Namespace, TextIO], int]
+
+# Each command's module and function, imported when that command runs.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "state": ("admin", "cmd_state"),
+    "rotate": ("rotate", "cmd_rotate"),
+    "status": ("views", "cmd_status"),
+    "drift": ("views", "cmd_drift"),
+    "history": ("views", "cmd_history"),
+    "abort": ("operator_commands", "cmd_abort"),
+    "revoke": ("operator_commands", "cmd_revoke"),
+    "adopt": ("operator_commands", "cmd_adopt"),
+    "tokens": ("views", "cmd_tokens"),
+    "config": ("admin", "cmd_config"),
 }
+_LAZY = {function: module for module, function in _COMMANDS.values()}
+
+
+def _handler(command: str) -> Handler:
+    module, function = _COMMANDS[command]
+    handler: Handler = getattr(importlib.import_module(f"rotator.cli.{module}"), function)
+    return handler
+
+
+def __getattr__(name: str) -> Any:
+    """The re-exported command functions of the modules not imported at start-up."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"rotator.cli.{module}"), name)

@@ -7,6 +7,8 @@ fast); what a command does is in the other modules of rotator/cli/.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from rotator import __version__
 
@@ -17,11 +19,56 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rotator", description="Rotate MotherDuck service-account tokens safely."
     )
+    parser.register("action", "parsers", _LazySubParsers)
     parser.add_argument("--version", action="version", version=f"rotator {__version__}")
     _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    assert isinstance(sub, _LazySubParsers)
+    for name, (text, fill) in _COMMANDS.items():
+        sub.add_lazy(name, fill, help=text)
+    sim = sub.add_parser("simulator", help="run the local MotherDuck simulator", add_help=False)
+    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
+    return parser
 
-    rotate = sub.add_parser("rotate", help="rotate (or resume) accounts that are due")
+
+class _LazySubParsers(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """Subcommands whose options are added when that subcommand is parsed.
+
+    Each option added builds a help formatter (argparse checks its metavar): adding every
+    command's options was half the parser's cost (~1 ms of ~2 warm, more in a fresh
+    process) at every start, and a command line names one command. The help
+    texts of the commands (`rotator --help`) are there from the start, and what parsing,
+    errors and `rotator COMMAND --help` show is unchanged: a command's options, then the
+    global ones, are in place before its arguments are read.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fill: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
+
+    def add_lazy(
+        self, name: str, fill: Callable[[argparse.ArgumentParser], None], **kwargs: Any
+    ) -> argparse.ArgumentParser:
+        child: argparse.ArgumentParser = self.add_parser(name, **kwargs)
+        self._fill[name] = fill
+        return child
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        fill = self._fill.pop(values[0], None) if values else None
+        if fill is not None:
+            child = self.choices[values[0]]
+            fill(child)
+            _global_options(child, top=False)
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _rotate(rotate: argparse.ArgumentParser) -> None:
     rotate.add_argument("usernames", nargs="*", metavar="USERNAME")
     rotate.add_argument("--all", action="store_true", help="every configured account")
     rotate.add_argument("--force", action="store_true", help="rotate even if not due")
@@ -40,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
         "from 32 accounts; 1: all in this process)",
     )
 
-    status = sub.add_parser("status", help="token age, next due date, pending revoke, last run")
+
+def _status(status: argparse.ArgumentParser) -> None:
     status.add_argument("usernames", nargs="*", metavar="USERNAME")
     status.add_argument("--json", action="store_true")
     status.add_argument(
@@ -49,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--metrics-file", metavar="PATH", help="write Prometheus textfile metrics")
     status.add_argument("--shard", type=_shard, metavar="I/N", help="only shard I of N (0-based)")
 
-    drift = sub.add_parser("drift", help="compare backends, state and MotherDuck (reads only)")
+
+def _drift(drift: argparse.ArgumentParser) -> None:
     drift.add_argument("usernames", nargs="*", metavar="USERNAME")
     drift.add_argument("--json", action="store_true", help="one JSON object per account")
     drift.add_argument(
@@ -59,11 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 on any warning/critical finding (default) or on critical ones only",
     )
 
-    history = sub.add_parser("history", help="past runs of an account")
+
+def _history(history: argparse.ArgumentParser) -> None:
     history.add_argument("username", metavar="USERNAME")
     history.add_argument("--json", action="store_true")
 
-    abort = sub.add_parser("abort", help="roll back an unfinished run")
+
+def _abort(abort: argparse.ArgumentParser) -> None:
     abort.add_argument("run_id", metavar="RUN_ID")
     abort.add_argument(
         "--skip-backend",
@@ -74,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     abort.add_argument("--json", action="store_true")
 
-    revoke = sub.add_parser("revoke", help="revoke one token (refused while anything uses it)")
+
+def _revoke(revoke: argparse.ArgumentParser) -> None:
     revoke.add_argument("username", metavar="USERNAME")
     revoke.add_argument("token_id", metavar="TOKEN_ID")
     revoke.add_argument(
@@ -82,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     revoke.add_argument("--json", action="store_true")
 
-    adopt = sub.add_parser("adopt", help="record an existing token id as the current token")
+
+def _adopt(adopt: argparse.ArgumentParser) -> None:
     adopt.add_argument("username", metavar="USERNAME")
     adopt.add_argument("--token-id", required=True)
     adopt.add_argument(
@@ -90,26 +143,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     adopt.add_argument("--json", action="store_true")
 
-    tokens = sub.add_parser("tokens", help="list an account's live tokens (metadata only)")
+
+def _tokens(tokens: argparse.ArgumentParser) -> None:
     tokens.add_argument("username", metavar="USERNAME")
     tokens.add_argument("--json", action="store_true")
 
-    config = sub.add_parser("config", help="configuration helpers")
-    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    config_sub.add_parser("validate", help="check the config file and print every problem")
 
-    state = sub.add_parser("state", help="state store helpers")
+def _config(config: argparse.ArgumentParser) -> None:
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    validate = config_sub.add_parser(
+        "validate", help="check the config file and print every problem"
+    )
+    _global_options(validate, top=False)
+
+
+def _state(state: argparse.ArgumentParser) -> None:
     state_sub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
-    state_sub.add_parser("init", help="create the DynamoDB table (or the state directory)")
+    init = state_sub.add_parser("init", help="create the DynamoDB table (or the state directory)")
+    _global_options(init, top=False)
     prune = state_sub.add_parser("prune", help="remove finished runs past [state] keep_runs")
     prune.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
     prune.add_argument("--keep", metavar="AGE|COUNT", help="override keep_runs (90d, or 20)")
     prune.add_argument("--json", action="store_true", help="one JSON object per removed run")
+    _global_options(prune, top=False)
 
-    sim = sub.add_parser("simulator", help="run the local MotherDuck simulator", add_help=False)
-    sim.add_argument("sim_args", nargs=argparse.REMAINDER)
-    _spread_global_options(parser)
-    return parser
+
+# Every command but `simulator`: its help line and what adds its options (in this order
+# in `rotator --help`).
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "rotate": ("rotate (or resume) accounts that are due", _rotate),
+    "status": ("token age, next due date, pending revoke, last run", _status),
+    "drift": ("compare backends, state and MotherDuck (reads only)", _drift),
+    "history": ("past runs of an account", _history),
+    "abort": ("roll back an unfinished run", _abort),
+    "revoke": ("revoke one token (refused while anything uses it)", _revoke),
+    "adopt": ("record an existing token id as the current token", _adopt),
+    "tokens": ("list an account's live tokens (metadata only)", _tokens),
+    "config": ("configuration helpers", _config),
+    "state": ("state store helpers", _state),
+}
 
 
 def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -133,19 +205,6 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     parser.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], default=default("info")
     )
-
-
-def _spread_global_options(parser: argparse.ArgumentParser) -> None:
-    """Give every (sub)command the global options, however late it was added."""
-    for action in parser._actions:
-        if not isinstance(action, argparse._SubParsersAction):
-            continue
-        for name, child in action.choices.items():
-            if name == "simulator":
-                continue  # its own flags, passed through untouched
-            if not any("--config" in a.option_strings for a in child._actions):
-                _global_options(child, top=False)
-            _spread_global_options(child)
 
 
 def _positive_int(text: str) -> int:

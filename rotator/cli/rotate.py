@@ -11,6 +11,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
+from rotator.cli import gcpause
 from rotator.cli.exitcodes import EXIT_ATTENTION, EXIT_INCOMPLETE, exit_code_for, worst
 from rotator.cli.output import print_outcomes, write_metrics
 from rotator.cli.wiring import (
@@ -43,14 +44,18 @@ def _selected(config: Config, names: Sequence[str], all_: bool) -> list[str]:
 
 
 def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
-    from rotator.ops.fleet import prune_after_pass, run_fleet, select_shard
-
+    # rotator.ops.fleet (its thread pool, the progress reporters) is imported by what uses
+    # it: one account's rotation, the common scheduled run, needs none of it.
     config = command_config(args)
     if args.shard and args.usernames:
         raise ConfigError("give account names or --shard, not both")
     selected = _selected(config, args.usernames, args.all or bool(args.shard))
-    names = select_shard(selected, args.shard)
-    engine = make_engine(config)
+    names = selected
+    if args.shard:
+        from rotator.ops.fleet import select_shard
+
+        names = select_shard(selected, args.shard)
+    engine = make_engine(config, startup_over=False)
     probe: AdminProbe | None = None
     if len(names) == 1 and not args.dry_run:
         # One account: the probe's round trip overlaps the run's first reads, and the run
@@ -58,6 +63,7 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
         probe = start_admin_probe(engine)
     else:
         probe_admin_token(engine)
+    _startup_done()
 
     one = _rotate_one(engine, args, single=len(names) == 1)
     processes = _process_count(args, len(names))
@@ -77,6 +83,8 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
         outcomes = [outcome for outcome, _ in pairs]
         codes = {outcome.account: code for outcome, code in pairs}
     else:
+        from rotator.ops.fleet import run_fleet
+
         def tracked(name: str) -> Outcome:
             outcome, codes[name] = one(name)
             return outcome
@@ -85,13 +93,35 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
             names, tracked, concurrency=args.concurrency, log_format=args.log_format
         )
     if not args.dry_run and not interrupt.stop_requested():  # a stopped pass starts nothing
-        prune_after_pass(engine, outcomes)
+        _prune(engine, outcomes)
     print_outcomes(outcomes, out, as_json=args.json)
     if args.metrics_file:
         # A stopped pass calls MotherDuck no more: the gauges from the state store only.
         live = not args.dry_run and not interrupt.stop_requested()
         write_metrics(engine, names, args.metrics_file, live=live)
     return worst(list(codes.values()))
+
+
+def _startup_done() -> None:
+    """The collector back on once the probe has built the client (rotator/cli/gcpause.py).
+
+    Building the engine leaves the largest import of a rotation to its MotherDuck client:
+    httpx. Resumed before it, the collector walked what that import allocates some 20
+    times (~3 ms of one account's rotation, on its critical path), and gc.freeze left
+    those objects out of the permanent generation for a gen-1 collection during the run
+    to walk again. (The run's steps, imported when a rotation starts, cost one gen-0
+    collection; importing them here would slow the no-op of an account not due.)
+    """
+    gcpause.resume()
+
+
+def _prune(engine: Engine, outcomes: list[Outcome]) -> None:
+    """The run-retention trim after the pass (rotator.ops.fleet), with `[state] keep_runs`."""
+    if engine.config.state.keep_runs is None:
+        return  # nothing to trim: rotator.ops.fleet not imported for it
+    from rotator.ops.fleet import prune_after_pass
+
+    prune_after_pass(engine, outcomes)
 
 
 def _settled(

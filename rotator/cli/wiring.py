@@ -52,12 +52,17 @@ def _admin_token(config: Config) -> Secret:
     return Secret(value)
 
 
-def make_engine(config: Config) -> Engine:
-    """The CLI's engine: the admin token from the environment (or Secrets Manager)."""
+def make_engine(config: Config, *, startup_over: bool = True) -> Engine:
+    """The CLI's engine: the admin token from the environment (or Secrets Manager).
+
+    `startup_over=False`: the caller has more of start-up to do (imports above all) and
+    resumes the collector itself (gcpause.resume) once it is done.
+    """
     from rotator.assembly import build_engine
 
     engine = build_engine(config, _admin_token)
-    gcpause.resume()  # start-up is over (the command's heavy imports are done)
+    if startup_over:
+        gcpause.resume()  # start-up is over (the command's heavy imports are done)
     return engine
 
 

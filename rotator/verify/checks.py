@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +231,11 @@ def build_check(
             return CommandCheck(argv or [], cwd=base_dir, **opts)
     except TypeError as exc:
         raise ConfigError(f"{type_name} check: {exc}") from None
+    # Installed plugins are looked up only for a type that is not built in: importing
+    # importlib.metadata and reading every distribution's entry points costs milliseconds
+    # a config of built-in checks does not need.
+    from importlib.metadata import entry_points
+
     for ep in entry_points(group="rotator.checks"):
         if ep.name == type_name:
             check: Check = ep.load().from_options(opts, api_url=api_url)

@@ -88,6 +88,12 @@ def world(tmp_path: Path) -> World:
 
 
 class TestBackendFactoryCache:
+    """A plugin's class is looked up in the entry points once; a built-in type never is.
+
+    The plugin here is a registration of FileBackend under another name (`plugin-file`),
+    added to what the real lookup returns.
+    """
+
     @pytest.fixture(autouse=True)
     def _fresh_cache(self) -> Any:
         backends.clear_cache()
@@ -97,12 +103,15 @@ class TestBackendFactoryCache:
     @pytest.fixture
     def scans(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:
         """The entry-point groups read, one item per read of the installed metadata."""
+        from importlib.metadata import EntryPoint, EntryPoints
+
         seen: list[str] = []
         real = backends.entry_points
+        plugin = EntryPoint("plugin-file", "backends.file:FileBackend", "rotator.backends")
 
         def counting(**kwargs: Any) -> Any:
             seen.append(kwargs.get("group", ""))
-            return real(**kwargs)
+            return EntryPoints([*real(**kwargs), plugin])
 
         monkeypatch.setattr(backends, "entry_points", counting)
         return seen
@@ -111,8 +120,8 @@ class TestBackendFactoryCache:
         self, scans: list[str]
     ) -> None:
         """A second lookup of a type returns the same class and reads no metadata."""
-        first = backends.load_factory("file")
-        second = backends.load_factory("file")
+        first = backends.load_factory("plugin-file")
+        second = backends.load_factory("plugin-file")
         assert first is second and first.__name__ == "FileBackend"
         assert len(scans) == 1
 
@@ -125,13 +134,37 @@ class TestBackendFactoryCache:
 
     def test_clear_cache_reads_entry_points_again(self, scans: list[str]) -> None:
         """clear_cache() makes the next lookup scan the entry points once more."""
-        backends.load_factory("file")
+        backends.load_factory("plugin-file")
         scans.clear()
-        backends.load_factory("file")
+        backends.load_factory("plugin-file")
         assert scans == []
         backends.clear_cache()
-        backends.load_factory("file")
+        backends.load_factory("plugin-file")
         assert scans == ["rotator.backends"]
+
+    @pytest.mark.parametrize(
+        ("name", "cls"),
+        [
+            ("file", "FileBackend"),
+            ("vault", "VaultBackend"),
+            ("aws-secrets-manager", "SecretsManagerBackend"),
+        ],
+    )
+    def test_a_built_in_type_reads_no_metadata(
+        self, scans: list[str], name: str, cls: str
+    ) -> None:
+        """The built-in types are the built-in classes, found without any entry-point read."""
+        assert backends.load_factory(name).__name__ == cls
+        assert scans == []
+
+    def test_a_plugin_cannot_take_a_built_in_name(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A plugin registered as `file` does not replace the built-in file backend."""
+        from importlib.metadata import EntryPoint, EntryPoints
+
+        impostor = EntryPoint("file", "tests.unit.fakes:MemoryBackend", "rotator.backends")
+        monkeypatch.setattr(backends, "entry_points", lambda **kw: EntryPoints([impostor]))
+        assert backends.load_factory("file").__name__ == "FileBackend"
+        assert "file" in backends.available_types()
 
 
 class TestNotDueWithoutLease:

@@ -46,6 +46,19 @@ def test_backend_entry_points_load(name: str, target: str) -> None:
     assert inspect.isclass(ep.load())
 
 
+def test_the_built_in_backend_types_are_the_registered_ones() -> None:
+    """backends._BUILT_IN (looked up without reading the metadata) and pyproject.toml's
+    `rotator.backends` entry points name the same classes."""
+    import tomllib
+    from pathlib import Path
+
+    import backends
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    registered = tomllib.loads(pyproject.read_text())["project"]["entry-points"]
+    assert registered["rotator.backends"] == backends._BUILT_IN
+
+
 def test_the_scheduled_event_source_is_unchanged() -> None:
     from rotator.aws_lambda.events import SCHEDULE_SOURCES
 
