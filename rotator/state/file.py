@@ -361,30 +361,33 @@ class FileStore:
             if self._journal is None:
                 atomic_write_bytes(Path(path), data, durable=self._durable)
                 return
-            self._journal.write([(rel, data)], lambda: self._write_file(path, data, spare))
+            self._journal.write([(rel, data)], lambda: self._write_file(path, data, spare, rel))
         except OSError as exc:
             raise self._error("write to", exc) from exc
 
-    def _write_file(self, path: str, data: bytes, spare: str) -> None:
+    def _write_file(self, path: str, data: bytes, spare: str, rel: str) -> None:
         """Atomic, not fsynced (the journal has it); the directory made once per store."""
         directory, name = path.rsplit("/", 1)
         known = directory in self._dirs
         if not known:
             ensure_private_dir(Path(directory))
         try:
-            self._put(directory, name, data, spare)
+            self._put(directory, name, data, spare, rel)
         except FileNotFoundError:
             if not known:
                 raise
             ensure_private_dir(Path(directory))  # the directory went away
-            self._put(directory, name, data, spare)
+            self._put(directory, name, data, spare, rel)
         self._dirs.add(directory)
 
-    @staticmethod
-    def _put(directory: str, name: str, data: bytes, spare: str) -> None:
-        # Through the spare: no file created, no inode freed. A new file when a reader still
-        # holds the spare (it opened it when it was the document).
-        if not write_via_spare(directory, name, spare, data):
+    def _put(self, directory: str, name: str, data: bytes, spare: str, rel: str) -> None:
+        # Through the spare (no file created, no inode freed) once the journal would restore
+        # this document after a power loss; before that (its first write since the journal
+        # began or was compacted), and when a reader still holds the spare, a new file.
+        journal = self._journal
+        if journal is None or not journal.covers(rel) or not write_via_spare(
+            directory, name, spare, data
+        ):
             replace_bytes(directory, name, data)
 
     def _barrier(self) -> None:

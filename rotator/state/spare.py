@@ -31,7 +31,13 @@ Crashes: a SIGKILL during step 2 leaves a partial spare and the document untouch
 is one atomic rename (the lock dies with the process). Nothing here is fsynced: the file
 store's journal makes documents durable at barriers and replays them after a power loss
 (rotator/state/journal.py), which overwrites the document by temp file + rename, never
-through the spare.
+through the spare. A power loss is the one case where rewriting an inode in place differs
+from a new file: the exchange may reach the disk before the bytes rewritten into the
+spare (a journalling filesystem orders a new file's data before the rename that shows it,
+not an overwrite's), leaving the document torn or at an old version. So the file store
+goes through the spare only once `Journal.covers` the document — a record of it is durable
+in the journal, and the replay rewrites the file from it whatever the file holds; a
+document's first write since the journal began or was compacted is a new file and a rename.
 
 Writers of one document must not run concurrently (two could exchange in turn and leave
 the document older than the last write). The file store writes every document of an

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from rotator.state import journal as journal_module
 from rotator.state import spare
 from rotator.state.file import FileStore
 
@@ -136,6 +137,7 @@ def test_the_store_drops_a_runs_spare_with_its_lease_and_prune_its_leftovers(
     lease = fs.acquire_lease("svc_a", owner="t", ttl=TTL)
     for n in range(3):
         lease = fs.save(lease, run={"run_id": "r1", "n": n}, account={"account": "svc_a", "n": n})
+        lease = fs.save(lease)  # a barrier, as before every side effect
     assert (tmp_path / "runs" / ".r1.json.spare").exists()
     assert [r["run_id"] for r in fs.list_runs()] == ["r1"]  # the spare is no run
     fs.release_lease(lease)
@@ -148,6 +150,67 @@ def test_the_store_drops_a_runs_spare_with_its_lease_and_prune_its_leftovers(
     lease = fs.acquire_lease("svc_a", owner="t", ttl=TTL)
     for n in range(2):
         lease = fs.save(lease, run={"run_id": "r2", "n": n})
+        lease = fs.save(lease)
     assert (tmp_path / "runs" / ".r2.json.spare").exists()
     fs.delete_runs(["r1", "r2"])
     assert os.listdir(tmp_path / "runs") == []
+
+
+def test_a_document_is_rewritten_in_place_only_once_the_journal_would_restore_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power loss may persist an exchange before the bytes rewritten into that inode.
+    Harmless once a durable journal record of the document exists (the replay rewrites the
+    file from it); before that — the document's first write since this process opened the
+    journal, or since a compaction — the new version must go to a new file (temp + rename:
+    old or new after a crash), never into an inode that already exists."""
+    store = FileStore(tmp_path, clock=lambda: NOW)
+    lease = store.acquire_lease("svc_a", owner="t", ttl=TTL)
+    for n in range(3):
+        lease = store.save(lease, account={"account": "svc_a", "n": n})
+        lease = store.save(lease)
+    account = tmp_path / "accounts" / "svc_a.json"
+    spare_path = tmp_path / "accounts" / ".svc_a.json.spare"
+    assert spare_path.exists()  # rewritten in place by now
+    store.release_lease(lease)
+    assert store._journal is not None
+    store._journal.close()  # gone, as a finished process is (it held the journal open)
+
+    def held() -> list[tuple[int, bytes]]:
+        """The inodes that hold the document and its spare now, open, with their bytes."""
+        out = []
+        for path in (account, spare_path):
+            fd = os.open(path, os.O_RDONLY)
+            out.append((fd, os.pread(fd, 1 << 16, 0)))
+        return out
+
+    def untouched(old: list[tuple[int, bytes]]) -> bool:
+        same = all(os.pread(fd, 1 << 16, 0) == data for fd, data in old)
+        for fd, _ in old:
+            os.close(fd)
+        return same
+
+    # A new process: its journal has synced nothing of this document yet.
+    again = FileStore(tmp_path, clock=lambda: NOW)
+    lease = again.acquire_lease("svc_a", owner="t2", ttl=TTL)
+    old = held()
+    lease = again.save(lease, account={"account": "svc_a", "n": 10})
+    lease = again.save(lease, account={"account": "svc_a", "n": 11})  # still no barrier
+    assert untouched(old), "a write before the barrier went into an existing inode"
+    lease = again.save(lease)  # the barrier: the journal now restores this document
+    old = held()
+    lease = again.save(lease, account={"account": "svc_a", "n": 12})
+    assert not untouched(old)  # through the spare from here on (and the test can tell)
+    assert again.load_account("svc_a") == {"schema": 1, "account": "svc_a", "n": 12}
+
+    # A compaction drops the records (after syncing the files): uncovered again.
+    journal = again._journal
+    assert journal is not None and journal._fd is not None
+    monkeypatch.setattr(journal_module, "COMPACT_AT", 0)
+    journal._compact(journal._fd)
+    monkeypatch.undo()
+    assert journal.path.stat().st_size == 0
+    old = held()
+    lease = again.save(lease, account={"account": "svc_a", "n": 13})
+    assert untouched(old)
+    again.release_lease(lease)
