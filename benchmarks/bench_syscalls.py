@@ -37,8 +37,9 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # this checkout
 from _common import ROOT, ROTATOR, Simulator, make_fleet, save_result, workdir
 
 STRACE = shutil.which("strace")
-FILE_CALLS = ("openat", "stat", "newfstatat", "fstat", "statx", "lstat", "rename", "chmod",
-              "fchmod", "unlink", "mkdir", "write", "read", "close", "flock", "getdents64")
+FILE_CALLS = ("openat", "stat", "newfstatat", "fstat", "statx", "lstat", "rename", "renameat2",
+              "chmod", "fchmod", "unlink", "mkdir", "write", "pwrite64", "ftruncate", "read",
+              "close", "flock", "getdents64")
 
 
 def strace_counts(argv: list[str], env: dict[str, str], cwd: Path) -> Counter[str]:

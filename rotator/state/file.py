@@ -22,9 +22,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from rotator.errors import LeaseHeld, LeaseLost, StateError
-from rotator.state.fileio import AccountFiles, publish_once, read_file
+from rotator.state.fileio import AccountFiles, publish_once
 from rotator.state.journal import Journal, boot_id
 from rotator.state.lease import Lease, lease_held, lease_is_free, next_lease, pid_alive
+from rotator.state.spare import read_whole, write_via_spare
 from rotator.state.store import SCHEMA_VERSION, Clock, Doc, parse_fingerprint_key, utcnow
 from rotator.util.fsutil import atomic_write_bytes, ensure_private_dir, fsync_dir, replace_bytes
 
@@ -39,7 +40,10 @@ class FileStore:
     """Checkpoints as JSON files under one directory (mode 0700, files 0600).
 
     Layout: `key`, `runs/<run_id>.json`, `accounts/<account>.json`,
-    `leases/<account>.json` and `leases/<account>.lock` (the flock target).
+    `leases/<account>.json` and `leases/<account>.lock` (the flock target). A durable
+    store rewrites documents through hidden spares next to them (`.<name>.spare`,
+    rotator/state/spare.py): one per account record and lease, and a running run's until
+    its lease is released.
     """
 
     def __init__(
@@ -119,6 +123,10 @@ class FileStore:
             current = self._read_lease(files)
             if current is not None and current.fence == lease.fence and not current.released:
                 self._write_lease(files, replace(current, released=True))
+            if files.run_spare is not None:  # the run is done with: do not keep its spare
+                with contextlib.suppress(OSError):
+                    os.unlink(files.run_spare)
+                files.run_spare = None
         finally:
             os.close(fd)
         self._barrier()  # the run's last records durable before we return
@@ -171,9 +179,11 @@ class FileStore:
             # right now (`verifying` during a long check) is what `rotator status`, a
             # supervisor or a second process reads.
             if run is not None:
-                self._write(f"runs/{run['run_id']}.json", self._encode(run))
+                name = f"{run['run_id']}.json"
+                files.run_spare = f"{self._runs}/.{name}.spare"
+                self._write(f"runs/{name}", self._encode(run), files.run_spare)
             if account is not None:
-                self._write(files.account_rel, self._encode(account))
+                self._write(files.account_rel, self._encode(account), files.account_spare)
             now = self._clock()
             ttl = lease.expires_at - lease.acquired_at
             if current.expires_at - now < ttl / 2:
@@ -228,14 +238,16 @@ class FileStore:
                 fsync_dir(Path(self._runs))
 
     def _unlink_runs(self, names: Sequence[str]) -> bool:
-        """Remove these files of runs/; True if any was there."""
+        """Remove these files of runs/ (and any spare a killed run left); True if any was there."""
         removed = False
         for name in names:
             try:
                 os.unlink(f"{self._runs}/{name}")
                 removed = True
             except FileNotFoundError:
-                continue
+                pass
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{self._runs}/.{name}.spare")
         return removed
 
     # -- plumbing ----------------------------------------------------------------------
@@ -262,7 +274,7 @@ class FileStore:
 
     def _write_lease(self, files: AccountFiles, lease: Lease) -> None:
         data = self._encode(lease.to_doc())
-        self._write(files.lease_rel, data)
+        self._write(files.lease_rel, data, files.lease_spare)
         files.lease = (data, lease)
 
     def _lock(self, files: AccountFiles, account: str) -> int:
@@ -312,7 +324,7 @@ class FileStore:
             with self._errors("recover the journal of"):
                 self._journal.recover_once()
         try:
-            return read_file(path)
+            return read_whole(path)  # whole, also while a writer swaps spares (spare.py)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -341,31 +353,42 @@ class FileStore:
         # rotation writes some 30 documents). `python -m json.tool` shows a file indented.
         return json.dumps({"schema": SCHEMA_VERSION, **doc}, sort_keys=True).encode()
 
-    def _write(self, rel: str, data: bytes) -> None:
-        """Replace the document at `rel` (relative to the root) with `data`."""
+    def _write(self, rel: str, data: bytes, spare: str) -> None:
+        """Replace the document at `rel` (relative to the root) with `data`; a durable store
+        writes it through `spare` (rotator/state/spare.py)."""
         path = f"{self._root}/{rel}"
         try:
             if self._journal is None:
                 atomic_write_bytes(Path(path), data, durable=self._durable)
                 return
-            self._journal.write([(rel, data)], lambda: self._write_file(path, data))
+            self._journal.write([(rel, data)], lambda: self._write_file(path, data, spare, rel))
         except OSError as exc:
             raise self._error("write to", exc) from exc
 
-    def _write_file(self, path: str, data: bytes) -> None:
+    def _write_file(self, path: str, data: bytes, spare: str, rel: str) -> None:
         """Atomic, not fsynced (the journal has it); the directory made once per store."""
         directory, name = path.rsplit("/", 1)
         known = directory in self._dirs
         if not known:
             ensure_private_dir(Path(directory))
         try:
-            replace_bytes(directory, name, data)
+            self._put(directory, name, data, spare, rel)
         except FileNotFoundError:
             if not known:
                 raise
             ensure_private_dir(Path(directory))  # the directory went away
-            replace_bytes(directory, name, data)
+            self._put(directory, name, data, spare, rel)
         self._dirs.add(directory)
+
+    def _put(self, directory: str, name: str, data: bytes, spare: str, rel: str) -> None:
+        # Through the spare (no file created, no inode freed) once the journal would restore
+        # this document after a power loss; before that (its first write since the journal
+        # began or was compacted), and when a reader still holds the spare, a new file.
+        journal = self._journal
+        if journal is None or not journal.covers(rel) or not write_via_spare(
+            directory, name, spare, data
+        ):
+            replace_bytes(directory, name, data)
 
     def _barrier(self) -> None:
         """Make every document this store wrote durable (one journal fdatasync, shared)."""

@@ -1,5 +1,6 @@
-"""The file state store's small-file plumbing: one account's file names, reading a small
-file in one call, and publishing a file exactly once (rotator/state/file.py uses them)."""
+"""The file state store's small-file plumbing: one account's file names and publishing a
+file exactly once (rotator/state/file.py uses them; documents are read and rewritten by
+rotator/state/spare.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from rotator.state.lease import Lease
 
-__all__ = ["AccountFiles", "publish_once", "read_file"]
+__all__ = ["AccountFiles", "publish_once"]
 
 
 def publish_once(path: Path, data: bytes) -> bool:
@@ -40,29 +41,21 @@ def publish_once(path: Path, data: bytes) -> bool:
         tmp.unlink(missing_ok=True)
 
 
-def read_file(path: str | Path) -> bytes:
-    """A small file's bytes: open, read until EOF, close (no stat, no buffer objects).
-
-    A read shorter than asked is the end of a regular file: no second read to see EOF.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunk = os.read(fd, 65536)
-        if len(chunk) < 65536:
-            return chunk
-        chunks = [chunk]
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 class AccountFiles:
     """One account's file names, built once per store (a rotation saves some 20 times),
     and the lease as last read or written, with the bytes it was parsed from."""
 
-    __slots__ = ("account", "account_rel", "lease", "lease_path", "lease_rel", "lock")
+    __slots__ = (
+        "account",
+        "account_rel",
+        "account_spare",
+        "lease",
+        "lease_path",
+        "lease_rel",
+        "lease_spare",
+        "lock",
+        "run_spare",
+    )
 
     def __init__(self, root: str, account: str) -> None:
         name = f"{account.lower()}.json"
@@ -72,3 +65,9 @@ class AccountFiles:
         self.lease_path = f"{root}/{self.lease_rel}"
         self.lock = f"{root}/leases/{account.lower()}.lock"
         self.lease: tuple[bytes, Lease | None] | None = None
+        # The spare inodes these documents are rewritten through (rotator/state/spare.py):
+        # the account record's and the lease's for good, the current run's until its lease
+        # is released.
+        self.account_spare = f"{root}/accounts/.{name}.spare"
+        self.lease_spare = f"{root}/leases/.{name}.spare"
+        self.run_spare: str | None = None

@@ -126,6 +126,10 @@ class Journal:
         self._written = 0  # appends made by this process
         self._synced = 0  # of which known durable
         self._syncing = False
+        # Which documents a replay would restore from this process's own synced records
+        # (see `covers`): the path -> the append count its first unsynced record needs.
+        self._covered: set[str] = set()
+        self._pending: dict[str, int] = {}
 
     @contextlib.contextmanager
     def _alone(self) -> Iterator[bool]:
@@ -228,6 +232,12 @@ class Journal:
             apply()
             with self._cv:
                 self._written += 1
+                for rel, data in entries:
+                    if data is None:  # deleted: a later file of that name starts uncovered
+                        self._covered.discard(rel)
+                        self._pending.pop(rel, None)
+                    elif rel not in self._covered:
+                        self._pending.setdefault(rel, self._written)
             full = os.lseek(fd, 0, os.SEEK_CUR) >= COMPACT_AT
         finally:
             with gate:
@@ -236,6 +246,29 @@ class Journal:
                     gate.notify_all()
         if full:
             self._compact(fd)
+
+    def covers(self, rel: str) -> bool:
+        """True when a power loss could not leave `rel` older or torn: a record of it made
+        by this process is durable in this journal, so a replay rewrites the file from
+        that record (or a later one) whatever its bytes are.
+
+        Until then the file itself is what a replay keeps (a compaction or the boot's
+        recovery made it durable and dropped the records), so a writer must replace it
+        by a new file and a rename (old or new after a crash on a journalling filesystem)
+        instead of rewriting an inode in place, whose new bytes may reach the disk after
+        the rename that shows them. Another process cannot compact the journal while this
+        one has it open (it holds a shared flock), so what this process synced stays
+        in it until its own compaction, which forgets everything.
+        """
+        with self._cv:
+            if rel in self._covered:
+                return True
+            seq = self._pending.get(rel)
+            if seq is None or seq > self._synced:
+                return False
+            del self._pending[rel]
+            self._covered.add(rel)
+            return True
 
     def sync(self) -> None:
         """Make every append of this process durable (one fdatasync for all who wait)."""
@@ -272,6 +305,8 @@ class Journal:
                 os.fsync(fd)
                 with self._cv:
                     self._synced = self._written
+                    self._covered.clear()  # the records are gone: the files are what counts
+                    self._pending.clear()
             finally:
                 fcntl.flock(fd, fcntl.LOCK_SH)
 
