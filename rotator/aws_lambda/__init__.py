@@ -139,8 +139,16 @@ def load_lambda_config() -> Config:
 
 def build_engine(config: Config) -> Engine:
     from rotator.assembly import build_engine as assemble
+    from rotator.aws_lambda.mdclient import lambda_client
 
-    return assemble(config, admin_token, owner=_owner(), audit_to_log=True, extra_sinks=(_RUNS,))
+    return assemble(
+        config,
+        admin_token,
+        owner=_owner(),
+        audit_to_log=True,
+        extra_sinks=(_RUNS,),
+        make_client=lambda_client,  # reads over urllib3 (botocore's), httpx only to write
+    )
 
 
 def _owner() -> str:
