@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from backends import _aws_config as _aws
-from backends import _vault_auth as _vault
 from backends.base import CheckedTable
 from rotator.config import types, values
 from rotator.config.problems import config_error
@@ -244,6 +243,8 @@ def _aws_table(table: object) -> None:
 def _vault_table(table: object) -> None:
     """A `type = "vault"` table its VaultConfig would accept and keep as written: a value
     the model would change (slashes stripped from mount/path/url) declines."""
+    from backends import _vault_auth as _vault  # ~4 ms: only for a config that uses Vault
+
     table = _keys(table, _vault.FIELDS)
     if "url" not in table or "path" not in table:
         raise _Decline
@@ -278,6 +279,8 @@ def _positive(value: object) -> float:
 
 def _vault_auth(value: object) -> None:
     """An `auth` table of one of the four methods, each key of its exact type."""
+    from backends import _vault_auth as _vault
+
     if type(value) is not dict:
         raise _Decline
     method = value.get("method", "token")
