@@ -32,6 +32,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rotator.aws_lambda import gcpause
+
+gcpause.pause()  # until the first invocation has built its engine: see gcpause.py
+
 from rotator.util.startup import defer_import, import_structlog
 
 # Lambda logs JSON only: nothing is drawn for a person, so structlog loads without rich
@@ -76,7 +80,10 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         except EventError as exc:
             log.error("lambda.event_refused", error=str(exc))
             raise
-        engine = _engine()
+        try:
+            engine = _engine()
+        finally:
+            gcpause.resume()  # the cold start is over, whether or not the engine was built
         _RUNS.drain()
         also: list[str] = []
         seen: dict[str, AccountRecord] = {}  # records a scheduled pass read, left unchanged
