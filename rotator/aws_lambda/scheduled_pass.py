@@ -110,7 +110,7 @@ def _idle(
 
 def _records_at_once(engine: Engine, names: list[str]) -> dict[str, AccountRecord]:
     """The records a batch read of the store returns; {} if it has none or it fails."""
-    load = getattr(engine.store, "load_accounts", None)
+    load = getattr(getattr(engine, "store", None), "load_accounts", None)
     if load is None or len(names) < 2:
         return {}
     try:

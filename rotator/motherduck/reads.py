@@ -261,10 +261,10 @@ def _what_failed(exc: BaseException) -> tuple[str, bool, bool]:
     messages and retry events read the same whichever client made the call."""
     from urllib3 import exceptions as e
 
+    if isinstance(exc, (e.NewConnectionError, e.SSLError)):  # NewConnectionError first:
+        return "ConnectError", True, False  # urllib3 2 makes it a ConnectTimeoutError too
     if isinstance(exc, e.ConnectTimeoutError):
         return "ConnectTimeout", True, False
-    if isinstance(exc, (e.NewConnectionError, e.SSLError)):
-        return "ConnectError", True, False
     if isinstance(exc, (e.LocationValueError, e.URLSchemeUnknown)):
         return "UnsupportedProtocol", False, True
     if isinstance(exc, (e.ReadTimeoutError, TimeoutError)):
@@ -334,14 +334,15 @@ class _DeadlineSocket:
 
 def _pool(scheme: str, host: str, port: int | None) -> urllib3.HTTPConnectionPool:
     import urllib3
-    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3 import connection
 
-    class Plain(HTTPConnection):
+    # The names urllib3's messages show ("HTTPConnection(host=..., port=...): Failed to ...").
+    class HTTPConnection(connection.HTTPConnection):
         def connect(self) -> None:
             super().connect()
             self.sock = _DeadlineSocket(self.sock)
 
-    class Verified(HTTPSConnection):
+    class HTTPSConnection(connection.HTTPSConnection):
         def connect(self) -> None:
             super().connect()
             self.sock = _DeadlineSocket(self.sock)
@@ -349,10 +350,10 @@ def _pool(scheme: str, host: str, port: int | None) -> urllib3.HTTPConnectionPoo
     kwargs: dict[str, Any] = {"maxsize": POOL_SIZE, "block": False, "retries": False}
     if scheme == "http":
         pool = urllib3.HTTPConnectionPool(host, port, **kwargs)
-        pool.ConnectionCls = Plain
+        pool.ConnectionCls = HTTPConnection
         return pool
     pool = urllib3.HTTPSConnectionPool(host, port, ssl_context=_verifying_context(), **kwargs)
-    pool.ConnectionCls = Verified
+    pool.ConnectionCls = HTTPSConnection
     return pool
 
 
