@@ -115,7 +115,8 @@ def _records_at_once(engine: Engine, names: list[str]) -> dict[str, AccountRecor
         return {}
     try:
         docs = load(names)
-    except Exception:  # each account is read alone, as without a batch read
+    except Exception as exc:  # each account is read alone, as without a batch read
+        log.warning("lambda.batch_read_failed", error=str(exc))
         return {}
     records = {}
     for name, doc in docs.items():

@@ -109,6 +109,7 @@ class DynamoDBStore:
         self._host = host or socket.gethostname()
         self._pid_alive = pid_alive
         self._key: bytes | None = None
+        self._batch_denied = False  # a role without dynamodb:BatchGetItem: not asked again
 
     def describe(self) -> str:
         return f"dynamodb:{self.table}"
@@ -205,8 +206,11 @@ class DynamoDBStore:
         BatchGetItem instead of one GetItem per account. An account missing from the
         answer (DynamoDB left its key unprocessed, or its item is not a document this
         rotator reads) is for the caller to read alone with `load_account`, which then
-        says what is wrong; StateError if the batch itself fails.
+        says what is wrong; StateError if the batch itself fails (a role not granted
+        dynamodb:BatchGetItem is then not asked again by this store).
         """
+        if self._batch_denied:
+            raise StateError(f"dynamodb:BatchGetItem on {self.table} was denied to this role")
         by_pk: dict[str, list[str]] = {}
         for name in accounts:  # names differing in case share one item
             by_pk.setdefault(f"account#{name.lower()}", []).append(name)
@@ -215,8 +219,12 @@ class DynamoDBStore:
         for start in range(0, len(keys), BATCH_KEYS):
             chunk = keys[start : start + BATCH_KEYS]
             request = {"Keys": [{"pk": {"S": pk}} for pk in chunk], "ConsistentRead": True}
-            with _errors(self.table, "read from"):
-                response = self._ddb.batch_get_item(RequestItems={self.table: request})
+            try:
+                with _errors(self.table, "batch-read (dynamodb:BatchGetItem) from"):
+                    response = self._ddb.batch_get_item(RequestItems={self.table: request})
+            except StateError as exc:
+                self._batch_denied = "AccessDeniedException" in str(exc)
+                raise
             items = {i["pk"]["S"]: i for i in response.get("Responses", {}).get(self.table, [])}
             left = response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
             unprocessed = {key["pk"]["S"] for key in left}

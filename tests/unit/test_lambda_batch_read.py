@@ -67,3 +67,26 @@ def test_one_account_is_read_alone() -> None:
     scheduled(engine, ["a"])  # type: ignore[arg-type]
     assert engine.store.batches == []
     assert engine.calls == ["probe", "read a"]
+
+
+def test_a_role_without_batch_get_item_is_asked_once() -> None:
+    """AccessDenied on BatchGetItem: StateError naming the action, and no second request."""
+    import pytest
+    from botocore.exceptions import ClientError
+
+    from rotator.errors import StateError
+    from rotator.state.dynamodb import DynamoDBStore
+
+    class Denying:
+        calls = 0
+
+        def batch_get_item(self, **kwargs: Any) -> Any:
+            Denying.calls += 1
+            error = {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}
+            raise ClientError(error, "BatchGetItem")  # type: ignore[arg-type]
+
+    store = DynamoDBStore("t", client=Denying(), host="h")
+    for _ in range(2):
+        with pytest.raises(StateError, match="BatchGetItem"):
+            store.load_accounts(["a", "b"])
+    assert Denying.calls == 1
