@@ -15,7 +15,10 @@ malformed event is refused before anything is read or written.
 
 The engine is built on first use and reused while the function stays warm, and so are
 the AWS clients; botocore is imported only when the event needs it (boto3 not at all:
-`rotator.util.startup.aws_client`). Observability in Lambda: every run event is logged
+`rotator.util.startup.aws_client`). MotherDuck reads (the admin-token probe, the EMF token
+counts) go over botocore's urllib3; httpx is imported only for a call that writes
+(rotator/aws_lambda/mdclient.py). The cyclic GC is paused during the cold start
+(rotator/aws_lambda/gcpause.py). Observability in Lambda: every run event is logged
 as an `audit.recorded` line (the DynamoDB run record keeps its own `events` list),
 notifications go out as on the command line, and after each invocation one CloudWatch
 Embedded Metric Format line per account touched is printed on stdout (namespace
