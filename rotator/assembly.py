@@ -32,10 +32,16 @@ def build_engine(
     owner: str | None = None,
     audit_to_log: bool = False,
     extra_sinks: Sequence[EventSink] = (),
+    make_client: Callable[[Config, Secret], MotherDuckClient] | None = None,
 ) -> Engine:
-    """An engine whose MotherDuck client (and admin token) is created on first use."""
+    """An engine whose MotherDuck client (and admin token) is created on first use.
+
+    `make_client(config, admin_token)`: the client; by default a MotherDuckClient (httpx).
+    """
 
     def client() -> MotherDuckClient:
+        if make_client is not None:
+            return make_client(config, admin_token(config))
         from rotator.util.startup import import_httpx
 
         import_httpx()

@@ -15,7 +15,10 @@ malformed event is refused before anything is read or written.
 
 The engine is built on first use and reused while the function stays warm, and so are
 the AWS clients; botocore is imported only when the event needs it (boto3 not at all:
-`rotator.util.startup.aws_client`). Observability in Lambda: every run event is logged
+`rotator.util.startup.aws_client`). MotherDuck reads (the admin-token probe, the EMF token
+counts) go over botocore's urllib3; httpx is imported only for a call that writes
+(rotator/aws_lambda/mdclient.py). The cyclic GC is paused during the cold start
+(rotator/aws_lambda/gcpause.py). Observability in Lambda: every run event is logged
 as an `audit.recorded` line (the DynamoDB run record keeps its own `events` list),
 notifications go out as on the command line, and after each invocation one CloudWatch
 Embedded Metric Format line per account touched is printed on stdout (namespace
@@ -31,6 +34,10 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from rotator.aws_lambda import gcpause
+
+gcpause.pause()  # until the first invocation has built its engine: see gcpause.py
 
 from rotator.util.startup import defer_import, import_structlog
 
@@ -76,7 +83,10 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         except EventError as exc:
             log.error("lambda.event_refused", error=str(exc))
             raise
-        engine = _engine()
+        try:
+            engine = _engine()
+        finally:
+            gcpause.resume()  # the cold start is over, whether or not the engine was built
         _RUNS.drain()
         also: list[str] = []
         seen: dict[str, AccountRecord] = {}  # records a scheduled pass read, left unchanged
@@ -139,8 +149,16 @@ def load_lambda_config() -> Config:
 
 def build_engine(config: Config) -> Engine:
     from rotator.assembly import build_engine as assemble
+    from rotator.aws_lambda.mdclient import lambda_client
 
-    return assemble(config, admin_token, owner=_owner(), audit_to_log=True, extra_sinks=(_RUNS,))
+    return assemble(
+        config,
+        admin_token,
+        owner=_owner(),
+        audit_to_log=True,
+        extra_sinks=(_RUNS,),
+        make_client=lambda_client,  # reads over urllib3 (botocore's), httpx only to write
+    )
 
 
 def _owner() -> str:

@@ -9,6 +9,7 @@ One account's failure never stops the rest; the pass fails (RotationError) after
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import structlog
@@ -78,19 +79,22 @@ def _idle(
     """The accounts with nothing to do (mostly `not_due`), from reads only, several at once.
 
     A pass reads each account's record before anything else; most are not due, so the
-    pass would otherwise wait for one read per account in turn. Accounts with work, or
-    whose read failed, are left out: `rotate` then decides (and reports) as before.
+    pass would otherwise wait for one read per account in turn. A store that reads many
+    records in one round trip (DynamoDB's BatchGetItem) does; the records it did not
+    answer are read one by one, several at once. Accounts with work, or whose read
+    failed, are left out: `rotate` then decides (and reports) as before.
     """
+    known = _records_at_once(engine, names)
 
     def ask(name: str) -> tuple[Outcome, AccountRecord] | None:
         try:
-            record = engine.account_record(name)
+            record = known[name] if name in known else engine.account_record(name)
             outcome = engine.idle(name, trigger="schedule", record=record)
         except Exception:  # `rotate` meets it again, contained and reported
             return None
         return None if outcome is None else (outcome, record)
 
-    if len(names) > 1:
+    if len([name for name in names if name not in known]) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=min(IDLE_CONCURRENCY, len(names))) as pool:
@@ -102,3 +106,21 @@ def _idle(
         if answer is not None:
             idle[name], seen[name] = answer
     return idle
+
+
+def _records_at_once(engine: Engine, names: list[str]) -> dict[str, AccountRecord]:
+    """The records a batch read of the store returns; {} if it has none or it fails."""
+    load = getattr(getattr(engine, "store", None), "load_accounts", None)
+    if load is None or len(names) < 2:
+        return {}
+    try:
+        docs = load(names)
+    except Exception as exc:  # each account is read alone, as without a batch read
+        log.warning("lambda.batch_read_failed", error=str(exc))
+        return {}
+    records = {}
+    for name, doc in docs.items():
+        # One that does not parse is read alone: `rotate` then reports what is wrong.
+        with contextlib.suppress(Exception):
+            records[name] = AccountRecord.from_doc(doc, name)
+    return records

@@ -33,10 +33,22 @@ def check_lease_timing(
 
 
 def check_checks(policy: Policy, where: str, api_url: str, problems: list[str]) -> None:
-    """Build each check once so a bad type or option fails at load, before anything runs."""
+    """Build each check once so a bad type or option fails at load, before anything runs.
+
+    `readback` without options (the default, and most configs' only check) has nothing
+    that could fail to build: it is not built, so a load that needs no other check (a
+    Lambda's scheduled pass) does not import rotator.verify.checks (~5 ms of a cold start).
+    """
+    specs = [
+        (i, spec)
+        for i, spec in enumerate(policy.checks)
+        if spec.type != "readback" or spec.options
+    ]
+    if not specs:
+        return
     from rotator.verify.checks import build_check
 
-    for i, spec in enumerate(policy.checks):
+    for i, spec in specs:
         try:
             build_check(spec.type, spec.options, api_url=api_url)
         except ConfigError as exc:

@@ -256,10 +256,8 @@ class MotherDuckClient:
         self, method: str, route: str, attempt: int, failure: Failure, start: float
     ) -> bool:
         policy = self._retry
-        if attempt >= policy.attempts:
-            return False
-        wait = policy.backoff(attempt) if failure.wait is None else failure.wait
-        if policy.clock() - start + wait >= policy.timeout:
+        wait = policy.next_wait(attempt, failure.wait, start)
+        if wait is None:
             return False
         event = RetryEvent(method, route, attempt, wait, failure.reason)
         log.warning("motherduck.retry_scheduled", **{k: getattr(event, k) for k in EVENT_KEYS})

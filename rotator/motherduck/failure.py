@@ -7,15 +7,17 @@ the tables that decide it (which methods are idempotent, which statuses are retr
 come from a gateway, which transport errors mean the request was never sent or will not
 get better by retrying); `unknown` is the Outcome-Unknown failure of a token-creating
 POST. `rotator.motherduck.client` sends, schedules the retries and raises.
+
+httpx is not imported here: the Lambda's reads (`rotator.motherduck.reads`, urllib3) are
+classified by the same rules, through `no_answer` and a status answer of any client.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
-
-import httpx
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from rotator.errors import (
     BadRequest,
@@ -33,21 +35,32 @@ from rotator.log import scrub
 from rotator.motherduck import parse as answers
 from rotator.motherduck.retry import RetryPolicy, retry_after
 from rotator.secret import MASK, TOKEN_PATTERN, Secret
-from rotator.util.httpbound import TooLarge
 
-__all__ = ["Classifier", "Failure", "unknown"]
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["Answer", "Classifier", "Failure", "unknown"]
 
 _IDEMPOTENT: Final = frozenset({"GET", "PUT", "DELETE"})
 _RETRY_STATUSES: Final = frozenset({502, 503, 504})
 _GATEWAY_STATUSES: Final = frozenset({502, 504})
-_NEVER_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_NOT_TRANSIENT: Final = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 _STATUS_ERRORS: Final[dict[int, type[MotherDuckError]]] = {
     400: BadRequest,
     403: Forbidden,
     404: NotFound,
 }
 _TOKEN_RE: Final = re.compile(TOKEN_PATTERN)
+
+
+class Answer(Protocol):
+    """What the classifier reads of an error answer (an httpx.Response has it)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def reason_phrase(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
 
 @dataclass(slots=True)
@@ -102,15 +115,34 @@ class Classifier:
     def transport_failure(
         self, method: str, path: str, exc: httpx.TransportError, creating: tuple[str, str] | None
     ) -> Failure:
-        reason = type(exc).__name__
-        never_sent = isinstance(exc, _NEVER_SENT + _NOT_TRANSIENT)
-        if creating is not None and not never_sent:
+        import httpx  # loaded already: `exc` is one of its errors
+
+        never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+        not_transient = isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError))
+        return self.no_answer(
+            method, path, exc, type(exc).__name__, creating,
+            never_sent=never_sent, not_transient=not_transient,
+        )
+
+    def no_answer(
+        self,
+        method: str,
+        path: str,
+        exc: BaseException,
+        reason: str,
+        creating: tuple[str, str] | None,
+        *,
+        never_sent: bool,
+        not_transient: bool,
+    ) -> Failure:
+        """An attempt that got no answer: `never_sent` if the request surely did not go out
+        (no connection), `not_transient` if retrying cannot help (a URL or request we
+        cannot send). `reason` names the failure (httpx's exception names)."""
+        if creating is not None and not (never_sent or not_transient):
             return unknown(
                 method, path, f"{reason} after sending", creating, cause=exc, in_flight=True
             )
-        retry = not isinstance(exc, _NOT_TRANSIENT) and (
-            isinstance(exc, _NEVER_SENT) or method in _IDEMPOTENT
-        )
+        retry = not not_transient and (never_sent or method in _IDEMPOTENT)
         detail = self._clean(str(exc)) or "no detail"
         message = f"{method} {path}: no answer from {self._shown_url} ({reason}: {detail})"
         return Failure(TransportError, message, reason, retry=retry, cause=exc)
@@ -119,7 +151,7 @@ class Classifier:
         self,
         method: str,
         path: str,
-        response: httpx.Response,
+        response: Answer,
         body: bytes,
         creating: tuple[str, str] | None,
     ) -> Failure:
@@ -152,8 +184,9 @@ class Classifier:
         return Failure(kind, f"{where} {said}", str(status), retry, None, None, extra)
 
     def too_large(
-        self, method: str, path: str, exc: TooLarge, creating: tuple[str, str] | None
+        self, method: str, path: str, exc: ValueError, creating: tuple[str, str] | None
     ) -> Failure:
+        """The answer went past the size cap (`rotator.util.httpbound.TooLarge` or alike)."""
         if creating is not None:
             return unknown(method, path, str(exc), creating)
         message = f"{method} {path}: {exc} (is the api_url {self._shown_url} right?)"

@@ -81,6 +81,20 @@ class RetryPolicy:
         virtual = _VirtualTime()
         return cls(attempts=attempts, sleep=virtual.sleep, clock=virtual.clock)
 
+    def next_wait(self, attempt: int, asked: float | None, start: float) -> float | None:
+        """The wait before the attempt after failed attempt number `attempt`, or None when
+        there is none: the attempts are used up or the wait would end past the deadline.
+
+        `asked`: the wait the server asked for (a capped Retry-After), else the backoff's.
+        `start`: `clock()` when the first attempt began.
+        """
+        if attempt >= self.attempts:
+            return None
+        wait = self.backoff(attempt) if asked is None else asked
+        if self.clock() - start + wait >= self.timeout:
+            return None
+        return wait
+
     def backoff(self, attempt: int) -> float:
         """The wait after failed attempt number `attempt` (1-based), jittered and capped."""
         exponential = self.wait_initial * 2.0 ** (attempt - 1)

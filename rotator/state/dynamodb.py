@@ -46,6 +46,8 @@ from rotator.state.store import SCHEMA_VERSION, Doc, parse_fingerprint_key, utcn
 __all__ = ["DynamoDBStore", "create_table"]
 
 FINISHED_RUN_TTL = timedelta(days=180)
+BATCH_KEYS = 100
+"""Keys one BatchGetItem may ask for (DynamoDB's limit)."""
 
 
 def _client(region: str | None, endpoint_url: str | None) -> Any:
@@ -107,6 +109,7 @@ class DynamoDBStore:
         self._host = host or socket.gethostname()
         self._pid_alive = pid_alive
         self._key: bytes | None = None
+        self._batch_denied = False  # a role without dynamodb:BatchGetItem: not asked again
 
     def describe(self) -> str:
         return f"dynamodb:{self.table}"
@@ -195,6 +198,46 @@ class DynamoDBStore:
 
     def load_account(self, account: str) -> Doc | None:
         return self._doc(f"account#{account.lower()}")
+
+    def load_accounts(self, accounts: Sequence[str]) -> dict[str, Doc | None]:
+        """Several accounts' documents, one round trip per BATCH_KEYS (consistent reads).
+
+        For a scheduled pass reading every account before it knows which have work: one
+        BatchGetItem instead of one GetItem per account. An account missing from the
+        answer (DynamoDB left its key unprocessed, or its item is not a document this
+        rotator reads) is for the caller to read alone with `load_account`, which then
+        says what is wrong; StateError if the batch itself fails (a role not granted
+        dynamodb:BatchGetItem is then not asked again by this store).
+        """
+        if self._batch_denied:
+            raise StateError(f"dynamodb:BatchGetItem on {self.table} was denied to this role")
+        by_pk: dict[str, list[str]] = {}
+        for name in accounts:  # names differing in case share one item
+            by_pk.setdefault(f"account#{name.lower()}", []).append(name)
+        keys = list(by_pk)
+        found: dict[str, Doc | None] = {}
+        for start in range(0, len(keys), BATCH_KEYS):
+            chunk = keys[start : start + BATCH_KEYS]
+            request = {"Keys": [{"pk": {"S": pk}} for pk in chunk], "ConsistentRead": True}
+            try:
+                with _errors(self.table, "batch-read (dynamodb:BatchGetItem) from"):
+                    response = self._ddb.batch_get_item(RequestItems={self.table: request})
+            except StateError as exc:
+                self._batch_denied = "AccessDeniedException" in str(exc)
+                raise
+            items = {i["pk"]["S"]: i for i in response.get("Responses", {}).get(self.table, [])}
+            left = response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
+            unprocessed = {key["pk"]["S"] for key in left}
+            for pk in chunk:
+                if pk in unprocessed:
+                    continue
+                try:
+                    doc = self._parsed(pk, items.get(pk))
+                except (StateError, ValueError, KeyError, TypeError):
+                    continue
+                for name in by_pk[pk]:
+                    found[name] = doc
+        return found
 
     def load_run(self, run_id: str) -> Doc | None:
         return self._doc(f"run#{run_id}")
@@ -296,7 +339,9 @@ class DynamoDBStore:
         }
 
     def _doc(self, pk: str) -> Doc | None:
-        item = self._get(pk)
+        return self._parsed(pk, self._get(pk))
+
+    def _parsed(self, pk: str, item: dict[str, Any] | None) -> Doc | None:
         if item is None:
             return None
         doc = json.loads(item["doc"]["S"])

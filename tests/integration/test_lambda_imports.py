@@ -4,8 +4,9 @@ A fresh interpreter imports `rotator.aws_lambda` and handles one scheduled event
 DynamoDB on moto, one adopted account not due), then prints `sys.modules`. Drawing for a
 person (rich, pygments), httpx's command-line client (click), async back-ends (anyio),
 Prometheus and boto3 itself (the clients come from botocore) must not be among them, nor
-pydantic (the config is checked without it); the admin-token probe must still
-be made, before anything else is asked of MotherDuck.
+pydantic (the config is checked without it), nor httpx (MotherDuck's reads go over
+botocore's urllib3); the admin-token probe must still be made, before anything else is
+asked of MotherDuck.
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ NOT_LOADED = {
     "rich", "rich.console", "rich.traceback", "pygments", "pygments.lexers", "click",
     "httpx._main", "anyio", "prometheus_client", "boto3", "s3transfer",
 }
-# What only an account that is due needs (the rotation's steps, the file state store), and
-# asyncio's event loop (only structlog's async loggers would use it; asyncio stays deferred).
+# What only an account that is due needs (the rotation's steps, the file state store, httpx
+# for MotherDuck writes: reads go over botocore's urllib3, rotator/motherduck/reads.py, and
+# the checks, only built for a rotation), and asyncio's event loop (only structlog's async
+# loggers would use it; asyncio stays deferred).
 NOT_RUN_WHEN_NOTHING_IS_DUE = {
     "rotator.engine.runner", "rotator.engine.forward", "rotator.engine.revoking",
     "rotator.engine.rollback", "rotator.state.file", "asyncio.base_events",
+    "httpx", "httpcore", "rotator.motherduck.client", "rotator.verify.checks",
 }
 
 
@@ -86,7 +90,7 @@ def test_scheduled_noop_cold_start_loads_only_what_it_uses(
     modules = set(answer["modules"])
     assert not modules & NOT_LOADED, sorted(modules & NOT_LOADED)
     assert not modules & NOT_RUN_WHEN_NOTHING_IS_DUE, sorted(modules & NOT_RUN_WHEN_NOTHING_IS_DUE)
-    assert {"botocore", "httpx", "structlog", "rotator.config.fast"} <= modules
+    assert {"botocore", "urllib3", "structlog", "rotator.config.fast"} <= modules
     # A valid common config is checked without pydantic (rotator/config/fast.py), and a pass
     # with nothing due builds no backend model: pydantic is not loaded at all.
     assert "pydantic" not in modules

@@ -203,6 +203,7 @@ def test_sam_template_iam_is_least_privilege() -> None:
         "secretsmanager:UpdateSecretVersionStage",
         "secretsmanager:TagResource",
         "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "dynamodb:TransactWriteItems",
