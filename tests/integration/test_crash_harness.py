@@ -278,7 +278,13 @@ def test_crash_fast_subset(
     simulator.set_latency(LATENCY)
     rng = random.Random(SEED)
     rig = new_rig(SCENARIOS[0], simulator, openbao_server, aws, tmp_path, kv_path, 0)
-    checkpoint_sweep(rig, SCENARIOS[0], tally, max_kills=12)
+    # The harness polls the run every 2 ms; on a loaded machine it can miss a checkpoint
+    # that lasts less than that, and the run then completes after 11 kills. Another
+    # rotation supplies the rest instead of the test failing on the machine's speed.
+    for _ in range(3):
+        checkpoint_sweep(rig, SCENARIOS[0], tally, max_kills=12 - tally.checkpoint_kills)
+        if tally.checkpoint_kills >= 12:
+            break
     window = clean_duration(rig)
     for _ in range(10):
         if tally.random_kills >= 4:
