@@ -80,13 +80,13 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     with structlog.contextvars.bound_contextvars(aws_request_id=request_id):
         try:
             parsed = parse_event(event)
+            engine = _engine()
         except EventError as exc:
             log.error("lambda.event_refused", error=str(exc))
             raise
-        try:
-            engine = _engine()
         finally:
-            gcpause.resume()  # the cold start is over, whether or not the engine was built
+            # The cold start is over, whether or not the event was good or the engine built.
+            gcpause.resume()
         _RUNS.drain()
         also: list[str] = []
         seen: dict[str, AccountRecord] = {}  # records a scheduled pass read, left unchanged
