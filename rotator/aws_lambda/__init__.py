@@ -18,7 +18,7 @@ the AWS clients; botocore is imported only when the event needs it (boto3 not at
 `rotator.util.startup.aws_client`). MotherDuck reads (the admin-token probe, the EMF token
 counts) go over botocore's urllib3; httpx is imported only for a call that writes
 (rotator/aws_lambda/mdclient.py). The cyclic GC is paused during the cold start
-(rotator/aws_lambda/gcpause.py). Observability in Lambda: every run event is logged
+(rotator/util/gcpause.py). Observability in Lambda: every run event is logged
 as an `audit.recorded` line (the DynamoDB run record keeps its own `events` list),
 notifications go out as on the command line, and after each invocation one CloudWatch
 Embedded Metric Format line per account touched is printed on stdout (namespace
@@ -35,9 +35,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rotator.aws_lambda import gcpause
+from rotator.util import gcpause
 
-gcpause.pause()  # until the first invocation has built its engine: see gcpause.py
+if os.environ.get("LAMBDA_TASK_ROOT"):  # the Lambda runtime's cold start, nothing else
+    gcpause.pause()  # until the first invocation: rotator/util/gcpause.py
 
 from rotator.util.startup import defer_import, import_structlog
 

@@ -8,7 +8,6 @@ The package, one job a module (imports flow down this list, never back to this f
     rotate.py             rotate: selection, --processes / --shard dispatch, outcomes, metrics
     output.py             what several commands write: say, print_outcomes, write_metrics
     wiring.py             args -> config -> engine (admin token), the admin-token probe
-    gcpause.py            the cyclic GC paused during start-up, frozen out of the way after
     exitcodes.py          the exit-status table, exit_code_for, worst
 Start-up: each command imports what it needs inside its function, so `rotator --help`
 loads no pydantic, httpx, structlog, rich or engine; and only the module of the command
@@ -28,7 +27,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from rotator.cli import gcpause
 from rotator.cli.exitcodes import (
     EXIT_ATTENTION,
     EXIT_CODES,
@@ -45,6 +43,7 @@ from rotator.cli.rotate import cmd_rotate
 from rotator.cli.wiring import make_engine, probe_admin_token
 from rotator.engine import interrupt
 from rotator.errors import RotatorError
+from rotator.util import gcpause
 from rotator.util.safeio import SafeStream
 
 if TYPE_CHECKING:

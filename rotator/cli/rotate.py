@@ -11,7 +11,6 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from rotator.cli import gcpause
 from rotator.cli.exitcodes import EXIT_ATTENTION, EXIT_INCOMPLETE, exit_code_for, worst
 from rotator.cli.output import print_outcomes, write_metrics
 from rotator.cli.wiring import (
@@ -23,6 +22,7 @@ from rotator.cli.wiring import (
 )
 from rotator.engine import interrupt
 from rotator.errors import ConfigError, RotatorError
+from rotator.util import gcpause
 
 if TYPE_CHECKING:
     from rotator.config import Config
@@ -103,7 +103,7 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _startup_done() -> None:
-    """The collector back on once the probe has built the client (rotator/cli/gcpause.py).
+    """The collector back on once the probe has built the client (rotator/util/gcpause.py).
 
     Building the engine leaves the largest import of a rotation to its MotherDuck client:
     httpx. Resumed before it, the collector walked what that import allocates some 20

@@ -18,9 +18,9 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from rotator.cli import gcpause
 from rotator.errors import ConfigError
 from rotator.secret import Secret
+from rotator.util import gcpause
 
 if TYPE_CHECKING:
     from rotator.config import Config
