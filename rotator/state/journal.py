@@ -126,10 +126,10 @@ class Journal:
         self._written = 0  # appends made by this process
         self._synced = 0  # of which known durable
         self._syncing = False
-        # Which documents a replay would restore from this process's own synced records
-        # (see `covers`): the path -> the append count its first unsynced record needs.
-        self._covered: set[str] = set()
-        self._pending: dict[str, int] = {}
+        # Which documents a replay would restore from this process's own records (see
+        # `covers`): each path -> the append count of its first record since the journal
+        # began or was compacted; covered once `_synced` has reached it.
+        self._first: dict[str, int] = {}
 
     @contextlib.contextmanager
     def _alone(self) -> Iterator[bool]:
@@ -234,10 +234,9 @@ class Journal:
                 self._written += 1
                 for rel, data in entries:
                     if data is None:  # deleted: a later file of that name starts uncovered
-                        self._covered.discard(rel)
-                        self._pending.pop(rel, None)
-                    elif rel not in self._covered:
-                        self._pending.setdefault(rel, self._written)
+                        self._first.pop(rel, None)
+                    else:
+                        self._first.setdefault(rel, self._written)
             full = os.lseek(fd, 0, os.SEEK_CUR) >= COMPACT_AT
         finally:
             with gate:
@@ -261,14 +260,8 @@ class Journal:
         in it until its own compaction, which forgets everything.
         """
         with self._cv:
-            if rel in self._covered:
-                return True
-            seq = self._pending.get(rel)
-            if seq is None or seq > self._synced:
-                return False
-            del self._pending[rel]
-            self._covered.add(rel)
-            return True
+            first = self._first.get(rel)
+            return first is not None and first <= self._synced
 
     def sync(self) -> None:
         """Make every append of this process durable (one fdatasync for all who wait)."""
@@ -305,8 +298,7 @@ class Journal:
                 os.fsync(fd)
                 with self._cv:
                     self._synced = self._written
-                    self._covered.clear()  # the records are gone: the files are what counts
-                    self._pending.clear()
+                    self._first.clear()  # the records are gone: the files are what counts
             finally:
                 fcntl.flock(fd, fcntl.LOCK_SH)
 
