@@ -31,8 +31,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, TypeVar
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import structlog
@@ -41,6 +40,18 @@ from rotator.errors import ConfigError, MotherDuckError, NotFound
 from rotator.motherduck import parse as answers
 from rotator.motherduck.failure import Classifier, Failure, unknown
 from rotator.motherduck.parse import CreatedToken, TokenInfo
+from rotator.motherduck.request import (
+    ACTIVE_ACCOUNTS,
+    INSTANCES,
+    MAX_BODY_BYTES,
+    MIN_ATTEMPT_SECONDS,
+    TOKEN,
+    TOKENS,
+    USER,
+    USERS,
+    check_admin_token,
+    route_path,
+)
 from rotator.motherduck.retry import EVENT_KEYS, RetryEvent, RetryPolicy
 from rotator.netpolicy import insecure_reason
 from rotator.secret import Secret
@@ -53,13 +64,6 @@ __all__ = ["CreatedToken", "MotherDuckClient", "RetryEvent", "RetryPolicy", "Tok
 
 log = structlog.get_logger("rotator.motherduck")
 
-_MIN_ATTEMPT_SECONDS: Final = 1.0
-MAX_BODY_BYTES: Final = 8 * 1024 * 1024
-"""No answer of the API is near this (10,000 tokens' metadata is ~2 MB); past it, stop."""
-_TOKENS: Final = "/v1/users/{username}/tokens"
-_TOKEN: Final = "/v1/users/{username}/tokens/{token_id}"
-_USER: Final = "/v1/users/{username}"
-_INSTANCES: Final = "/v1/users/{username}/instances"
 _T = TypeVar("_T")
 
 
@@ -82,12 +86,7 @@ class MotherDuckClient:
             raise ConfigError(f"motherduck api_url is not a valid URL: {exc}") from None
         if url.scheme not in ("http", "https") or not url.host:
             raise ConfigError("motherduck api_url must be an http(s) URL with a host")
-        if any(not c.isprintable() or c.isspace() for c in admin_token.reveal()):
-            # Never echoed: a value with a line break is usually two secrets pasted together.
-            raise ConfigError(
-                "the admin token contains whitespace or a control character (a CR/LF?); "
-                "set the environment variable to the bare token"
-            )
+        check_admin_token(admin_token)
         self._base = api_url.rstrip("/")
         self._shown_url = str(url.copy_with(username=None, password=None, query=None))
         why = insecure_reason(api_url)
@@ -136,12 +135,12 @@ class MotherDuckClient:
             body["ttl"] = ttl_seconds
         creating = (username, name)
         return self._call(
-            "POST", _TOKENS, answers.created, json=body, creating=creating, username=username
+            "POST", TOKENS, answers.created, json=body, creating=creating, username=username
         )
 
     def list_tokens(self, username: str) -> list[TokenInfo]:
         """Every live token of `username` (metadata only). Safe to repeat."""
-        return self._call("GET", _TOKENS, answers.token_list, username=username)
+        return self._call("GET", TOKENS, answers.token_list, username=username)
 
     def find_tokens_by_name(self, username: str, name: str) -> list[TokenInfo]:
         """The live tokens of `username` whose name is exactly `name`."""
@@ -154,7 +153,7 @@ class MotherDuckClient:
         a plain-text 404 (wrong api_url) raises WrongRoute, never False.
         """
         try:
-            return self._call("DELETE", _TOKEN, answers.true, username=username, token_id=token_id)
+            return self._call("DELETE", TOKEN, answers.true, username=username, token_id=token_id)
         except NotFound:
             return False
 
@@ -162,21 +161,21 @@ class MotherDuckClient:
 
     def create_service_account(self, username: str) -> str:
         """Create a service account; returns the username as stored. Not retried on 5xx."""
-        return self._call("POST", "/v1/users", answers.username, json={"username": username})
+        return self._call("POST", USERS, answers.username, json={"username": username})
 
     def delete_user(self, username: str) -> str:
         """Delete an account with its tokens and data; returns the deleted username."""
-        deleted = self._call("DELETE", _USER, answers.optional_username, username=username)
+        deleted = self._call("DELETE", USER, answers.optional_username, username=username)
         return deleted or username
 
     def get_duckling_config(self, username: str) -> dict[str, Any]:
         """The account's Duckling configuration, as the API returns it."""
-        return self._call("GET", _INSTANCES, answers.object_, username=username)
+        return self._call("GET", INSTANCES, answers.object_, username=username)
 
     def put_duckling_config(self, username: str, config: Mapping[str, Any]) -> dict[str, Any]:
         """Replace the Duckling configuration; returns the normalized result."""
         body = {"config": dict(config)}
-        return self._call("PUT", _INSTANCES, answers.object_, json=body, username=username)
+        return self._call("PUT", INSTANCES, answers.object_, json=body, username=username)
 
     def active_accounts(self, *, on_sent: Callable[[], None] | None = None) -> list[dict[str, Any]]:
         """Accounts with running Ducklings; also a cheap probe that the token is an admin's.
@@ -184,7 +183,7 @@ class MotherDuckClient:
         `on_sent` is called once a request has gone out (each attempt's), before its answer
         is awaited: a caller in another thread can then know the probe was sent first.
         """
-        return self._call("GET", "/v1/active_accounts", answers.accounts, on_sent=on_sent)
+        return self._call("GET", ACTIVE_ACCOUNTS, answers.accounts, on_sent=on_sent)
 
     # -- one call: request, retries, status mapping, parsing ---------------------------
 
@@ -199,7 +198,7 @@ class MotherDuckClient:
         on_sent: Callable[[], None] | None = None,
         **segments: str,
     ) -> _T:
-        path = route.format(**{key: _seg(value) for key, value in segments.items()})
+        path = route_path(route, **segments)
         policy = self._retry
         start = policy.clock()
         attempt = 0
@@ -250,7 +249,7 @@ class MotherDuckClient:
     def _attempt_timeout(self, remaining: float) -> float | httpx.Timeout:
         if isinstance(self._timeout, httpx.Timeout):
             return self._timeout
-        return min(self._timeout, max(remaining, _MIN_ATTEMPT_SECONDS))
+        return min(self._timeout, max(remaining, MIN_ATTEMPT_SECONDS))
 
     def _schedule(
         self, method: str, route: str, attempt: int, failure: Failure, start: float
@@ -415,11 +414,3 @@ def _seconds(timeout: float | httpx.Timeout) -> float:
         parts = [t for t in (timeout.connect, timeout.read, timeout.write, timeout.pool) if t]
         return max(parts, default=60.0)
     return timeout
-
-
-def _seg(value: str) -> str:
-    """One URL path segment; '.' and '..' are encoded so nothing normalizes them away."""
-    if not value:
-        raise ValueError("a username or token id must not be empty")
-    quoted = quote(value, safe="")
-    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -37,6 +37,14 @@ from rotator.errors import ConfigError, MotherDuckError
 from rotator.motherduck import parse as answers
 from rotator.motherduck.failure import Classifier, Failure
 from rotator.motherduck.parse import TokenInfo
+from rotator.motherduck.request import (
+    ACTIVE_ACCOUNTS,
+    MAX_BODY_BYTES,
+    MIN_ATTEMPT_SECONDS,
+    TOKENS,
+    check_admin_token,
+    route_path,
+)
 from rotator.motherduck.retry import EVENT_KEYS, RetryEvent, RetryPolicy
 from rotator.netpolicy import insecure_reason
 from rotator.secret import Secret
@@ -47,17 +55,13 @@ if TYPE_CHECKING:
 
     import urllib3
 
-__all__ = ["ReadClient", "check_admin_token"]
+__all__ = ["ReadClient"]
 
 log = structlog.get_logger("rotator.motherduck")
 
-MAX_BODY_BYTES: Final = 8 * 1024 * 1024
-"""As `rotator.motherduck.client.MAX_BODY_BYTES`: no answer of the API is near it."""
 POOL_SIZE: Final = 8
 """Connections kept per host: a pass lists up to 8 accounts' tokens at once."""
-_MIN_ATTEMPT_SECONDS: Final = 1.0
 _CHUNK: Final = 64 * 1024
-_TOKENS: Final = "/v1/users/{username}/tokens"
 _T = TypeVar("_T")
 _DEADLINE: Final[contextvars.ContextVar[float | None]] = contextvars.ContextVar(
     "rotator_reads_deadline", default=None
@@ -66,16 +70,6 @@ _DEADLINE: Final[contextvars.ContextVar[float | None]] = contextvars.ContextVar(
 
 class TooLarge(ValueError):
     """The body went past the size cap; the rest was not read."""
-
-
-def check_admin_token(admin_token: Secret) -> None:
-    """The admin token must go into a header as it is (what MotherDuckClient refuses too)."""
-    if any(not c.isprintable() or c.isspace() for c in admin_token.reveal()):
-        # Never echoed: a value with a line break is usually two secrets pasted together.
-        raise ConfigError(
-            "the admin token contains whitespace or a control character (a CR/LF?); "
-            "set the environment variable to the bare token"
-        )
 
 
 class ReadClient:
@@ -135,7 +129,7 @@ class ReadClient:
 
     def list_tokens(self, username: str) -> list[TokenInfo]:
         """Every live token of `username` (metadata only). Safe to repeat."""
-        return self._call(_TOKENS, answers.token_list, username=username)
+        return self._call(TOKENS, answers.token_list, username=username)
 
     def find_tokens_by_name(self, username: str, name: str) -> list[TokenInfo]:
         """The live tokens of `username` whose name is exactly `name`."""
@@ -143,19 +137,19 @@ class ReadClient:
 
     def active_accounts(self) -> list[dict[str, Any]]:
         """Accounts with running Ducklings; also a cheap probe that the token is an admin's."""
-        return self._call("/v1/active_accounts", answers.accounts)
+        return self._call(ACTIVE_ACCOUNTS, answers.accounts)
 
     # -- one call: request, retries, status mapping, parsing ---------------------------
 
     def _call(self, route: str, parse: Callable[[Any], _T], **segments: str) -> _T:
-        path = route.format(**{key: _seg(value) for key, value in segments.items()})
+        path = route_path(route, **segments)
         policy = self._retry
         start = policy.clock()
         attempt = 0
         while True:
             attempt += 1
             remaining = policy.timeout - (policy.clock() - start)
-            timeout = min(self._timeout, max(remaining, _MIN_ATTEMPT_SECONDS))
+            timeout = min(self._timeout, max(remaining, MIN_ATTEMPT_SECONDS))
             failure = self._attempt(path, timeout)
             if isinstance(failure, bytes):
                 return self._parse(path, failure, parse)
@@ -368,11 +362,3 @@ def _verifying_context() -> ssl.SSLContext:
     import certifi
 
     return ssl.create_default_context(cafile=certifi.where())
-
-
-def _seg(value: str) -> str:
-    """One URL path segment; '.' and '..' are encoded so nothing normalizes them away."""
-    if not value:
-        raise ValueError("a username or token id must not be empty")
-    quoted = quote(value, safe="")
-    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
