@@ -18,6 +18,11 @@ repeat by repeat (the order alternating): the ratio rotator wall / script wall o
 pair, and their median. The script's accounts are their own users (`scr_*`): rotator
 refuses to mint while a user has live tokens its state does not know, so the two cannot
 share users; the simulator's cost per user does not depend on how many users it has.
+With it, `hand_script.py --fleet --like-rotator` (the same script making rotator's five
+requests per rotation: three token listings added, still no checkpoints) runs interleaved
+too, over the script's accounts. Each script's own ratio wall / critical path
+(its requests x latency x ceil(N / C)) is reported beside rotator's: what the
+thread-per-rotation shape costs on this machine before any of rotator's own work.
 
 `--rotate-args "..."` (or the environment variable BENCH_ROTATE_ARGS) adds arguments to
 the rotate command, e.g. `--processes 2` on a rotator that has that option. With worker
@@ -89,15 +94,18 @@ def make_script_fleet(sim: Simulator, directory: Path, n: int) -> None:
 
 
 def run_script_fleet(sim: Simulator, directory: Path, concurrency: int, env: dict[str, str],
-                     timeout: float, *, sync: bool = True) -> dict[str, Any]:
+                     timeout: float, *, sync: bool = True,
+                     like_rotator: bool = False) -> dict[str, Any]:
     """`hand_script.py --fleet` over `directory` as a child process, timed; "rotated" is
-    how many token files it says it rotated (0 if it failed)."""
+    how many token files it says it rotated (0 if it failed). `like_rotator`: with
+    rotator's three token listings per rotation (`--like-rotator`)."""
     out_path = directory.parent / "script.out"
     if sync:
         os.sync()  # the previous run's writeback stays out of this one
+    extra = ["--like-rotator"] if like_rotator else []
     with open(out_path, "w") as out, open(directory.parent / "script.log", "w") as err:
         child = run_child([PYTHON, HAND_SCRIPT, "--fleet", str(directory), "--concurrency",
-                           str(concurrency), sim.url], env=env, cwd=directory.parent,
+                           str(concurrency), *extra, sim.url], env=env, cwd=directory.parent,
                           stdout=out, stderr=err, timeout=timeout)
     rotated = int(out_path.read_text().strip() or 0) if child.returncode == 0 else 0
     return {"wall_s": child.wall, "cpu_s": child.cpu, "peak_rss_mb": child.max_rss_mb,
@@ -218,15 +226,18 @@ def run_fleet(accounts: int, latency: float, concurrency: int, repeats: int,
         script_env = {**os.environ, ADMIN_ENV: sim.admin_token}
         runs = []
         script_runs: list[dict[str, Any]] = []
+        like_runs: list[dict[str, Any]] = []
 
         def script_run() -> None:
             assert setup.script_dir is not None
-            run = run_script_fleet(sim, setup.script_dir, concurrency, script_env, timeout)
-            assert run["rotated"] == accounts, run
-            script_runs.append(run)
+            for like, into in ((False, script_runs), (True, like_runs)):
+                run = run_script_fleet(sim, setup.script_dir, concurrency, script_env, timeout,
+                                       like_rotator=like)
+                assert run["rotated"] == accounts, run
+                into.append(run)
 
         for repeat in range(repeats):
-            if vs_script and repeat % 2 == 0:  # script first in even repeats, last in odd
+            if vs_script and repeat % 2 == 0:  # scripts first in even repeats, last in odd
                 script_run()
             runs.append(time_rotator(sim, setup.fleet, accounts, latency, concurrency,
                                      extra_args, timeout, cap,
@@ -250,6 +261,10 @@ def run_fleet(accounts: int, latency: float, concurrency: int, repeats: int,
                                   for key in ("wall_s", "cpu_s", "peak_rss_mb")},
                 "ratio_cpu": summary["cpu_s"] / median([s["cpu_s"] for s in script_runs]),
                 "script_runs": script_runs,
+                # Each script against its own critical path, like rotator's "ratio".
+                "script_own": script_own(script_runs, 2, latency, accounts, concurrency),
+                "like_rotator_own": script_own(like_runs, 5, latency, accounts, concurrency),
+                "like_rotator_runs": like_runs,
             }
         return {
             **fleet_header(setup, accounts, latency, concurrency,
@@ -258,6 +273,16 @@ def run_fleet(accounts: int, latency: float, concurrency: int, repeats: int,
             "vs_script": comparison,
             "runs": runs,
         }
+
+
+def script_own(runs: list[dict[str, Any]], calls: int, latency: float, accounts: int,
+               concurrency: int) -> dict[str, float]:
+    """A script's median wall against its own critical path (its sequential requests per
+    rotation x latency x ceil(N / C)), as rotator's "ratio" is computed."""
+    critical = calls * latency * math.ceil(accounts / concurrency)
+    wall = median([run["wall_s"] for run in runs])
+    return {"requests_per_rotation": calls, "wall_s": wall, "critical_path_s": critical,
+            "ratio": wall / critical}
 
 
 def fleet_parser(description: str) -> argparse.ArgumentParser:

@@ -122,7 +122,10 @@ def _fleet_note(doc: Doc) -> str:
     if script is None or rotator is None:
         return ""
     extra = " ".join(doc.get("rotate_extra_args") or [])
+    own = _dig(doc, "vs_script", "script_own", "ratio")
     return (f"{rotator:.2f} s vs {script:.2f} s (medians, {doc.get('repeats')} pairs)"
+            + (f"; the script itself is {own:.2f}x its own critical path (2 requests)"
+               if own is not None else "")
             + (f"; rotate args `{extra}`" if extra else ""))
 
 
@@ -130,7 +133,11 @@ def _critical_note(doc: Doc) -> str:
     wall, critical = _dig(doc, "median", "wall_s"), _dig(doc, "median", "critical_path_s")
     if wall is None or critical is None:
         return ""
-    return f"{wall:.2f} s / {critical:.2f} s"
+    like = _dig(doc, "vs_script", "like_rotator_own")
+    return f"{wall:.2f} s / {critical:.2f} s" + (
+        f"; the script making rotator's 5 requests (`hand_script.py --like-rotator`, no "
+        f"checkpoints): {like['wall_s']:.2f} s / {like['critical_path_s']:.2f} s = "
+        f"{like['ratio']:.2f}x" if isinstance(like, dict) else "")
 
 
 def _process_note(doc: Doc) -> str:
