@@ -168,3 +168,23 @@ class TestReport:
         png = doc.parent / report.PLOT_NAME
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({report.PLOT_NAME})" in doc.read_text()
+
+
+def test_fleet_rows_show_what_the_scripts_cost_against_their_own_critical_paths(
+    setup: tuple[Path, Path],
+) -> None:
+    """bench_fleet --vs-script records each script's wall / its own critical path; rows 1
+    and 2 quote them beside rotator's figures."""
+    results, doc = setup
+    path = results / "fleet-200.json"
+    body = json.loads(path.read_text())
+    body["vs_script"]["script_own"] = {"ratio": 1.46, "wall_s": 1.02, "critical_path_s": 0.7}
+    body["vs_script"]["like_rotator_own"] = {"ratio": 1.18, "wall_s": 2.07,
+                                             "critical_path_s": 1.75}
+    path.write_text(json.dumps(body))
+    assert report.main(["--results", str(results), "--doc", str(doc), "--no-plot"]) == 0
+    rows = _by_label([r for r in _table_rows(doc.read_text()) if len(r) == 7])
+    assert "the script itself is 1.46x its own critical path" in rows["1"][6]
+    assert "2.07 s / 1.75 s = 1.18x" in rows["2"][6]
+    # The 1,000-account file has no script runs: its detail is rotator's alone.
+    assert rows["2b"][6] == "2.10 s / 1.40 s"
