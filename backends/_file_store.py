@@ -45,6 +45,7 @@ from backends._lease import LeaseGuard, fence_of
 from backends.base import decode_value, value_fingerprint
 from rotator.errors import BackendError
 from rotator.secret import Secret
+from rotator.util import fsutil
 from rotator.util.fsutil import atomic_write_bytes
 
 __all__ = [
@@ -84,7 +85,7 @@ def resolve_path(configured: Path, *, follow_symlinks: bool, label: str) -> Path
 
 def read_bytes(path: Path) -> bytes | None:
     try:
-        return path.read_bytes()
+        return fsutil.read_bytes(path)
     except FileNotFoundError:
         return None
 

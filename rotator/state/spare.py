@@ -55,6 +55,8 @@ import os
 import time
 from collections.abc import Callable
 
+from rotator.util.fsutil import read_fd
+
 __all__ = ["read_whole", "write_via_spare"]
 
 _RENAME_EXCHANGE = 2
@@ -152,20 +154,10 @@ def read_whole(path: str) -> bytes:
                 if deadline is None:
                     deadline = now + _READ_WAIT
                 elif now >= deadline:
-                    return _read_fd(fd)
+                    return read_fd(fd)
             else:
-                return _read_fd(fd)
+                return read_fd(fd)
         finally:
             os.close(fd)
         time.sleep(0.0005)
 
-
-def _read_fd(fd: int) -> bytes:
-    # A read shorter than asked is the end of a regular file: no second read to see EOF.
-    chunk = os.read(fd, 65536)
-    if len(chunk) < 65536:
-        return chunk
-    chunks = [chunk]
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -11,7 +11,14 @@ import itertools
 import os
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "ensure_private_dir", "fsync_dir", "replace_bytes"]
+__all__ = [
+    "atomic_write_bytes",
+    "ensure_private_dir",
+    "fsync_dir",
+    "read_bytes",
+    "read_fd",
+    "replace_bytes",
+]
 
 _TEMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
 _temp_serial = itertools.count()  # `next` on it is atomic under the GIL: unique per process
@@ -113,3 +120,34 @@ def replace_bytes(directory: str, name: str, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def read_bytes(path: Path | str) -> bytes:
+    """The whole file, as `Path.read_bytes` (and its exceptions) in 4 system calls, not 9.
+
+    `Path.read_bytes` goes through a buffered file object: two fstats, a TCGETS ioctl (is
+    it a terminal?) and two lseeks around the reads. A rotation reads the file backend's
+    files some 25 times; in a fleet every system call is also a GIL release and
+    re-acquire among the worker's threads. Read until an empty read, not a short one: the
+    path is a user's, and may be a pipe.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_fd(fd: int) -> bytes:
+    """Everything from `fd`'s offset to the end of a regular file (rotator's own)."""
+    # A read shorter than asked is the end of a regular file: no second read to see EOF.
+    chunk = os.read(fd, 65536)
+    if len(chunk) < 65536:
+        return chunk
+    chunks = [chunk]
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)

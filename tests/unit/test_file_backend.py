@@ -13,6 +13,7 @@ from backends.base import TokenRecord
 from backends.file import FileBackend, FileConfig
 from rotator.errors import BackendConflict, BackendError
 from rotator.secret import Secret
+from rotator.util import fsutil
 
 OLD_BYTES = b'{"motherduck_token": "old-secret", "token_id": "tok-old"}  \n\n'
 RUN = "run-1111"
@@ -101,10 +102,11 @@ class TestConfigAndReads:
         backend = make(tmp_path)
         seed(backend)
 
-        def denied(self: Path) -> bytes:
-            raise PermissionError(13, "Permission denied", str(self))
+        def denied(path: Path | str) -> bytes:
+            raise PermissionError(13, "Permission denied", str(path))
 
-        monkeypatch.setattr(Path, "read_bytes", denied)
+        # As root (CI) chmod 000 would not stop the read: the read itself is made to fail.
+        monkeypatch.setattr(fsutil, "read_bytes", denied)
         with pytest.raises(BackendError, match="permissions"):
             backend.read_current()
 
