@@ -172,7 +172,7 @@ def time_rotator(sim: Simulator, fleet: Fleet, accounts: int, latency: float,
     routes = Counter(r["route"] for r in requests)
     done = routes.get("revoke_token", 0) if child.capped else accounts
     per_rotation = len(requests) / max(done, 1) if not child.capped else 4.0
-    critical = per_rotation * latency * math.ceil(accounts / concurrency)
+    critical = critical_path(per_rotation, latency, accounts, concurrency)
     return {
         "capped": child.capped,
         "rotations_done": done,
@@ -275,11 +275,16 @@ def run_fleet(accounts: int, latency: float, concurrency: int, repeats: int,
         }
 
 
+def critical_path(requests_per_rotation: float, latency: float, accounts: int,
+                  concurrency: int) -> float:
+    """The network's own floor: sequential requests per rotation x latency x ceil(N / C)."""
+    return requests_per_rotation * latency * math.ceil(accounts / concurrency)
+
+
 def script_own(runs: list[dict[str, Any]], calls: int, latency: float, accounts: int,
                concurrency: int) -> dict[str, float]:
-    """A script's median wall against its own critical path (its sequential requests per
-    rotation x latency x ceil(N / C)), as rotator's "ratio" is computed."""
-    critical = calls * latency * math.ceil(accounts / concurrency)
+    """A script's median wall against its own critical path, as rotator's "ratio"."""
+    critical = critical_path(calls, latency, accounts, concurrency)
     wall = median([run["wall_s"] for run in runs])
     return {"requests_per_rotation": calls, "wall_s": wall, "critical_path_s": critical,
             "ratio": wall / critical}

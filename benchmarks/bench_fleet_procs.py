@@ -21,7 +21,6 @@ workers) are sampled every 0.25 s, and how many cores two CPU-bound processes ge
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import subprocess
 import sys
@@ -111,7 +110,7 @@ def time_script(sim: Simulator, script_dir: Path, accounts: int, latency: float,
     load = _load()
     env = {**os.environ, ADMIN_ENV: sim.admin_token}
     run = bench_fleet.run_script_fleet(sim, script_dir, concurrency, env, timeout, sync=False)
-    critical = 2 * latency * math.ceil(accounts / concurrency)
+    critical = bench_fleet.critical_path(2, latency, accounts, concurrency)
     return {
         "variant": "script",
         "loadavg_before": load,
