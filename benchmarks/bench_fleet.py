@@ -52,6 +52,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import fleet_timeline
 from _common import (
     ADMIN_ENV,
     PYTHON,
@@ -158,6 +159,7 @@ def time_rotator(sim: Simulator, fleet: Fleet, accounts: int, latency: float,
 
     if sync:
         os.sync()  # the previous run's writeback stays out of this one
+    launched = time.time()
     with open(out_path, "w") as out, open(fleet.workdir / "rotate.log", "w") as err:
         child = run_child(
             [ROTATOR, "--log-format", "json", "rotate", "--all", "--force",
@@ -173,6 +175,8 @@ def time_rotator(sim: Simulator, fleet: Fleet, accounts: int, latency: float,
     done = routes.get("revoke_token", 0) if child.capped else accounts
     per_rotation = len(requests) / max(done, 1) if not child.capped else 4.0
     critical = critical_path(per_rotation, latency, accounts, concurrency)
+    timeline = fleet_timeline.summarize(fleet.workdir / "rotate.log",
+                                        [r["ts"] for r in requests], launched, child.wall)
     return {
         "capped": child.capped,
         "rotations_done": done,
@@ -192,6 +196,7 @@ def time_rotator(sim: Simulator, fleet: Fleet, accounts: int, latency: float,
         "simulator_cpu_s": sim_cpu,
         "per_rotation_ms": child.wall / max(done, 1) * 1000,
         "cpu_per_rotation_ms": child.cpu / max(done, 1) * 1000,
+        "timeline": timeline,
     }
 
 
@@ -249,6 +254,7 @@ def run_fleet(accounts: int, latency: float, concurrency: int, repeats: int,
                 script_run()
         summary = {key: median([r[key] for r in runs if r[key] is not None])
                    for key in MEDIAN_KEYS}
+        summary["timeline"] = fleet_timeline.merge([r["timeline"] for r in runs])
         comparison = None
         if script_runs:
             pairs = [r["wall_s"] / s["wall_s"] for r, s in zip(runs, script_runs, strict=False)]

@@ -137,7 +137,21 @@ def _critical_note(doc: Doc) -> str:
     return f"{wall:.2f} s / {critical:.2f} s" + (
         f"; the script making rotator's 5 requests (`hand_script.py --like-rotator`, no "
         f"checkpoints): {like['wall_s']:.2f} s / {like['critical_path_s']:.2f} s = "
-        f"{like['ratio']:.2f}x" if isinstance(like, dict) else "")
+        f"{like['ratio']:.2f}x" if isinstance(like, dict) else "") + _timeline_note(doc)
+
+
+def _timeline_note(doc: Doc) -> str:
+    """Where the wall beyond the critical path goes (bench_fleet's `timeline` medians)."""
+    timeline = _dig(doc, "median", "timeline")
+    if not isinstance(timeline, dict) or timeline.get("first_answer_s") is None:
+        return ""
+    steps = timeline.get("steps_ms") or {}
+    local = [f"{name} {steps[name]:.0f} ms" for name in ("backend.staged", "backend.promoted")
+             if steps.get(name) is not None]
+    return (f"; first answer {timeline['first_answer_s']:.2f} s after launch (start-up and "
+            f"one round trip), exit {timeline['after_last_answer_s']:.2f} s after the last; "
+            f"a rotation {timeline['rotation_ms']:.0f} ms"
+            + (f" (file backend under load: {', '.join(local)})" if local else ""))
 
 
 def _process_note(doc: Doc) -> str:

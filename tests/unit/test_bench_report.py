@@ -188,3 +188,23 @@ def test_fleet_rows_show_what_the_scripts_cost_against_their_own_critical_paths(
     assert "2.07 s / 1.75 s = 1.18x" in rows["2"][6]
     # The 1,000-account file has no script runs: its detail is rotator's alone.
     assert rows["2b"][6] == "2.10 s / 1.40 s"
+
+
+def test_fleet_row_2_says_where_the_wall_goes_when_the_run_recorded_a_timeline(
+    setup: tuple[Path, Path],
+) -> None:
+    """bench_fleet's timeline medians (benchmarks/fleet_timeline.py) show in row 2."""
+    results, doc = setup
+    path = results / "fleet-200.json"
+    body = json.loads(path.read_text())
+    body["median"]["timeline"] = {
+        "first_answer_s": 0.19, "after_last_answer_s": 0.04, "rotation_ms": 262.0,
+        "steps_ms": {"backend.staged": 17.4, "backend.promoted": 10.6, "token.created": 55.9},
+    }
+    path.write_text(json.dumps(body))
+    assert report.main(["--results", str(results), "--doc", str(doc), "--no-plot"]) == 0
+    rows = _by_label([r for r in _table_rows(doc.read_text()) if len(r) == 7])
+    assert ("first answer 0.19 s after launch (start-up and one round trip), exit 0.04 s "
+            "after the last; a rotation 262 ms (file backend under load: backend.staged "
+            "17 ms, backend.promoted 11 ms)") in rows["2"][6]
+    assert "first answer" not in rows["2b"][6]  # that file recorded no timeline
