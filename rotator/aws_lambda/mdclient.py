@@ -72,8 +72,10 @@ class LambdaClient:
                 import_httpx()
                 from rotator.motherduck.client import MotherDuckClient
 
+                # The ReadClient said `motherduck.insecure_url` already: once per run.
                 self._full = MotherDuckClient(
-                    self._api_url, self._admin_token, timeout=self._timeout
+                    self._api_url, self._admin_token, timeout=self._timeout,
+                    warn_insecure=False,
                 )
             return self._full
 

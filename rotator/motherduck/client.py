@@ -79,7 +79,10 @@ class MotherDuckClient:
         timeout: float | httpx.Timeout = 10.0,
         retry: RetryPolicy | None = None,
         on_retry: Callable[[RetryEvent], None] | None = None,
+        warn_insecure: bool = True,
     ) -> None:
+        """`warn_insecure=False`: another client of the same run has already logged
+        `motherduck.insecure_url` for this URL (the Lambda's pair)."""
         try:
             url = httpx.URL(api_url)
         except httpx.InvalidURL as exc:
@@ -89,7 +92,7 @@ class MotherDuckClient:
         check_admin_token(admin_token)
         self._base = api_url.rstrip("/")
         self._shown_url = str(url.copy_with(username=None, password=None, query=None))
-        why = insecure_reason(api_url)
+        why = insecure_reason(api_url) if warn_insecure else None
         if why:  # accepted by the config only with `insecure = true`; said on every run
             log.warning("motherduck.insecure_url", url=self._shown_url, why=why)
         self._admin_token = admin_token
