@@ -60,6 +60,7 @@ from rotator.ops.fleet_sizing import (
     auto_processes,
     can_fork,
     deal,
+    placement,
     split_concurrency,
 )
 from rotator.ops.fleet_worker import One, worker_main
@@ -124,6 +125,7 @@ def run_fleet_processes(
     live = isatty(err) and log_format != "json"
     workers = [_Worker(i, share) for i, share in enumerate(deal(names, processes)) if share]
     threads = split_concurrency(concurrency, len(workers))
+    cpus: Sequence[frozenset[int] | None] = placement(len(workers)) or [None] * len(workers)
     results: dict[str, tuple[Outcome, int]] = {}
     if interrupt.stop_requested():
         return [(interrupt.not_started(n), 3) for n in names]
@@ -132,8 +134,8 @@ def run_fleet_processes(
             stream_.flush()
     parent = os.getpid()
     try:
-        for worker, count in zip(workers, threads, strict=True):
-            _spawn(worker, workers, setup, count, parent)
+        for worker, count, bound in zip(workers, threads, cpus, strict=True):
+            _spawn(worker, workers, setup, count, parent, bound)
         reporter = TerminalLine(err, progress) if live else LogTicker(progress)
         emit = _emitter(reporter, err)
         with reporter.running():
@@ -166,7 +168,7 @@ def run_fleet_processes(
 
 def _spawn(
     worker: _Worker, workers: Sequence[_Worker], setup: Callable[[], One], threads: int,
-    parent: int,
+    parent: int, cpus: frozenset[int] | None = None,
 ) -> None:
     chan_r, chan_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -189,7 +191,7 @@ def _spawn(
                     if fd >= 0:
                         with contextlib.suppress(OSError):
                             os.close(fd)
-            code = worker_main(worker.names, setup, threads, chan_w, err_w, parent)
+            code = worker_main(worker.names, setup, threads, chan_w, err_w, parent, cpus)
         except BaseException:  # a worker must never unwind into the parent's code
             with contextlib.suppress(BaseException):
                 log.exception("fleet.worker_crashed")

@@ -43,9 +43,14 @@ One = Callable[[str], "tuple[Outcome, int]"]
 
 
 def worker_main(
-    names: list[str], setup: Callable[[], One], threads: int, chan: int, err: int, parent: int
+    names: list[str], setup: Callable[[], One], threads: int, chan: int, err: int, parent: int,
+    cpus: frozenset[int] | None = None,
 ) -> int:
     _die_with_parent(parent)
+    if cpus is not None:
+        # Before any thread starts: threads inherit their creator's mask (fleet_sizing).
+        with contextlib.suppress(OSError):  # a CPU gone offline since: the scheduler decides
+            os.sched_setaffinity(0, cpus)
     for signum in interrupt.STOP_SIGNALS:
         # The parent says what stops us and forwards it; a worker only obeys (quietly).
         signal.signal(signum, lambda s, f: interrupt.request_stop(s))

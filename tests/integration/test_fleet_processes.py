@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from rotator.ops.fleet_sizing import usable_cpus
 from tests.support.procs import run_with_terminal_stderr, wait_until
 from tests.support.rotator_cli import CliSetup, json_lines, read_secret, scan_for_secrets, seed_file
 from tests.support.simulator_fixtures import unique_username
@@ -142,6 +143,64 @@ class TestSameOutputAsOneProcess:
         assert "rotation" in err.lower() or "run" in err.lower()  # the workers' log lines
         rows = [line.split()[0] for line in stdout.splitlines()[1:] if line[:1].strip()]
         assert rows == users
+
+
+class TestPlacement:
+    """Workers bound to CPUs (rotator.ops.fleet_sizing.placement), seen from outside: the
+    affinity of the running worker processes, read while delayed creates hold them."""
+
+    def _affinities(
+        self, simulator: Any, tmp_path: Path, mask: set[int], processes: int
+    ) -> tuple[list[set[int]], set[int]]:
+        cli, users = fleet(simulator, tmp_path, 2 * processes)
+        simulator.add_fault(route="create_token", action="delay", seconds=2, times=processes)
+        proc = subprocess.Popen(
+            cli.argv("rotate", "--all", "--force", "--json", "--processes", str(processes),
+                     "--concurrency", str(processes)),
+            env=cli.env(), cwd=cli.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, start_new_session=True,
+            preexec_fn=lambda: os.sched_setaffinity(0, mask),
+        )
+        try:
+            def all_creating() -> bool:
+                return proc.poll() is None and simulator.faults()[0]["fired"] == processes
+
+            wait_until(all_creating, timeout=60, what="every worker in a delayed create")
+            workers = sorted(children(proc.pid))
+            seen = [set(os.sched_getaffinity(pid)) for pid in workers]
+            parent = set(os.sched_getaffinity(proc.pid))
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+        assert proc.returncode == 0, (out, err)
+        assert len(workers) == processes, workers
+        assert_consistent(simulator, cli, users)
+        return seen, parent
+
+    def test_one_worker_per_cpu_each_bound_to_its_own(
+        self, simulator: Any, tmp_path: Path
+    ) -> None:
+        """As many workers as CPUs in the command's mask: each worker runs on one CPU of
+        its own, every CPU of the mask has one; the parent keeps the whole mask."""
+        two = set(sorted(os.sched_getaffinity(0))[:2])
+        if len(two) < 2 or usable_cpus() < 2:
+            pytest.skip("needs two CPUs (affinity and CPU quota)")
+        seen, parent = self._affinities(simulator, tmp_path, two, 2)
+        assert sorted(seen, key=min) == [{cpu} for cpu in sorted(two)]
+        assert parent == two
+
+    def test_more_workers_than_cpus_are_left_to_the_scheduler(
+        self, simulator: Any, tmp_path: Path
+    ) -> None:
+        """Three workers on two CPUs: none is bound (two would share one pinned core)."""
+        two = set(sorted(os.sched_getaffinity(0))[:2])
+        if len(two) < 2:
+            pytest.skip("needs two CPUs")
+        seen, parent = self._affinities(simulator, tmp_path, two, 3)
+        assert seen == [two, two, two]
+        assert parent == two
 
 
 class TestStops:

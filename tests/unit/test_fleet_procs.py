@@ -40,6 +40,30 @@ def test_auto_is_one_per_core_with_enough_accounts_each(monkeypatch: pytest.Monk
     assert auto_processes(1000, 32) == 1
 
 
+@pytest.mark.parametrize(
+    ("mask", "quota", "processes", "bound"),
+    [
+        ({4, 7}, None, 2, [{4}, {7}]),  # one worker per CPU of the mask: each its own
+        ({0, 1, 2, 3}, None, 4, [{0}, {1}, {2}, {3}]),
+        ({0, 1, 2, 3}, None, 2, None),  # fewer workers than CPUs: the scheduler places them
+        ({0, 1}, None, 3, None),  # more workers than CPUs: two would share a pinned core
+        ({0, 1}, 1, 2, None),  # a quota below the mask: the mask is not ours to divide
+        ({0}, None, 1, None),  # one worker: nothing to divide
+    ],
+)
+def test_workers_are_bound_only_when_each_can_have_a_cpu_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+    mask: set[int],
+    quota: int | None,
+    processes: int,
+    bound: list[set[int]] | None,
+) -> None:
+    monkeypatch.setattr(fleet_sizing.os, "sched_getaffinity", lambda pid: set(mask))
+    monkeypatch.setattr(fleet_sizing, "_cgroup_cpu_quota", lambda: quota)
+    got = fleet_sizing.placement(processes)
+    assert (None if got is None else [set(cpus) for cpus in got]) == bound
+
+
 def test_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fleet_sizing, "usable_cpus", lambda: 2)
     monkeypatch.setattr(fleet_sizing, "can_fork", lambda: True)
