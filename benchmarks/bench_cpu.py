@@ -33,7 +33,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import PYTHON, ROOT, Simulator, make_fleet, median, save_result, workdir
+from _common import (
+    PYTHON,
+    ROOT,
+    Simulator,
+    make_fleet,
+    median,
+    rotate_extra_args,
+    save_result,
+    workdir,
+)
 from bench_fleet import fleet_setup, time_rotator
 
 
@@ -87,6 +96,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--single-rounds", type=int, default=4)
     parser.add_argument("--rotations", type=int, default=100, help="per single round")
     parser.add_argument("--name", default="cpu")
+    parser.add_argument("--rotate-args", default=None,
+                        help="extra arguments for the fleet's rotate --all (default: "
+                             "$BENCH_ROTATE_ARGS), e.g. '--processes 1'")
     parser.add_argument("--single-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.single_child is not None:
@@ -117,8 +129,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     env = {**setup.fleet.env, "PYTHONPATH": tree}
                     load = os.getloadavg()[0]
                     run = time_rotator(setup.sim, dataclasses.replace(setup.fleet, env=env),
-                                       args.accounts, args.latency, args.concurrency, [],
-                                       900, None, sample_every=5)
+                                       args.accounts, args.latency, args.concurrency,
+                                       rotate_extra_args(args.rotate_args), 900, None,
+                                       sample_every=5)
                     assert run["returncode"] == 0, run
                     row = {key: run[key] for key in ("wall_s", "cpu_s", "user_s", "sys_s",
                                                      "ratio", "cpu_per_rotation_ms",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, TextIO, cast
 import structlog
 
 from rotator.errors import RotatorError
+from rotator.ops.fleet_sizing import bound, placement
 from rotator.ops.progress import FleetProgress, LogTicker, TerminalLine, isatty
 from rotator.schedule import in_shard
 from rotator.util.safeio import SafeStream
@@ -68,7 +69,14 @@ def run_fleet(
             progress.finished(name, result)
 
     reporter = TerminalLine(err, progress) if live else LogTicker(progress)
-    with reporter.running(), ThreadPoolExecutor(max_workers=min(concurrency, len(names))) as pool:
+    threads = min(concurrency, len(names))
+    # One process's threads on one CPU, as each worker of `--processes` (fleet_sizing).
+    cpus = placement(1) if threads > 1 else None
+    with (
+        bound(cpus[0] if cpus else None),
+        reporter.running(),
+        ThreadPoolExecutor(max_workers=threads) as pool,
+    ):
         return list(pool.map(tracked, names))
 
 

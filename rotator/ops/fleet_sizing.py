@@ -6,7 +6,8 @@
   than the concurrency, at least `MIN_ACCOUNTS_PER_PROCESS` accounts each.
 - `deal(names, processes)`: each worker's share of the accounts, round-robin.
 - `split_concurrency(concurrency, processes)`: each worker's threads.
-- `placement(processes)`: the CPU each worker is bound to, when each can have its own.
+- `placement(processes)`: the CPU each of a fleet's processes is bound to (or None), and
+  `bound(cpus)`: the calling thread and the threads it starts on them, for a block.
 
 Pure functions of their arguments and of the host; the workers themselves are run by
 rotator.ops.fleet_procs.
@@ -14,13 +15,15 @@ rotator.ops.fleet_procs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 __all__ = [
     "MIN_ACCOUNTS_PER_PROCESS",
     "auto_processes",
+    "bound",
     "can_fork",
     "deal",
     "placement",
@@ -87,22 +90,65 @@ def split_concurrency(concurrency: int, processes: int) -> list[int]:
 
 
 def placement(processes: int) -> list[frozenset[int]] | None:
-    """The one CPU each worker is bound to, or None to leave them to the scheduler.
+    """The one CPU each of a fleet's `processes` Python processes is bound to, or None to
+    leave them to the scheduler.
 
-    Bound only when there are exactly as many workers as CPUs in this process's affinity
-    mask and no CPU quota below that: every CPU rotator may use then runs one worker, so
-    binding takes nothing away from any of them. What it saves: a worker's 16 threads
-    hand the GIL to each other at every system call, and when they are spread over
-    cores each hand-off is a cross-CPU wake-up, while two workers migrate between cores.
-    Bound, a 200-account fleet on 2 cores took 7-8 % less wall and 12 % less CPU
-    (docs/performance.md, round 8). With fewer workers than CPUs, more, or a quota
-    (a container limited to 2 CPUs of a 64-core node sees all 64), binding could pin a
-    worker to a busy core or leave a core idle, so nothing is bound.
+    A process runs Python on one core at a time (the GIL), and its threads hand the lock
+    to each other at every system call. Spread over cores, each hand-off is a cross-CPU
+    wake-up, and the processes migrate. Bound, the same work took much less wall and CPU
+    on this project's 2-core machine (docs/performance.md, round 8):
+    - two workers: 2.62 -> 2.42 s for 200 accounts, 11.0 -> 9.9 s for 1,000;
+    - one process with 32 threads: 4.3 -> 2.75 s;
+    - at 4-8 threads the wall is the same and the CPU 15-20 % lower.
+
+    The processes get distinct CPUs of this process's affinity mask. The first is the CPU
+    it runs on now (where the scheduler just put it) and the others follow in mask order.
+    Nothing is bound when:
+    - the mask has one CPU (nothing to choose);
+    - there are more processes than CPUs (two would share one pinned core, which was
+      slower);
+    - this is not Linux;
+    - `ROTATOR_BIND_CPUS=0` is set (a shared host where staying on one core is the worse
+      deal).
     """
+    if os.environ.get("ROTATOR_BIND_CPUS", "").strip() == "0":
+        return None
     try:
-        cpus = sorted(os.sched_getaffinity(0))
+        mask = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
         return None
-    if processes < 2 or len(cpus) != processes or usable_cpus() != processes:
+    if len(mask) < 2 or not 1 <= processes <= len(mask):
         return None
-    return [frozenset({cpu}) for cpu in cpus]
+    here = _current_cpu()
+    first = mask.index(here) if here in mask else 0
+    return [frozenset({mask[(first + i) % len(mask)]}) for i in range(processes)]
+
+
+def _current_cpu() -> int | None:
+    """The CPU the calling thread runs on now (`processor`, field 39 of its stat file)."""
+    try:
+        with open("/proc/thread-self/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return int(fields[36])  # fields after the command name start at field 3
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@contextlib.contextmanager
+def bound(cpus: frozenset[int] | None) -> Iterator[None]:
+    """The calling thread, and every thread it starts inside the block, on `cpus`; its
+    own mask restored after. None (or a mask the kernel refuses): left as it is."""
+    if cpus is None:
+        yield
+        return
+    try:
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, cpus)
+    except OSError:  # a CPU gone offline, a cpuset changed under us: the scheduler decides
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, before)

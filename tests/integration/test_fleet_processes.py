@@ -191,6 +191,58 @@ class TestPlacement:
         assert sorted(seen, key=min) == [{cpu} for cpu in sorted(two)]
         assert parent == two
 
+    def _thread_affinities(
+        self, simulator: Any, tmp_path: Path, mask: set[int], env: dict[str, str]
+    ) -> list[set[int]]:
+        """`--processes 1 --concurrency 2`: every thread's mask while two creates are held."""
+        cli, users = fleet(simulator, tmp_path, 4)
+        simulator.add_fault(route="create_token", action="delay", seconds=2, times=2)
+        proc = subprocess.Popen(
+            cli.argv("rotate", "--all", "--force", "--json", "--processes", "1",
+                     "--concurrency", "2"),
+            env={**cli.env(), **env}, cwd=cli.root, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
+            preexec_fn=lambda: os.sched_setaffinity(0, mask),
+        )
+        try:
+            def both_creating() -> bool:
+                return proc.poll() is None and simulator.faults()[0]["fired"] == 2
+
+            wait_until(both_creating, timeout=60, what="both threads in a delayed create")
+            assert not children(proc.pid)  # one process
+            tids = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task")]
+            seen = [set(os.sched_getaffinity(tid)) for tid in tids]
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+        assert proc.returncode == 0, (out, err)
+        assert len(seen) >= 3, seen  # the main thread and the two rotating
+        assert_consistent(simulator, cli, users)
+        return seen
+
+    def test_one_process_keeps_its_threads_on_one_cpu(
+        self, simulator: Any, tmp_path: Path
+    ) -> None:
+        """A fleet in one process (`--processes 1`): all its threads run on one CPU of the
+        command's mask while the pass runs."""
+        two = set(sorted(os.sched_getaffinity(0))[:2])
+        if len(two) < 2:
+            pytest.skip("needs two CPUs")
+        seen = self._thread_affinities(simulator, tmp_path, two, {})
+        assert len({frozenset(cpus) for cpus in seen}) == 1, seen
+        assert len(seen[0]) == 1 and seen[0] <= two, seen
+
+    def test_rotator_bind_cpus_0_leaves_every_thread_to_the_scheduler(
+        self, simulator: Any, tmp_path: Path
+    ) -> None:
+        two = set(sorted(os.sched_getaffinity(0))[:2])
+        if len(two) < 2:
+            pytest.skip("needs two CPUs")
+        seen = self._thread_affinities(simulator, tmp_path, two, {"ROTATOR_BIND_CPUS": "0"})
+        assert seen == [two] * len(seen)
+
     def test_more_workers_than_cpus_are_left_to_the_scheduler(
         self, simulator: Any, tmp_path: Path
     ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
@@ -41,27 +42,41 @@ def test_auto_is_one_per_core_with_enough_accounts_each(monkeypatch: pytest.Monk
 
 
 @pytest.mark.parametrize(
-    ("mask", "quota", "processes", "bound"),
+    ("mask", "here", "processes", "bound"),
     [
-        ({4, 7}, None, 2, [{4}, {7}]),  # one worker per CPU of the mask: each its own
-        ({0, 1, 2, 3}, None, 4, [{0}, {1}, {2}, {3}]),
-        ({0, 1, 2, 3}, None, 2, None),  # fewer workers than CPUs: the scheduler places them
-        ({0, 1}, None, 3, None),  # more workers than CPUs: two would share a pinned core
-        ({0, 1}, 1, 2, None),  # a quota below the mask: the mask is not ours to divide
-        ({0}, None, 1, None),  # one worker: nothing to divide
+        ({4, 7}, 4, 2, [{4}, {7}]),  # one worker per CPU of the mask: each its own
+        ({4, 7}, 7, 2, [{7}, {4}]),  # the first where the parent runs now
+        ({0, 1, 2, 3}, 2, 2, [{2}, {3}]),  # fewer workers than CPUs: still one each
+        ({0, 1, 2, 3}, 3, 1, [{3}]),  # one process (its threads): the CPU it is on
+        ({5, 9}, None, 1, [{5}]),  # where it runs unknown: the mask's first
+        ({0, 1}, 0, 3, None),  # more workers than CPUs: two would share a pinned core
+        ({0}, 0, 1, None),  # one CPU: nothing to choose
     ],
 )
-def test_workers_are_bound_only_when_each_can_have_a_cpu_of_its_own(
+def test_each_process_of_a_fleet_gets_a_cpu_of_its_own(
     monkeypatch: pytest.MonkeyPatch,
     mask: set[int],
-    quota: int | None,
+    here: int | None,
     processes: int,
     bound: list[set[int]] | None,
 ) -> None:
+    monkeypatch.delenv("ROTATOR_BIND_CPUS", raising=False)
     monkeypatch.setattr(fleet_sizing.os, "sched_getaffinity", lambda pid: set(mask))
-    monkeypatch.setattr(fleet_sizing, "_cgroup_cpu_quota", lambda: quota)
+    monkeypatch.setattr(fleet_sizing, "_current_cpu", lambda: here)
     got = fleet_sizing.placement(processes)
     assert (None if got is None else [set(cpus) for cpus in got]) == bound
+
+
+def test_binding_is_off_with_rotator_bind_cpus_0(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fleet_sizing.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setenv("ROTATOR_BIND_CPUS", "0")
+    assert fleet_sizing.placement(2) is None
+    monkeypatch.setenv("ROTATOR_BIND_CPUS", "1")
+    assert fleet_sizing.placement(2) is not None
+
+
+def test_current_cpu_is_one_this_process_may_run_on() -> None:
+    assert fleet_sizing._current_cpu() in os.sched_getaffinity(0)
 
 
 def test_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
