@@ -98,7 +98,7 @@ def placement(processes: int) -> list[frozenset[int]] | None:
     wake-up, and the processes migrate. Bound, the same work took much less wall and CPU
     on this project's 2-core machine (docs/performance.md, round 8):
     - two workers: 2.62 -> 2.42 s for 200 accounts, 11.0 -> 9.9 s for 1,000;
-    - one process with 32 threads: 4.3 -> 2.75 s;
+    - one process with 32 threads: 3.9 -> 2.6 s, half the CPU;
     - at 4-8 threads the wall is the same and the CPU 15-20 % lower.
 
     The processes get distinct CPUs of this process's affinity mask. The first is the CPU
