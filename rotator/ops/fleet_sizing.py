@@ -6,11 +6,12 @@
   than the concurrency, at least `MIN_ACCOUNTS_PER_PROCESS` accounts each.
 - `deal(names, processes)`: each worker's share of the accounts, round-robin.
 - `split_concurrency(concurrency, processes)`: each worker's threads.
-- `placement(processes)`: the CPU each of a fleet's processes is bound to (or None), and
-  `bound(cpus)`: the calling thread and the threads it starts on them, for a block.
+- `placement(processes)`: the CPU each of a fleet's processes is bound to (or None);
+  `bind(cpus)` binds the calling thread and the threads it starts, `bound(cpus)` for a
+  block.
 
-Pure functions of their arguments and of the host; the workers themselves are run by
-rotator.ops.fleet_procs.
+Functions of their arguments and of the host (`bind` and `bound` change the calling
+thread's CPU mask); the workers themselves are run by rotator.ops.fleet_procs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Iterator, Sequence
 __all__ = [
     "MIN_ACCOUNTS_PER_PROCESS",
     "auto_processes",
+    "bind",
     "bound",
     "can_fork",
     "deal",
@@ -134,21 +136,28 @@ def _current_cpu() -> int | None:
         return None
 
 
-@contextlib.contextmanager
-def bound(cpus: frozenset[int] | None) -> Iterator[None]:
-    """The calling thread, and every thread it starts inside the block, on `cpus`; its
-    own mask restored after. None (or a mask the kernel refuses): left as it is."""
-    if cpus is None:
-        yield
-        return
+def bind(cpus: frozenset[int]) -> set[int] | None:
+    """Bind the calling thread, and the threads it starts from now on, to `cpus`.
+
+    Returns the mask it had, or None when the kernel refused: a CPU gone offline, or a
+    cpuset changed under us. The scheduler then decides, as without binding.
+    """
     try:
         before = os.sched_getaffinity(0)
         os.sched_setaffinity(0, cpus)
-    except OSError:  # a CPU gone offline, a cpuset changed under us: the scheduler decides
-        yield
-        return
+    except OSError:
+        return None
+    return before
+
+
+@contextlib.contextmanager
+def bound(cpus: frozenset[int] | None) -> Iterator[None]:
+    """`bind(cpus)` for the block (nothing when None), the calling thread's mask restored
+    after it."""
+    before = bind(cpus) if cpus is not None else None
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, before)
+        if before is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, before)

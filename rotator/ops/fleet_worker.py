@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from rotator.engine import interrupt
+from rotator.ops.fleet_sizing import bind
 
 if TYPE_CHECKING:
     from rotator.engine.outcome import Outcome
@@ -48,9 +49,7 @@ def worker_main(
 ) -> int:
     _die_with_parent(parent)
     if cpus is not None:
-        # Before any thread starts: threads inherit their creator's mask (fleet_sizing).
-        with contextlib.suppress(OSError):  # a CPU gone offline since: the scheduler decides
-            os.sched_setaffinity(0, cpus)
+        bind(cpus)  # before any thread starts: threads inherit their creator's mask
     for signum in interrupt.STOP_SIGNALS:
         # The parent says what stops us and forwards it; a worker only obeys (quietly).
         signal.signal(signum, lambda s, f: interrupt.request_stop(s))

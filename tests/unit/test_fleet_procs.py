@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,26 @@ def test_a_container_cpu_quota_bounds_auto(
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     assert fleet_sizing._cgroup_cpu_quota(str(tmp_path)) == quota
+
+
+def test_bound_binds_the_block_and_its_threads_then_restores_the_mask() -> None:
+    before = os.sched_getaffinity(0)
+    cpu = min(before)
+    seen: list[set[int]] = []
+    with fleet_sizing.bound(frozenset({cpu})):
+        inside = os.sched_getaffinity(0)
+        thread = threading.Thread(target=lambda: seen.append(os.sched_getaffinity(0)))
+        thread.start()
+        thread.join()
+    assert inside == {cpu}
+    assert seen == [{cpu}]  # a thread started in the block inherits the binding
+    assert os.sched_getaffinity(0) == before
+
+
+def test_bound_leaves_the_mask_alone_when_the_kernel_refuses() -> None:
+    before = os.sched_getaffinity(0)
+    with fleet_sizing.bound(frozenset({max(before) + 4096})):  # no such CPU: EINVAL
+        assert os.sched_getaffinity(0) == before
+    with fleet_sizing.bound(None):
+        assert os.sched_getaffinity(0) == before
+    assert os.sched_getaffinity(0) == before
