@@ -109,6 +109,10 @@ def placement(processes: int) -> list[frozenset[int]] | None:
     - the mask has one CPU (nothing to choose);
     - there are more processes than CPUs (two would share one pinned core, which was
       slower);
+    - a CPU quota is below the mask (a container limited to 2 CPUs of a shared 64-core
+      node sees all 64: the node's other tenants keep some of them busy, and only the
+      scheduler knows which. A pod given a CPU set of its own has a mask of its size and
+      is bound);
     - this is not Linux;
     - `ROTATOR_BIND_CPUS=0` is set (a shared host where staying on one core is the worse
       deal).
@@ -120,6 +124,9 @@ def placement(processes: int) -> list[frozenset[int]] | None:
     except (AttributeError, OSError):  # not Linux
         return None
     if len(mask) < 2 or not 1 <= processes <= len(mask):
+        return None
+    quota = _cgroup_cpu_quota()
+    if quota is not None and quota < len(mask):
         return None
     here = _current_cpu()
     first = mask.index(here) if here in mask else 0

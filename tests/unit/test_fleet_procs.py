@@ -64,12 +64,26 @@ def test_each_process_of_a_fleet_gets_a_cpu_of_its_own(
     monkeypatch.delenv("ROTATOR_BIND_CPUS", raising=False)
     monkeypatch.setattr(fleet_sizing.os, "sched_getaffinity", lambda pid: set(mask))
     monkeypatch.setattr(fleet_sizing, "_current_cpu", lambda: here)
+    monkeypatch.setattr(fleet_sizing, "_cgroup_cpu_quota", lambda: None)
     got = fleet_sizing.placement(processes)
     assert (None if got is None else [set(cpus) for cpus in got]) == bound
 
 
+@pytest.mark.parametrize(("quota", "binds"), [(None, True), (4, True), (8, True), (2, False)])
+def test_a_cpu_quota_below_the_mask_leaves_placement_to_the_scheduler(
+    monkeypatch: pytest.MonkeyPatch, quota: int | None, binds: bool
+) -> None:
+    """A container limited to 2 CPUs of a shared node whose 4 it may run on: not bound."""
+    monkeypatch.delenv("ROTATOR_BIND_CPUS", raising=False)
+    monkeypatch.setattr(fleet_sizing.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(fleet_sizing, "_current_cpu", lambda: 0)
+    monkeypatch.setattr(fleet_sizing, "_cgroup_cpu_quota", lambda: quota)
+    assert (fleet_sizing.placement(1) is not None) is binds
+
+
 def test_binding_is_off_with_rotator_bind_cpus_0(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fleet_sizing.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(fleet_sizing, "_cgroup_cpu_quota", lambda: None)
     monkeypatch.setenv("ROTATOR_BIND_CPUS", "0")
     assert fleet_sizing.placement(2) is None
     monkeypatch.setenv("ROTATOR_BIND_CPUS", "1")
