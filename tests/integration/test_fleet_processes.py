@@ -146,113 +146,89 @@ class TestSameOutputAsOneProcess:
 
 
 class TestPlacement:
-    """Workers bound to CPUs (rotator.ops.fleet_sizing.placement), seen from outside: the
-    affinity of the running worker processes, read while delayed creates hold them."""
+    """Processes bound to CPUs (rotator.ops.fleet_sizing.placement), seen from outside: the
+    masks of the running processes and threads, read while delayed creates hold them."""
 
-    def _affinities(
-        self, simulator: Any, tmp_path: Path, mask: set[int], processes: int
-    ) -> tuple[list[set[int]], set[int]]:
-        cli, users = fleet(simulator, tmp_path, 2 * processes)
-        simulator.add_fault(route="create_token", action="delay", seconds=2, times=processes)
+    def _masks_while_held(
+        self, simulator: Any, tmp_path: Path, mask: set[int], processes: int,
+        env: dict[str, str] | None = None,
+    ) -> tuple[list[set[int]], list[set[int]]]:
+        """`rotate --all --processes N` under `mask`, with as many creates held as
+        rotations run at once (N, and at least 2: one process runs 2 threads):
+        (each worker's mask, each of the command's own threads' mask)."""
+        in_flight = max(processes, 2)
+        cli, users = fleet(simulator, tmp_path, 2 * in_flight)
+        simulator.add_fault(route="create_token", action="delay", seconds=2, times=in_flight)
         proc = subprocess.Popen(
             cli.argv("rotate", "--all", "--force", "--json", "--processes", str(processes),
-                     "--concurrency", str(processes)),
-            env=cli.env(), cwd=cli.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, start_new_session=True,
+                     "--concurrency", str(in_flight)),
+            env={**cli.env(), **(env or {})}, cwd=cli.root, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
             preexec_fn=lambda: os.sched_setaffinity(0, mask),
         )
         try:
             def all_creating() -> bool:
-                return proc.poll() is None and simulator.faults()[0]["fired"] == processes
+                return proc.poll() is None and simulator.faults()[0]["fired"] == in_flight
 
-            wait_until(all_creating, timeout=60, what="every worker in a delayed create")
-            workers = sorted(children(proc.pid))
-            seen = [set(os.sched_getaffinity(pid)) for pid in workers]
-            parent = set(os.sched_getaffinity(proc.pid))
+            wait_until(all_creating, timeout=60, what="every create held")
+            workers = [set(os.sched_getaffinity(pid)) for pid in sorted(children(proc.pid))]
+            tids = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task")]
+            threads = [set(os.sched_getaffinity(tid)) for tid in tids]
             out, err = proc.communicate(timeout=120)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.communicate()
         assert proc.returncode == 0, (out, err)
-        assert len(workers) == processes, workers
+        assert len(workers) == (processes if processes > 1 else 0), workers
         assert_consistent(simulator, cli, users)
-        return seen, parent
+        return workers, threads
+
+    @staticmethod
+    def _two_cpus() -> set[int]:
+        two = set(sorted(os.sched_getaffinity(0))[:2])
+        if len(two) < 2 or usable_cpus() < 2:
+            pytest.skip("needs two CPUs (affinity and CPU quota)")
+        return two
 
     def test_one_worker_per_cpu_each_bound_to_its_own(
         self, simulator: Any, tmp_path: Path
     ) -> None:
         """As many workers as CPUs in the command's mask: each worker runs on one CPU of
         its own, every CPU of the mask has one; the parent keeps the whole mask."""
-        two = set(sorted(os.sched_getaffinity(0))[:2])
-        if len(two) < 2 or usable_cpus() < 2:
-            pytest.skip("needs two CPUs (affinity and CPU quota)")
-        seen, parent = self._affinities(simulator, tmp_path, two, 2)
-        assert sorted(seen, key=min) == [{cpu} for cpu in sorted(two)]
-        assert parent == two
-
-    def _thread_affinities(
-        self, simulator: Any, tmp_path: Path, mask: set[int], env: dict[str, str]
-    ) -> list[set[int]]:
-        """`--processes 1 --concurrency 2`: every thread's mask while two creates are held."""
-        cli, users = fleet(simulator, tmp_path, 4)
-        simulator.add_fault(route="create_token", action="delay", seconds=2, times=2)
-        proc = subprocess.Popen(
-            cli.argv("rotate", "--all", "--force", "--json", "--processes", "1",
-                     "--concurrency", "2"),
-            env={**cli.env(), **env}, cwd=cli.root, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, start_new_session=True,
-            preexec_fn=lambda: os.sched_setaffinity(0, mask),
-        )
-        try:
-            def both_creating() -> bool:
-                return proc.poll() is None and simulator.faults()[0]["fired"] == 2
-
-            wait_until(both_creating, timeout=60, what="both threads in a delayed create")
-            assert not children(proc.pid)  # one process
-            tids = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task")]
-            seen = [set(os.sched_getaffinity(tid)) for tid in tids]
-            out, err = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
-        assert proc.returncode == 0, (out, err)
-        assert len(seen) >= 3, seen  # the main thread and the two rotating
-        assert_consistent(simulator, cli, users)
-        return seen
+        two = self._two_cpus()
+        workers, parent = self._masks_while_held(simulator, tmp_path, two, 2)
+        assert sorted(workers, key=min) == [{cpu} for cpu in sorted(two)]
+        assert parent == [two] * len(parent)
 
     def test_one_process_keeps_its_threads_on_one_cpu(
         self, simulator: Any, tmp_path: Path
     ) -> None:
         """A fleet in one process (`--processes 1`): all its threads run on one CPU of the
         command's mask while the pass runs."""
-        two = set(sorted(os.sched_getaffinity(0))[:2])
-        if len(two) < 2 or usable_cpus() < 2:
-            pytest.skip("needs two CPUs (affinity and CPU quota)")
-        seen = self._thread_affinities(simulator, tmp_path, two, {})
-        assert len({frozenset(cpus) for cpus in seen}) == 1, seen
-        assert len(seen[0]) == 1 and seen[0] <= two, seen
+        two = self._two_cpus()
+        _, threads = self._masks_while_held(simulator, tmp_path, two, 1)
+        assert len(threads) >= 3, threads  # the main thread and the two rotating
+        assert len({frozenset(cpus) for cpus in threads}) == 1, threads
+        assert len(threads[0]) == 1 and threads[0] <= two, threads
 
     def test_rotator_bind_cpus_0_leaves_every_thread_to_the_scheduler(
         self, simulator: Any, tmp_path: Path
     ) -> None:
-        two = set(sorted(os.sched_getaffinity(0))[:2])
-        if len(two) < 2:
-            pytest.skip("needs two CPUs")
-        seen = self._thread_affinities(simulator, tmp_path, two, {"ROTATOR_BIND_CPUS": "0"})
-        assert seen == [two] * len(seen)
+        two = self._two_cpus()
+        _, threads = self._masks_while_held(
+            simulator, tmp_path, two, 1, {"ROTATOR_BIND_CPUS": "0"}
+        )
+        assert threads == [two] * len(threads)
 
     def test_more_workers_than_cpus_are_left_to_the_scheduler(
         self, simulator: Any, tmp_path: Path
     ) -> None:
         """Three workers on two CPUs: none is bound (two would share one pinned core)."""
-        two = set(sorted(os.sched_getaffinity(0))[:2])
-        if len(two) < 2:
-            pytest.skip("needs two CPUs")
-        seen, parent = self._affinities(simulator, tmp_path, two, 3)
-        assert seen == [two, two, two]
-        assert parent == two
+        two = self._two_cpus()
+        workers, parent = self._masks_while_held(simulator, tmp_path, two, 3)
+        assert workers == [two, two, two]
+        assert parent == [two] * len(parent)
 
 
 class TestStops:

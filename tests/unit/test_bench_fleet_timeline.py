@@ -5,29 +5,14 @@ Made-up log lines with known timestamps; nothing is measured and no timing is as
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.benchmarks import load_benchmark
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "fleet_timeline", ROOT / "benchmarks" / "fleet_timeline.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fleet_timeline"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-timeline = _load()
+timeline = load_benchmark("fleet_timeline.py", "fleet_timeline")
 
 
 def _line(account: str | None, ms: float, event: str, **extra: str) -> str:

@@ -6,7 +6,6 @@ fixtures are made up and only have to come out in the right cells.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,18 +15,14 @@ from typing import Any
 
 import pytest
 
+from tests.support.benchmarks import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[2]
 REF = "238727c"
 
 
 def _load_report() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "benchmarks" /
-                                                  "report.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_report"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("report.py", "bench_report")
 
 
 report = _load_report()
