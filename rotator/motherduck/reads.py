@@ -23,10 +23,8 @@ imported at the first request, never with this module.
 
 from __future__ import annotations
 
-import contextvars
 import os
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
@@ -48,6 +46,7 @@ from rotator.motherduck.request import (
 from rotator.motherduck.retry import EVENT_KEYS, RetryEvent, RetryPolicy
 from rotator.netpolicy import insecure_reason
 from rotator.secret import Secret
+from rotator.util.attempt import TooLarge, capped, deadline, left
 
 if TYPE_CHECKING:
     import socket
@@ -63,15 +62,6 @@ POOL_SIZE: Final = 8
 """Connections kept per host: a pass lists up to 8 accounts' tokens at once."""
 _CHUNK: Final = 64 * 1024
 _T = TypeVar("_T")
-_DEADLINE: Final[contextvars.ContextVar[float | None]] = contextvars.ContextVar(
-    "rotator_reads_deadline", default=None
-)
-
-
-class TooLarge(ValueError):
-    """The body went past the size cap; the rest was not read."""
-
-
 class ReadClient:
     """GETs of the MotherDuck REST API as an organization admin, over urllib3."""
 
@@ -177,8 +167,7 @@ class ReadClient:
         import urllib3
 
         pool = self._connections()
-        token = _DEADLINE.set(time.monotonic() + timeout)
-        try:
+        with deadline(timeout):
             response = pool.urlopen(
                 "GET",
                 self._prefix + path,
@@ -193,14 +182,12 @@ class ReadClient:
                 preload_content=False,
             )
             try:
-                body = _read_capped(response, MAX_BODY_BYTES)
+                body = capped(response.stream(_CHUNK, decode_content=True), MAX_BODY_BYTES)
             except BaseException:
                 response.close()  # a half-read connection is not reused
                 raise
             finally:
                 response.release_conn()
-        finally:
-            _DEADLINE.reset(token)
         return response.status, _Answer(response), body
 
     def _connections(self) -> urllib3.HTTPConnectionPool:
@@ -241,15 +228,6 @@ class _Answer:
         self.headers: Any = response.headers  # case-insensitive, as httpx's
 
 
-def _read_capped(response: urllib3.BaseHTTPResponse, limit: int) -> bytes:
-    body = bytearray()
-    for chunk in response.stream(_CHUNK, decode_content=True):
-        body += chunk
-        if len(body) > limit:
-            raise TooLarge(f"the answer is larger than {limit} bytes")
-    return bytes(body)
-
-
 def _what_failed(exc: BaseException) -> tuple[str, bool, bool]:
     """(reason, never sent, not transient) of a failed attempt, in httpx's names so that
     messages and retry events read the same whichever client made the call."""
@@ -266,17 +244,6 @@ def _what_failed(exc: BaseException) -> tuple[str, bool, bool]:
     if isinstance(exc, e.ProtocolError):
         return "RemoteProtocolError", False, False
     return "ReadError", False, False
-
-
-def _left(timeout: float | None) -> float | None:
-    """`timeout` cut to what is left of this thread's attempt; TimeoutError when none is."""
-    end = _DEADLINE.get()
-    if end is None:
-        return timeout
-    left = end - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("the attempt's deadline passed")
-    return left if timeout is None else min(timeout, left)
 
 
 class _DeadlineSocket:
@@ -299,19 +266,19 @@ class _DeadlineSocket:
         return self._timeout
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        self._sock.settimeout(_left(self._timeout))
+        self._sock.settimeout(left(self._timeout))
         return self._sock.recv_into(buffer, nbytes, flags)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        self._sock.settimeout(_left(self._timeout))
+        self._sock.settimeout(left(self._timeout))
         return self._sock.recv(bufsize, flags)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        self._sock.settimeout(_left(self._timeout))
+        self._sock.settimeout(left(self._timeout))
         self._sock.sendall(data, flags)
 
     def send(self, data: Any, flags: int = 0) -> int:
-        self._sock.settimeout(_left(self._timeout))
+        self._sock.settimeout(left(self._timeout))
         return self._sock.send(data, flags)
 
     def makefile(self, mode: str = "r", buffering: int | None = None, **_: Any) -> Any:

@@ -17,56 +17,22 @@ its own transport (tests' MockTransport), the size cap still applies.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import ssl
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any, Final
+from collections.abc import Iterable
+from typing import Any
 
 import httpcore
 import httpx
 
+from rotator.util.attempt import TooLarge, capped, deadline, left, remaining
+
 __all__ = ["DeadlineTransport", "TooLarge", "deadline", "read_capped"]
-
-_DEADLINE: Final[contextvars.ContextVar[float | None]] = contextvars.ContextVar(
-    "rotator_http_deadline", default=None
-)
-
-
-class TooLarge(ValueError):
-    """The body went past the size cap; the rest was not read."""
-
-
-@contextlib.contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    """Every network operation inside the block ends `seconds` from now at the latest."""
-    token = _DEADLINE.set(time.monotonic() + seconds)
-    try:
-        yield
-    finally:
-        _DEADLINE.reset(token)
 
 
 def read_capped(response: httpx.Response, limit: int) -> bytes:
     """Read a streamed response's (decoded) body; raise TooLarge beyond `limit` bytes."""
-    body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) > limit:
-            raise TooLarge(f"the answer is larger than {limit} bytes")
-    return bytes(body)
-
-
-def _left(timeout: float | None, error: type[Exception]) -> float | None:
-    """`timeout` cut to what is left of the current deadline; `error` once none is left."""
-    end = _DEADLINE.get()
-    if end is None:
-        return timeout
-    left = end - time.monotonic()
-    if left <= 0:
-        raise error("the attempt's deadline passed")
-    return left if timeout is None else min(timeout, left)
+    return capped(response.iter_bytes(), limit)
 
 
 class _Stream(httpcore.NetworkStream):
@@ -74,10 +40,10 @@ class _Stream(httpcore.NetworkStream):
         self._inner = inner
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+        return self._inner.read(max_bytes, left(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _left(timeout, httpcore.WriteTimeout))
+        self._inner.write(buffer, left(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
         self._inner.close()
@@ -89,7 +55,7 @@ class _Stream(httpcore.NetworkStream):
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
         inner = self._inner.start_tls(
-            ssl_context, server_hostname, _left(timeout, httpcore.ConnectTimeout)
+            ssl_context, server_hostname, left(timeout, httpcore.ConnectTimeout)
         )
         return _Stream(inner)
 
@@ -110,7 +76,7 @@ class _Backend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         stream = self._inner.connect_tcp(
-            host, port, _left(timeout, httpcore.ConnectTimeout), local_address, socket_options
+            host, port, left(timeout, httpcore.ConnectTimeout), local_address, socket_options
         )
         return _Stream(stream)
 
@@ -121,13 +87,13 @@ class _Backend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         stream = self._inner.connect_unix_socket(
-            path, _left(timeout, httpcore.ConnectTimeout), socket_options
+            path, left(timeout, httpcore.ConnectTimeout), socket_options
         )
         return _Stream(stream)
 
     def sleep(self, seconds: float) -> None:
-        end = _DEADLINE.get()
-        time.sleep(seconds if end is None else max(0.0, min(seconds, end - time.monotonic())))
+        rest = remaining()
+        time.sleep(seconds if rest is None else max(0.0, min(seconds, rest)))
 
 
 class DeadlineTransport(httpx.HTTPTransport):
