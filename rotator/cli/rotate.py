@@ -56,29 +56,38 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
 
         names = select_shard(selected, args.shard)
     engine = make_engine(config, startup_over=False)
+    processes = _process_count(args, len(names))
+    # The probe's round trip overlaps the run's first reads; each run waits for its answer
+    # before its first checkpoint or side effect (wiring.py), and a rejected token is the
+    # command's error (exit 2) with nothing written. A plan reads only: asked first.
     probe: AdminProbe | None = None
-    if len(names) == 1 and not args.dry_run:
-        # One account: the probe's round trip overlaps the run's first reads, and the run
-        # waits for its answer before its first checkpoint or side effect (wiring.py).
+    if args.dry_run:
+        probe_admin_token(engine)
+    elif processes == 1:
         probe = start_admin_probe(engine)
     else:
-        probe_admin_token(engine)
+        engine.client  # noqa: B018 - built (httpx imported) before the workers fork
     _startup_done()
 
     one = _rotate_one(engine, args, single=len(names) == 1)
-    processes = _process_count(args, len(names))
     codes: dict[str, int] = {}
-    if probe is not None:
+    if probe is not None and len(names) == 1:
         outcomes = [_settled(probe, one, names[0], codes)]
     elif processes > 1:
         from rotator.ops.fleet_procs import run_fleet_processes
 
+        def setup(gate: Callable[[], None] | None) -> Callable[[str], tuple[Outcome, int]]:
+            worker_engine = make_engine(config)
+            worker_engine.effect_gate = gate
+            return _rotate_one(worker_engine, args, single=False)
+
         pairs = run_fleet_processes(
             names,
-            lambda: _rotate_one(make_engine(config), args, single=False),
+            setup,
             processes=processes,
             concurrency=args.concurrency,
             log_format=args.log_format,
+            gate=lambda: probe_admin_token(engine),
         )
         outcomes = [outcome for outcome, _ in pairs]
         codes = {outcome.account: code for outcome, code in pairs}
@@ -92,6 +101,8 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
         outcomes = run_fleet(
             names, tracked, concurrency=args.concurrency, log_format=args.log_format
         )
+        if probe is not None:
+            probe()  # rejected: the command's error, whatever the pass did (reads only)
     if not args.dry_run and not interrupt.stop_requested():  # a stopped pass starts nothing
         _prune(engine, outcomes)
     print_outcomes(outcomes, out, as_json=args.json)

@@ -3,12 +3,16 @@
 Every command that touches accounts starts here; pydantic, httpx and the engine are
 imported inside the functions, when a command needs them.
 
-The probe runs in one of two ways. `probe_admin_token` asks and waits: nothing starts
-before the answer. `start_admin_probe` (one account's rotation, the critical path of
-issue 16) sends it from a thread and hands the engine a gate that waits for the answer
-before the run's first checkpoint or side effect: the reads before them (the lease, the
-preflight listing and backend reads) overlap the probe's round trip, and a rejected token
-still stops the run with nothing written and nothing changed.
+The probe runs in one of two ways.
+- `probe_admin_token` asks and waits, so nothing starts before the answer. A dry run
+  uses it. So does a `--processes` pass, whose parent asks once the workers are forked:
+  each worker's engine then waits on a pipe for the verdict (rotator.ops.fleet_worker
+  .ParentGate).
+- `start_admin_probe` (one account, or a pass in this process) sends it from a thread.
+  It hands the engine a gate that waits for the answer before a run's first checkpoint
+  or side effect. The reads before them (the lease, the preflight listing and backend
+  reads) overlap the probe's round trip, and a rejected token still stops every run
+  with nothing written and nothing changed.
 """
 
 from __future__ import annotations

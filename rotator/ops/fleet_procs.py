@@ -63,7 +63,7 @@ from rotator.ops.fleet_sizing import (
     placement,
     split_concurrency,
 )
-from rotator.ops.fleet_worker import One, worker_main
+from rotator.ops.fleet_worker import GATE_OPEN, One, Setup, worker_main
 from rotator.ops.progress import Above, FleetProgress, LogTicker, TerminalLine, isatty
 from rotator.util.safeio import SafeStream
 
@@ -96,6 +96,7 @@ class _Worker:
     pid: int = 0
     chan: int = -1  # read end of the event pipe
     err: int = -1  # read end of the worker's stderr
+    gate: int = -1  # write end of the worker's gate pipe (the admin probe's verdict)
     chan_buf: bytes = b""
     err_buf: bytes = b""
     started: set[str] = field(default_factory=set)
@@ -105,17 +106,25 @@ class _Worker:
 
 def run_fleet_processes(
     names: Sequence[str],
-    setup: Callable[[], One],
+    setup: Setup,
     *,
     processes: int,
     concurrency: int,
     log_format: str = "auto",
     stream: TextIO | None = None,
+    gate: Callable[[], None] | None = None,
 ) -> list[tuple[Outcome, int]]:
     """Every account of `names` once, in order, rotated by `processes` forked workers.
 
-    `setup()` runs in each worker and returns its per-account function (building the
-    worker's own engine). Returns (outcome, exit code) per account.
+    `setup(effect_gate)` runs in each worker and returns its per-account function
+    (building the worker's own engine, with `effect_gate` as its gate: None without a
+    `gate`). Returns (outcome, exit code) per account.
+
+    `gate` (the admin-token probe) is called here once the workers are forked, so its
+    round trip overlaps their start and first reads. Each worker's engine waits for its
+    verdict before its first checkpoint or side effect (`fleet_worker.ParentGate`). When
+    it raises, every worker is told no, so nothing is written or changed; the workers'
+    outcomes are dropped and the probe's error is raised, as if it had been asked first.
     """
     from rotator import log as rlog
     from rotator.engine.outcome import Outcome
@@ -133,15 +142,25 @@ def run_fleet_processes(
         with contextlib.suppress(OSError, ValueError):
             stream_.flush()
     parent = os.getpid()
+    refused: BaseException | None = None
     try:
         for worker, count, bound in zip(workers, threads, cpus, strict=True):
-            _spawn(worker, workers, setup, count, parent, bound)
+            _spawn(worker, workers, setup, count, parent, bound, gated=gate is not None)
+        if gate is not None:
+            try:
+                gate()
+            except BaseException as exc:  # the command's error, once the workers are reaped
+                refused = exc
+            _answer_gates(workers, ok=refused is None)
         reporter = TerminalLine(err, progress) if live else LogTicker(progress)
         emit = _emitter(reporter, err)
         with reporter.running():
             _supervise(workers, progress, results, emit)
     finally:
+        _answer_gates(workers, ok=False)  # any still waiting: no (an error on the way here)
         _reap_all(workers)
+    if refused is not None:
+        raise refused
     import resource
 
     usage = resource.getrusage(resource.RUSAGE_SELF)  # the parent's share, for benchmarks
@@ -167,16 +186,18 @@ def run_fleet_processes(
 
 
 def _spawn(
-    worker: _Worker, workers: Sequence[_Worker], setup: Callable[[], One], threads: int,
-    parent: int, cpus: frozenset[int] | None = None,
+    worker: _Worker, workers: Sequence[_Worker], setup: Setup, threads: int,
+    parent: int, cpus: frozenset[int] | None = None, *, gated: bool = False,
 ) -> None:
     chan_r, chan_w = os.pipe()
     err_r, err_w = os.pipe()
+    gate_r, gate_w = os.pipe() if gated else (-1, -1)
     try:
         pid = os.fork()
     except OSError as exc:  # out of processes or memory: its accounts are reported, not run
-        for fd in (chan_r, chan_w, err_r, err_w):
-            os.close(fd)
+        for fd in (chan_r, chan_w, err_r, err_w, gate_r, gate_w):
+            if fd >= 0:
+                os.close(fd)
         worker.failed = f"could not be started ({exc.strerror or exc})"
         worker.status = 1
         log.error("fleet.worker_not_started", error=worker.failed)
@@ -186,12 +207,15 @@ def _spawn(
         try:
             os.close(chan_r)
             os.close(err_r)
+            if gate_w >= 0:
+                os.close(gate_w)
             for other in workers:
-                for fd in (other.chan, other.err):
+                # Another worker's gate writer kept open here would hide its "no" (EOF).
+                for fd in (other.chan, other.err, other.gate):
                     if fd >= 0:
                         with contextlib.suppress(OSError):
                             os.close(fd)
-            code = worker_main(worker.names, setup, threads, chan_w, err_w, parent, cpus)
+            code = worker_main(worker.names, setup, threads, chan_w, err_w, parent, cpus, gate_r)
         except BaseException:  # a worker must never unwind into the parent's code
             with contextlib.suppress(BaseException):
                 log.exception("fleet.worker_crashed")
@@ -201,9 +225,25 @@ def _spawn(
             os._exit(code)
     os.close(chan_w)
     os.close(err_w)
-    worker.pid, worker.chan, worker.err = pid, chan_r, err_r
+    if gate_r >= 0:
+        os.close(gate_r)
+    worker.pid, worker.chan, worker.err, worker.gate = pid, chan_r, err_r, gate_w
     for fd in (chan_r, err_r):
         os.set_blocking(fd, False)
+
+
+def _answer_gates(workers: Sequence[_Worker], *, ok: bool) -> None:
+    """Tell each worker still waiting the probe's verdict: one byte for yes, end of file
+    for no. Each gate is answered once."""
+    for worker in workers:
+        if worker.gate < 0:
+            continue
+        with contextlib.suppress(OSError):  # a worker gone already: nothing to tell
+            if ok:
+                os.write(worker.gate, GATE_OPEN)
+        with contextlib.suppress(OSError):
+            os.close(worker.gate)
+        worker.gate = -1
 
 
 Emit = Callable[[Sequence[str]], None]

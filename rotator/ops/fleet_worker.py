@@ -24,28 +24,65 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
 from rotator.engine import interrupt
+from rotator.errors import RotatorError
 from rotator.ops.fleet_sizing import bind
 
 if TYPE_CHECKING:
     from rotator.engine.outcome import Outcome
 
-__all__ = ["One", "worker_main"]
+__all__ = ["GATE_OPEN", "One", "ParentGate", "ProbeRefused", "Setup", "worker_main"]
 
 log = structlog.get_logger("rotator.fleet")
 
 _PR_SET_PDEATHSIG = 1
 
 One = Callable[[str], "tuple[Outcome, int]"]
+Setup = Callable[["Callable[[], None] | None"], One]
+"""Builds a worker's engine with the given effect gate; returns its per-account function."""
+
+GATE_OPEN: Final = b"\x01"
+"""What the parent writes on a worker's gate pipe when the admin-token probe passed."""
+
+
+class ProbeRefused(RotatorError):
+    """The parent's admin-token probe failed: nothing is written; the parent says why."""
+
+
+class ParentGate:
+    """A worker engine's effect gate: the parent's admin-probe verdict, read once.
+
+    The first rotation to reach its first checkpoint or side effect reads the gate pipe
+    (blocking until the parent has its answer); the others wait on the lock, then use the
+    verdict. `GATE_OPEN` is yes; end of file (the parent closed the pipe, or died) is no,
+    and every rotation stops there with ProbeRefused, before writing anything.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+        self._open: bool | None = None
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._open is None:
+                try:
+                    self._open = os.read(self._fd, 1) == GATE_OPEN
+                except OSError:
+                    self._open = False
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
+        if not self._open:
+            raise ProbeRefused("the admin-token probe failed; nothing was written")
 
 
 def worker_main(
-    names: list[str], setup: Callable[[], One], threads: int, chan: int, err: int, parent: int,
-    cpus: frozenset[int] | None = None,
+    names: list[str], setup: Setup, threads: int, chan: int, err: int, parent: int,
+    cpus: frozenset[int] | None = None, gate: int = -1,
 ) -> int:
     _die_with_parent(parent)
     if cpus is not None:
@@ -60,7 +97,7 @@ def worker_main(
     os.close(devnull)
     from rotator import log as rlog
 
-    one = setup()
+    one = setup(ParentGate(gate) if gate >= 0 else None)
     lock = threading.Lock()
 
     def send(event: dict[str, Any]) -> None:

@@ -158,3 +158,69 @@ class TestGoodProbe:
         ]
         assert simulator.live_token_ids(user) == {doc["new_token_id"]}
         assert read_secret(cli.secret_file(user))["token_id"] == doc["new_token_id"]
+
+
+def fleet_adopted(sim: Any, tmp_path: Path, n: int) -> tuple[CliSetup, list[str]]:
+    users = [unique_username() for _ in range(n)]
+    cli = CliSetup(tmp_path, sim.url, sim.admin_token, users).write()
+    for user in users:
+        secret, token_id = sim.seed(user, token_name="initial")
+        seed_file(cli.secret_file(user), secret, token_id)
+        done = cli.run("adopt", user, "--token-id", token_id)
+        assert done.returncode == 0, done.stderr
+    return cli, users
+
+
+class TestFleet:
+    """A pass over several accounts, in this process (`--processes 1`) or in workers
+    (`--processes 2`, the gate answered over a pipe): the probe overlaps the runs' first
+    reads there too, and gates their checkpoints and side effects."""
+
+    @pytest.mark.parametrize("processes", ["1", "2"])
+    @pytest.mark.parametrize("garbage", [False, True], ids=["refused-probe", "garbage-token"])
+    def test_rejected_probe_changes_nothing(
+        self, simulator: Any, tmp_path: Path, processes: str, garbage: bool
+    ) -> None:
+        """Refused slowly (the runs read meanwhile): exit 2, the probe's one line, no
+        account touched, no worker noise, nothing created or revoked."""
+        cli, users = fleet_adopted(simulator, tmp_path, 4)
+        before = {user: Snapshot(simulator, cli, user) for user in users}
+        simulator.clear_requests()
+        simulator.add_fault(route="active_accounts", action="delay", seconds=SLOW)
+        env = cli.env(TEST_MD_ADMIN="garbage") if garbage else cli.env()
+        if not garbage:
+            simulator.add_fault(route="active_accounts", action="error", status=401)
+        done = cli.run("rotate", "--all", "--force", "--json", "--processes", processes,
+                       "--concurrency", "4", env=env)
+        assert done.returncode == 2, (done.stdout, done.stderr)
+        [line] = error_lines(done.stderr)
+        assert "GET /v1/active_accounts" in line and "admin token was rejected" in line
+        assert "Traceback" not in done.stderr and done.stdout == ""
+        assert "list_tokens" in routes(simulator)  # the runs did read while it was pending
+        assert mutations(simulator) == []
+        for user in users:
+            before[user].assert_unchanged(simulator, cli, user)
+
+    @pytest.mark.parametrize("processes", ["1", "2"])
+    def test_slow_probe_gates_every_effect_then_the_pass_goes_on(
+        self, simulator: Any, tmp_path: Path, processes: str
+    ) -> None:
+        """The probe answers after the preflight listings: every create was sent after its
+        answer (the simulator records a request before it answers), and the pass completes."""
+        cli, users = fleet_adopted(simulator, tmp_path, 4)
+        simulator.clear_requests()
+        simulator.add_fault(route="active_accounts", action="delay", seconds=SLOW)
+        done = cli.run("rotate", "--all", "--force", "--json", "--processes", processes,
+                       "--concurrency", "4")
+        assert done.returncode == 0, done.stderr
+        docs = json_lines(done.stdout)
+        assert [d["account"] for d in docs] == users
+        assert {d["result"] for d in docs} == {"completed"}
+        asked = routes(simulator)
+        probe = asked.index("active_accounts")
+        assert asked.count("active_accounts") == 1, asked
+        assert "list_tokens" in asked[:probe]  # the first reads overlapped the probe
+        assert not {"create_token", "revoke_token"} & set(asked[:probe]), asked
+        for doc in docs:
+            assert simulator.live_token_ids(doc["account"]) == {doc["new_token_id"]}
+            assert read_secret(cli.secret_file(doc["account"]))["token_id"] == doc["new_token_id"]
