@@ -137,6 +137,8 @@ def run_fleet_processes(
     cpus: Sequence[frozenset[int] | None] = placement(len(workers)) or [None] * len(workers)
     results: dict[str, tuple[Outcome, int]] = {}
     if interrupt.stop_requested():
+        if gate is not None:
+            gate()  # nothing starts, but a rejected token is still the command's error
         return [(interrupt.not_started(n), 3) for n in names]
     for stream_ in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
