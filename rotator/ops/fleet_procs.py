@@ -6,8 +6,16 @@ and can use one core. N workers, sharing the concurrency (its threads dealt out,
 no more calls are in flight than `--concurrency` says), use N cores and contend less.
 What a user sees does not change:
 
-- The parent loads the config, probes the admin token, and forks the workers (nothing
-  is threaded yet; it has opened no state store). Each worker builds its own engine
+- The parent loads the config, builds its MotherDuck client (httpx imported, for the
+  workers to inherit) and forks the workers. Nothing is threaded yet, and it has opened
+  no state store. Each worker is bound to a CPU of its own when each can have one
+  (fleet_sizing.placement).
+- Only then does the parent send the admin-token probe, so its round trip overlaps the
+  workers' start and first reads. Each worker's engine waits for the verdict on a gate
+  pipe before its first checkpoint or side effect: one byte for yes, end of file for no
+  (fleet_worker.ParentGate). On a no, nothing is written anywhere; the parent drops the
+  workers' outcomes and raises the probe's error, as if it had asked first.
+- Each worker builds its own engine
   (its own MotherDuck client, state store handle and lease owner `host:pid`) and rotates
   its share: the selected accounts dealt round-robin in configuration order, so the shares
   are disjoint and within one account of each other in size. (A hash split like

@@ -1,7 +1,9 @@
 """`rotate --processes N`: one worker's run, in the forked child: engine to event lines.
 
-`worker_main` builds the worker's own engine (`setup()`: its own MotherDuck client, state
-store handle and lease owner `host:pid`), rotates its share of the accounts on
+`worker_main` binds itself to its CPU (if the parent gave it one) and builds the worker's
+own engine (`setup(gate)`: its own MotherDuck client, state store handle and lease owner
+`host:pid`, with a `ParentGate` on the parent's admin-probe verdict as the engine's
+effect gate). It then rotates its share of the accounts on
 `threads` threads and reports each one on the event pipe, one JSON line per event:
 `{"k": "s", "a": account}` when an account starts, `{"k": "f", "a": ..., "o": {outcome},
 "c": exit code}` when it ends (outcome text redacted here, where the new tokens are
