@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.rotator_cli import CliSetup, json_lines, read_secret, seed_file
+from tests.support.rotator_cli import CliSetup, adopted_fleet, json_lines, read_secret, seed_file
 from tests.support.simulator_fixtures import unique_username
 
 SLOW = 2.0  # seconds the simulator holds the probe's answer: the preflight listing answers first
@@ -160,17 +160,6 @@ class TestGoodProbe:
         assert read_secret(cli.secret_file(user))["token_id"] == doc["new_token_id"]
 
 
-def fleet_adopted(sim: Any, tmp_path: Path, n: int) -> tuple[CliSetup, list[str]]:
-    users = [unique_username() for _ in range(n)]
-    cli = CliSetup(tmp_path, sim.url, sim.admin_token, users).write()
-    for user in users:
-        secret, token_id = sim.seed(user, token_name="initial")
-        seed_file(cli.secret_file(user), secret, token_id)
-        done = cli.run("adopt", user, "--token-id", token_id)
-        assert done.returncode == 0, done.stderr
-    return cli, users
-
-
 class TestFleet:
     """A pass over several accounts, in this process (`--processes 1`) or in workers
     (`--processes 2`, the gate answered over a pipe): the probe overlaps the runs' first
@@ -183,7 +172,7 @@ class TestFleet:
     ) -> None:
         """Refused slowly (the runs read meanwhile): exit 2, the probe's one line, no
         account touched, no worker noise, nothing created or revoked."""
-        cli, users = fleet_adopted(simulator, tmp_path, 4)
+        cli, users = adopted_fleet(simulator, tmp_path, 4)
         before = {user: Snapshot(simulator, cli, user) for user in users}
         simulator.clear_requests()
         simulator.add_fault(route="active_accounts", action="delay", seconds=SLOW)
@@ -207,7 +196,7 @@ class TestFleet:
     ) -> None:
         """The probe answers after the preflight listings: every create was sent after its
         answer (the simulator records a request before it answers), and the pass completes."""
-        cli, users = fleet_adopted(simulator, tmp_path, 4)
+        cli, users = adopted_fleet(simulator, tmp_path, 4)
         simulator.clear_requests()
         simulator.add_fault(route="active_accounts", action="delay", seconds=SLOW)
         done = cli.run("rotate", "--all", "--force", "--json", "--processes", processes,

@@ -20,22 +20,18 @@ import pytest
 
 from rotator.ops.fleet_sizing import usable_cpus
 from tests.support.procs import run_with_terminal_stderr, wait_until
-from tests.support.rotator_cli import CliSetup, json_lines, read_secret, scan_for_secrets, seed_file
-from tests.support.simulator_fixtures import unique_username
+from tests.support.rotator_cli import (
+    CliSetup,
+    adopted_fleet,
+    json_lines,
+    read_secret,
+    scan_for_secrets,
+)
 
 RESUMABLE = {"completed", "interrupted", "not_started"}
 
 
-def fleet(sim: Any, tmp_path: Path, n: int, policy: str = "") -> tuple[CliSetup, list[str]]:
-    """`n` adopted accounts, each with a file backend holding its current token."""
-    users = [unique_username() for _ in range(n)]
-    cli = CliSetup(tmp_path, sim.url, sim.admin_token, users, policy=policy).write()
-    for user in users:
-        secret, token_id = sim.seed(user, token_name="initial")
-        seed_file(cli.secret_file(user), secret, token_id)
-        done = cli.run("adopt", user, "--token-id", token_id)
-        assert done.returncode == 0, done.stderr
-    return cli, users
+fleet = adopted_fleet  # `n` adopted accounts, each with a file backend holding its token
 
 
 def children(pid: int) -> set[int]:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.simulator_fixtures import unique_username
+
 
 @dataclass
 class CliSetup:
@@ -112,6 +114,20 @@ class CliSetup:
     def account_doc(self, username: str) -> dict[str, Any] | None:
         path = self.state_dir / "accounts" / f"{username.lower()}.json"
         return json.loads(path.read_text()) if path.exists() else None
+
+
+def adopted_fleet(
+    sim: Any, tmp_path: Path, n: int, policy: str = ""
+) -> tuple[CliSetup, list[str]]:
+    """`n` adopted accounts, each with a file backend holding its current token."""
+    users = [unique_username() for _ in range(n)]
+    cli = CliSetup(tmp_path, sim.url, sim.admin_token, users, policy=policy).write()
+    for user in users:
+        secret, token_id = sim.seed(user, token_name="initial")
+        seed_file(cli.secret_file(user), secret, token_id)
+        done = cli.run("adopt", user, "--token-id", token_id)
+        assert done.returncode == 0, done.stderr
+    return cli, users
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
