@@ -123,11 +123,8 @@ def placement(processes: int) -> list[frozenset[int]] | None:
         mask = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
         return None
-    if len(mask) < 2 or not 1 <= processes <= len(mask):
-        return None
-    quota = _cgroup_cpu_quota()
-    if quota is not None and quota < len(mask):
-        return None
+    if len(mask) < 2 or not 1 <= processes <= len(mask) or usable_cpus() < len(mask):
+        return None  # usable_cpus() below the mask: a CPU quota smaller than it
     here = _current_cpu()
     first = mask.index(here) if here in mask else 0
     return [frozenset({mask[(first + i) % len(mask)]}) for i in range(processes)]
