@@ -61,6 +61,7 @@ from rotator.aws_lambda.secretsmanager import account_for_secret as account_for_
 from rotator.config import Config, load_config, parse_config
 from rotator.engine.runrecord import AccountRecord
 from rotator.engine.workflow import Engine
+from rotator.envsettings import log_level
 from rotator.errors import ConfigError
 from rotator.ops.metrics import RunCollector
 from rotator.secret import Secret
@@ -76,7 +77,14 @@ _RUNS = RunCollector()  # what this invocation touched, for its EMF lines
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     from rotator import log as rlog
 
-    rlog.configure("json", level=os.environ.get("ROTATOR_LOG_LEVEL", "info"))
+    try:
+        level = log_level()
+    except ConfigError as exc:
+        rlog.configure("json", level="info")
+        log.error("lambda.config_refused", error=str(exc))
+        gcpause.resume()
+        raise
+    rlog.configure("json", level=level)
     request_id = getattr(context, "aws_request_id", None)
     with structlog.contextvars.bound_contextvars(aws_request_id=request_id):
         try:

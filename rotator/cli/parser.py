@@ -85,7 +85,7 @@ def _rotate(rotate: argparse.ArgumentParser) -> None:
         metavar="N|auto",
         help="split the accounts across N worker processes (default auto: one per core "
         "from 32 accounts; 1: all in this process); on Linux each process is bound to a "
-        "CPU of its own (ROTATOR_BIND_CPUS=0: not)",
+        "CPU of its own (ROTATOR_BIND_CPUS=0 or off: not)",
     )
 
 

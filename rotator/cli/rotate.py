@@ -21,6 +21,7 @@ from rotator.cli.wiring import (
     start_admin_probe,
 )
 from rotator.engine import interrupt
+from rotator.envsettings import check_fleet
 from rotator.errors import ConfigError, RotatorError
 from rotator.util import gcpause
 
@@ -47,6 +48,9 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
     # rotator.ops.fleet (its thread pool, the progress reporters) is imported by what uses
     # it: one account's rotation, the common scheduled run, needs none of it.
     config = command_config(args)
+    # The fleet's environment settings, checked before anything is read or written, and
+    # for one account too: a mistake shows on the first try, not on the first fleet pass.
+    check_fleet()
     if args.shard and args.usernames:
         raise ConfigError("give account names or --shard, not both")
     selected = _selected(config, args.usernames, args.all or bool(args.shard))

@@ -21,6 +21,8 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 
+from rotator.envsettings import bind_cpus
+
 __all__ = [
     "MIN_ACCOUNTS_PER_PROCESS",
     "auto_processes",
@@ -114,10 +116,11 @@ def placement(processes: int) -> list[frozenset[int]] | None:
       scheduler knows which. A pod given a CPU set of its own has a mask of its size and
       is bound);
     - this is not Linux;
-    - `ROTATOR_BIND_CPUS=0` is set (a shared host where staying on one core is the worse
-      deal).
+    - `ROTATOR_BIND_CPUS=0` (or false, no, off) is set (a shared host where staying on
+      one core is the worse deal); a value it does not understand is a ConfigError
+      (rotator.envsettings).
     """
-    if os.environ.get("ROTATOR_BIND_CPUS", "").strip() == "0":
+    if not bind_cpus():
         return None
     try:
         mask = sorted(os.sched_getaffinity(0))

@@ -4,7 +4,7 @@
 - `TerminalLine`: on a terminal (stderr a TTY, logs rendered for people), one status line
   redrawn in place; log lines are written above it (through `Above`).
 - `LogTicker`: otherwise (JSON logs, cron, Kubernetes), a `fleet.progress` log event every
-  `ROTATOR_PROGRESS_INTERVAL` seconds (default 5) and one at the end.
+  `ROTATOR_PROGRESS_INTERVAL` seconds (default 5; rotator.envsettings) and one at the end.
 
 Shared by the thread pool (rotator.ops.fleet) and the forked workers' parent
 (rotator.ops.fleet_procs). stdout is never touched.
@@ -13,7 +13,6 @@ Shared by the thread pool (rotator.ops.fleet) and the forked workers' parent
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,8 +22,9 @@ from typing import Any, TextIO
 
 import structlog
 
+from rotator.envsettings import progress_interval
+
 __all__ = [
-    "DEFAULT_INTERVAL",
     "FAILED_RESULTS",
     "Above",
     "FleetProgress",
@@ -36,7 +36,6 @@ __all__ = [
 log = structlog.get_logger("rotator.fleet")
 
 FAILED_RESULTS = frozenset({"rolled_back", "needs_attention", "error"})
-DEFAULT_INTERVAL = 5.0
 
 
 @dataclass
@@ -100,7 +99,7 @@ class LogTicker:
 
     def __init__(self, progress: FleetProgress) -> None:
         self.progress = progress
-        self.interval = _interval()
+        self.interval = progress_interval()
         self._stop = threading.Event()
 
     def _tick(self) -> None:
@@ -210,15 +209,6 @@ def _logs_to(stream: TextIO, proxy: Any) -> Iterator[None]:
             handler.setStream(stream)
         if factory_file is stream:
             structlog.configure(logger_factory=previous)
-
-
-def _interval() -> float:
-    raw = os.environ.get("ROTATOR_PROGRESS_INTERVAL", "")
-    try:
-        value = float(raw) if raw else DEFAULT_INTERVAL
-    except ValueError:
-        value = DEFAULT_INTERVAL
-    return value if value > 0 else DEFAULT_INTERVAL
 
 
 def isatty(stream: TextIO) -> bool:

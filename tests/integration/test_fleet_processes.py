@@ -208,12 +208,13 @@ class TestPlacement:
         assert len({frozenset(cpus) for cpus in threads}) == 1, threads
         assert len(threads[0]) == 1 and threads[0] <= two, threads
 
+    @pytest.mark.parametrize("off", ["0", "off"])
     def test_rotator_bind_cpus_0_leaves_every_thread_to_the_scheduler(
-        self, simulator: Any, tmp_path: Path
+        self, simulator: Any, tmp_path: Path, off: str
     ) -> None:
         two = self._two_cpus()
         _, threads = self._masks_while_held(
-            simulator, tmp_path, two, 1, {"ROTATOR_BIND_CPUS": "0"}
+            simulator, tmp_path, two, 1, {"ROTATOR_BIND_CPUS": off}
         )
         assert threads == [two] * len(threads)
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from rotator import aws_lambda
-from rotator.errors import RotatorError
+from rotator.errors import ConfigError, RotatorError
 from rotator.state.dynamodb import create_table
 from tests.support.simulator_fixtures import unique_username
 
@@ -225,6 +225,26 @@ def test_rejects_versions_it_should_not_touch(setup: Setup) -> None:
     assert (
         aws_lambda.handler(setup.event(current, "createSecret"), Context())["state"] == "completed"
     )
+
+
+def test_an_unknown_log_level_fails_the_invocation_before_anything(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """ROTATOR_LOG_LEVEL=verbose: the step fails with one line naming the variable (logged
+    as `lambda.config_refused`); no token is minted, AWSPENDING stays empty; fixed, the
+    same step then runs."""
+    token = setup.start_rotation()
+    before = setup.stages()
+    monkeypatch.setenv("ROTATOR_LOG_LEVEL", "verbose")
+    with pytest.raises(ConfigError, match=r"^ROTATOR_LOG_LEVEL: 'verbose' is not a log level"):
+        aws_lambda.handler(setup.event(token, "createSecret"), Context())
+    refused = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
+    assert [e["event"] for e in refused] == ["lambda.config_refused"], refused
+    assert setup.sim.live_token_ids(setup.user) == {setup.old_id}
+    assert setup.stages() == before
+    monkeypatch.setenv("ROTATOR_LOG_LEVEL", "WARNING")
+    aws_lambda.handler(setup.event(token, "createSecret"), Context())
+    assert len(setup.sim.live_token_ids(setup.user)) == 2
 
 
 def test_scheduled_rotates_due_and_finishes_pending_revoke(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from rotator import cli
+from rotator.errors import ConfigError
 from rotator.ops import fleet_procs, fleet_sizing
 from rotator.ops.fleet_procs import (
     MIN_ACCOUNTS_PER_PROCESS,
@@ -81,13 +82,26 @@ def test_a_cpu_quota_below_the_mask_leaves_placement_to_the_scheduler(
     assert (fleet_sizing.placement(1) is not None) is binds
 
 
-def test_binding_is_off_with_rotator_bind_cpus_0(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("value", "binds"),
+    [("0", False), ("off", False), ("False", False), ("no", False), ("1", True), ("on", True),
+     ("", True)],
+)
+def test_binding_is_off_with_rotator_bind_cpus_0(
+    monkeypatch: pytest.MonkeyPatch, value: str, binds: bool
+) -> None:
     monkeypatch.setattr(fleet_sizing.os, "sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.setattr(fleet_sizing, "_cgroup_cpu_quota", lambda: None)
-    monkeypatch.setenv("ROTATOR_BIND_CPUS", "0")
-    assert fleet_sizing.placement(2) is None
-    monkeypatch.setenv("ROTATOR_BIND_CPUS", "1")
-    assert fleet_sizing.placement(2) is not None
+    monkeypatch.setenv("ROTATOR_BIND_CPUS", value)
+    assert (fleet_sizing.placement(2) is not None) is binds
+
+
+def test_a_rotator_bind_cpus_it_does_not_understand_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ROTATOR_BIND_CPUS", "maybe")
+    with pytest.raises(ConfigError, match="ROTATOR_BIND_CPUS: 'maybe'"):
+        fleet_sizing.placement(2)
 
 
 def test_current_cpu_is_one_this_process_may_run_on() -> None:
