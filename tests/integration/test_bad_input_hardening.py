@@ -23,6 +23,14 @@ CASES: list[tuple[str, list[tuple[str, str]], str]] = [
     ("aws-region", [(FILE_TABLE, 'type = "aws-secrets-manager"\nsecret_id = "md/x"\nregion = "eu-west-1x"')], "accounts[0].backends[0].region"),
     ("aws-arn-region", [(FILE_TABLE, 'type = "aws-secrets-manager"\nsecret_id = "arn:aws:secretsmanager:eu-west-1x:123456789012:secret:md-x-AbCdEf"')], "eu-west-1x"),
     ("api_url-plain-http", [('api_url = "{api}"', 'api_url = "http://api.motherduck.example"')], "motherduck.api_url: plain http"),
+    # The command line's client and the Lambda's would each make a different request of
+    # these; a password in the URL would be a second admin credential in the file.
+    ("api_url-query", [('api_url = "{api}"', 'api_url = "{api}/?region=eu"')], "motherduck.api_url: must not have a query"),
+    ("api_url-fragment", [('api_url = "{api}"', 'api_url = "{api}/#v1"')], "motherduck.api_url: must not have a query (?...) or a fragment"),
+    ("api_url-userinfo", [('api_url = "{api}"', 'api_url = "https://admin:hunter2-pw@api.motherduck.com"')], "motherduck.api_url: must not hold a user name or password"),
+    ("api_url-space", [('api_url = "{api}"', 'api_url = "{api}/v 1"')], "motherduck.api_url: must not contain spaces"),
+    ("api_url-dotdot", [('api_url = "{api}"', 'api_url = "{api}/base/.."')], "motherduck.api_url: must not have '.' or '..' path segments"),
+    ("api_url-port", [('api_url = "{api}"', 'api_url = "https://api.motherduck.com:99999"')], "motherduck.api_url: has a port that is not a number"),
     ("vault-plain-http", [(FILE_TABLE, 'type = "vault"\nurl = "http://vault.example:8200"\npath = "md/x"')], "url: plain http"),
     ("vault-verify-false", [(FILE_TABLE, 'type = "vault"\nurl = "https://vault.example:8200"\npath = "md/x"\nverify = false')], "verify = false"),
 ]
@@ -59,6 +67,7 @@ def test_bad_config(
     rig.sim.clear_requests()
     done = rig.run("rotate", rig.user, "--force")
     assert_one_line_error(done, expect, 2)
+    assert "hunter2" not in done.stdout + done.stderr  # a password in a URL is never echoed
     unchanged(rig, before)
     counts["passed"].append(request.node.callspec.id)
 
