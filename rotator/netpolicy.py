@@ -13,10 +13,18 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-__all__ = ["AWS_REGION_RE", "check_aws_region", "insecure_reason", "is_loopback"]
+__all__ = [
+    "AWS_REGION_RE",
+    "HTTP_URL_RE",
+    "check_aws_region",
+    "http_base_url",
+    "insecure_reason",
+    "is_loopback",
+]
 
 AWS_REGION_RE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}")
 """An AWS region name (eu-west-1, us-gov-west-1, us-isob-east-1): endpoints are built from it."""
+HTTP_URL_RE = re.compile(r"^https?://[^/\s]+")
 
 
 def check_aws_region(value: str | None) -> str | None:
@@ -47,3 +55,32 @@ def insecure_reason(url: str, *, verify: bool = True) -> str | None:
     if not verify:
         return "verify = false (no certificate check) to a non-loopback host"
     return None
+
+
+def http_base_url(value: str, *, example: str) -> str:
+    """An http(s) base URL: host, optional port and path prefix, nothing else.
+
+    A query, a fragment, credentials or a `.`/`..` path segment are refused: for
+    `api_url`, the command line's client (httpx) and the Lambda's (urllib3) would each
+    make a different request of them; for any URL, a password in it would be a second
+    credential in the config, shown wherever the URL is (status, logs, errors). The
+    messages never echo the value.
+    """
+    if not HTTP_URL_RE.match(value):
+        raise ValueError(f"must be an http(s) URL such as {example}")
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("must not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError("has a port that is not a number from 0 to 65535") from None
+    if not parts.hostname:
+        raise ValueError(f"must name a host, such as {example}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not hold a user name or password")
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        raise ValueError("must not have a query (?...) or a fragment (#...)")
+    if any(segment in (".", "..") for segment in parts.path.split("/")):
+        raise ValueError("must not have '.' or '..' path segments")
+    return value.rstrip("/")

@@ -30,7 +30,7 @@ from pydantic import (
 
 from backends.base import JSON_TOKEN_FIELD
 from backends.models import BackendConfig
-from rotator.netpolicy import check_aws_region, insecure_reason
+from rotator.netpolicy import check_aws_region, http_base_url, insecure_reason
 
 __all__ = ["K8S_JWT_PATH", "AppRoleAuth", "AwsAuth", "KubernetesAuth", "TokenAuth", "VaultConfig"]
 
@@ -136,6 +136,5 @@ class VaultConfig(BackendConfig):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        # Vault's URL appears in `status`, logs and errors: no password may ride in it.
+        return http_base_url(value, example="https://vault.example.com:8200")

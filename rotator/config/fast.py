@@ -36,7 +36,7 @@ from rotator.config.problems import config_error
 from rotator.config.resolved import AccountConfig, Config
 from rotator.config.rules import check_checks, check_lease_timing, check_policy
 from rotator.durations import parse_duration
-from rotator.netpolicy import check_aws_region, insecure_reason
+from rotator.netpolicy import check_aws_region, http_base_url, insecure_reason
 
 _T = TypeVar("_T")
 
@@ -250,7 +250,11 @@ def _vault_table(table: object) -> None:
     if "url" not in table or "path" not in table:
         raise _Decline
     url = _checked(_str, table["url"])
-    if not url.startswith(("http://", "https://")) or url.endswith("/"):
+    try:
+        kept = http_base_url(url, example="")
+    except ValueError:
+        raise _Decline from None  # the model says what is wrong with it
+    if kept != url:
         raise _Decline
     _checked(_kv_segment, table["path"])
     _opt(table, "mount", _kv_segment, "secret")

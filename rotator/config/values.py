@@ -9,43 +9,19 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from urllib.parse import urlsplit
 
-from rotator.netpolicy import insecure_reason
+from rotator.netpolicy import HTTP_URL_RE as HTTP_URL_RE
+from rotator.netpolicy import http_base_url, insecure_reason
 
 USERNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{2,254}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-HTTP_URL_RE = re.compile(r"^https?://[^/\s]+")
 # `checks = [...]` entries: these keys are the check's own, every other one is an option.
 CHECK_KEYS = frozenset({"type", "attempts", "interval"})
 
 
 def api_url(value: str, *, insecure: bool) -> str:
-    """An http(s) base URL: host, optional port and path prefix, nothing else.
-
-    A query, a fragment, credentials or a `.`/`..` path segment are refused here: the
-    command line's client (httpx) and the Lambda's (urllib3) would each make a different
-    request of them, and a password in the URL is a second admin credential in the config.
-    """
-    if not HTTP_URL_RE.match(value):
-        raise ValueError("must be an http(s) URL such as https://api.motherduck.com")
-    if any(c.isspace() or not c.isprintable() for c in value):
-        raise ValueError("must not contain spaces or control characters")
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
-        raise ValueError("has a port that is not a number from 0 to 65535") from None
-    if not parts.hostname:
-        raise ValueError("must name a host, such as https://api.motherduck.com")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(
-            "must not hold a user name or password (the admin token is the credential)"
-        )
-    if parts.query or parts.fragment or "?" in value or "#" in value:
-        raise ValueError("must not have a query (?...) or a fragment (#...)")
-    if any(segment in (".", "..") for segment in parts.path.split("/")):
-        raise ValueError("must not have '.' or '..' path segments")
+    """MotherDuck's base URL (`http_base_url`), TLS unless to loopback or `insecure`."""
+    value = http_base_url(value, example="https://api.motherduck.com")
     why = insecure_reason(value)
     if why and not insecure:
         raise ValueError(

@@ -31,6 +31,8 @@ CASES: list[tuple[str, list[tuple[str, str]], str]] = [
     ("api_url-space", [('api_url = "{api}"', 'api_url = "{api}/v 1"')], "motherduck.api_url: must not contain spaces"),
     ("api_url-dotdot", [('api_url = "{api}"', 'api_url = "{api}/base/.."')], "motherduck.api_url: must not have '.' or '..' path segments"),
     ("api_url-port", [('api_url = "{api}"', 'api_url = "https://api.motherduck.com:99999"')], "motherduck.api_url: has a port that is not a number"),
+    ("vault-userinfo", [(FILE_TABLE, 'type = "vault"\nurl = "https://root:hunter2-pw@vault.example:8200"\npath = "md/x"')], "url: must not hold a user name or password"),
+    ("vault-query", [(FILE_TABLE, 'type = "vault"\nurl = "https://vault.example:8200/?ns=a"\npath = "md/x"')], "url: must not have a query"),
     ("vault-plain-http", [(FILE_TABLE, 'type = "vault"\nurl = "http://vault.example:8200"\npath = "md/x"')], "url: plain http"),
     ("vault-verify-false", [(FILE_TABLE, 'type = "vault"\nurl = "https://vault.example:8200"\npath = "md/x"\nverify = false')], "verify = false"),
 ]
