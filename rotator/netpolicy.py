@@ -18,6 +18,7 @@ __all__ = [
     "HTTP_URL_RE",
     "check_aws_region",
     "http_base_url",
+    "http_url",
     "insecure_reason",
     "is_loopback",
 ]
@@ -57,15 +58,9 @@ def insecure_reason(url: str, *, verify: bool = True) -> str | None:
     return None
 
 
-def http_base_url(value: str, *, example: str) -> str:
-    """An http(s) base URL: host, optional port and path prefix, nothing else.
-
-    A query, a fragment, credentials or a `.`/`..` path segment are refused: for
-    `api_url`, the command line's client (httpx) and the Lambda's (urllib3) would each
-    make a different request of them; for any URL, a password in it would be a second
-    credential in the config, shown wherever the URL is (status, logs, errors). The
-    messages never echo the value.
-    """
+def http_url(value: str, *, example: str) -> str:
+    """An http(s) URL with a host and nothing a client would read two ways or show: no
+    credentials, spaces, control characters or bad port. The message never echoes it."""
     if not HTTP_URL_RE.match(value):
         raise ValueError(f"must be an http(s) URL such as {example}")
     if any(c.isspace() or not c.isprintable() for c in value):
@@ -79,8 +74,21 @@ def http_base_url(value: str, *, example: str) -> str:
         raise ValueError(f"must name a host, such as {example}")
     if parts.username is not None or parts.password is not None:
         raise ValueError("must not hold a user name or password")
-    if parts.query or parts.fragment or "?" in value or "#" in value:
+    return value
+
+
+def http_base_url(value: str, *, example: str) -> str:
+    """An http(s) base URL (`http_url`): host, optional port and path prefix, nothing else;
+    returned without trailing slashes.
+
+    A query, a fragment or a `.`/`..` path segment are refused too: for `api_url`, the
+    command line's client (httpx) and the Lambda's (urllib3) would each make a different
+    request of them. A password in any URL would be a second credential in the config,
+    shown wherever the URL is (status, logs, errors).
+    """
+    http_url(value, example=example)
+    if "?" in value or "#" in value:
         raise ValueError("must not have a query (?...) or a fragment (#...)")
-    if any(segment in (".", "..") for segment in parts.path.split("/")):
+    if any(segment in (".", "..") for segment in urlsplit(value).path.split("/")):
         raise ValueError("must not have '.' or '..' path segments")
     return value.rstrip("/")

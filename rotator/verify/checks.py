@@ -21,9 +21,11 @@ from typing import Any
 
 from rotator.errors import CheckFailed, ConfigError
 from rotator.motherduck.parse import Malformed, load_json, object_
+from rotator.netpolicy import check_aws_region, insecure_reason
 from rotator.secret import Secret
 from rotator.verify.check import Check, CheckContext
 from rotator.verify.childproc import ChildTimedOut, child_env, run_child
+from rotator.verify.options import Options
 
 __all__ = [
     "Check",
@@ -61,22 +63,24 @@ class SimulatorCheck:
     def __init__(self, url: str, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/") + "/_sim/whoami"
         self.timeout = timeout
+        self.shown = shown_url(self.url)
 
     def run(self, ctx: CheckContext) -> None:
         import httpx  # start-up: only a run that checks pays for httpx
 
         from rotator.util.httpbound import TooLarge
 
+        _warn_if_insecure(self.name, self.url)
         try:
             status, body = _request("GET", self.url, ctx.token, self.timeout, MAX_CHECK_BODY)
         except (httpx.HTTPError, TooLarge) as exc:
-            raise self._fail(ctx, f"cannot read {self.url}: {_why(exc)}") from None
+            raise self._fail(ctx, f"cannot read {self.shown}: {_why(exc)}") from None
         if status != 200:
-            raise self._fail(ctx, f"{self.url} answered {status}")
+            raise self._fail(ctx, f"{self.shown} answered {status}")
         try:
             user = object_(load_json(body)).get("current_user")
         except Malformed as exc:
-            why = f"{self.url} answered 200 with an unexpected body ({exc})"
+            why = f"{self.shown} answered 200 with an unexpected body ({exc})"
             raise self._fail(ctx, why) from None
         if not isinstance(user, str) or user.lower() != ctx.account.lower():
             from rotator.log import scrub  # structlog: not for a config load building checks
@@ -106,21 +110,23 @@ class HttpCheck:
             method,
             timeout,
         )
+        self.shown = shown_url(url)
 
     def run(self, ctx: CheckContext) -> None:
         import httpx
 
+        _warn_if_insecure(self.name, self.url)
         try:
             status, _ = _request(self.method, self.url, ctx.token, self.timeout, 0)
         except httpx.HTTPError as exc:
             raise CheckFailed(
-                f"http check on {ctx.backend}'s copy: cannot reach {self.url}: {_why(exc)}",
+                f"http check on {ctx.backend}'s copy: cannot reach {self.shown}: {_why(exc)}",
                 check=self.name,
                 backend=ctx.backend,
             ) from None
         if status != self.expect_status:
             raise CheckFailed(
-                f"http check on {ctx.backend}'s copy: {self.method} {self.url} answered "
+                f"http check on {ctx.backend}'s copy: {self.method} {self.shown} answered "
                 f"{status}, expected {self.expect_status}",
                 check=self.name,
                 backend=ctx.backend,
@@ -146,6 +152,23 @@ def _request(
             return response.status_code, read_capped(response, limit) if limit else b""
         finally:
             response.close()
+
+
+def shown_url(url: str) -> str:
+    """`url` for messages and logs: its query (which may hold a key) shown as `?...`."""
+    base, sep, _ = url.partition("?")
+    return base.partition("#")[0] + ("?..." if sep else "")
+
+
+def _warn_if_insecure(check: str, url: str) -> None:
+    """Each run that sends the token over plain http (allowed with `insecure = true`) says so."""
+    why = insecure_reason(url)
+    if why:
+        import structlog  # a run's: a config load building checks logs nothing
+
+        structlog.get_logger("rotator.checks").warning(
+            "check.insecure_url", check=check, url=shown_url(url), why=why
+        )
 
 
 def _why(exc: Exception) -> str:
@@ -208,29 +231,14 @@ class CommandCheck:
 def build_check(
     type_name: str, options: Mapping[str, Any], *, api_url: str, base_dir: Path | None = None
 ) -> Check:
-    """Construct a check from its config table. Raises ConfigError on unknown types/options."""
-    opts = dict(options)
-    try:
-        if type_name == "readback":
-            _no_options(type_name, opts)
-            return ReadbackCheck()
-        if type_name == "simulator":
-            return SimulatorCheck(url=str(opts.pop("url", api_url)), **_floats(opts, "timeout"))
-        if type_name == "http":
-            return HttpCheck(**opts)
-        if type_name in ("duckdb", "postgres"):
-            from rotator.verify.sql import DuckDBCheck, PostgresCheck
-
-            return DuckDBCheck(**opts) if type_name == "duckdb" else PostgresCheck(**opts)
-        if type_name == "command":
-            argv = opts.pop("command", None)
-            if isinstance(argv, str):
-                raise ConfigError(
-                    "command check: `command` must be a list of strings, not a shell string"
-                )
-            return CommandCheck(argv or [], cwd=base_dir, **opts)
-    except TypeError as exc:
-        raise ConfigError(f"{type_name} check: {exc}") from None
+    """Construct a check from its config table. Raises ConfigError on unknown types/options,
+    and on an option of a built-in check that is not what it takes (rotator.verify.options)."""
+    builder = _BUILT_IN.get(type_name)
+    if builder is not None:
+        opts = Options(type_name, options)
+        check = builder(opts, api_url, base_dir)
+        opts.done()
+        return check
     # Installed plugins are looked up only for a type that is not built in: importing
     # importlib.metadata and reading every distribution's entry points costs milliseconds
     # a config of built-in checks does not need.
@@ -238,12 +246,90 @@ def build_check(
 
     for ep in entry_points(group="rotator.checks"):
         if ep.name == type_name:
-            check: Check = ep.load().from_options(opts, api_url=api_url)
-            return check
+            plugin: Check = ep.load().from_options(dict(options), api_url=api_url)
+            return plugin
     raise ConfigError(
         f"unknown check type {type_name!r} "
         "(built in: readback, simulator, http, command, duckdb, postgres)"
     )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _readback(opts: Options, api_url: str, base_dir: Path | None) -> Check:
+    return ReadbackCheck()
+
+
+def _simulator(opts: Options, api_url: str, base_dir: Path | None) -> Check:
+    # Without `url`, the configured api_url (already held to the TLS rule as itself).
+    url = opts.url("url", None, example="http://127.0.0.1:8080")
+    return SimulatorCheck(url=url or api_url, timeout=opts.seconds("timeout", 10.0))
+
+
+def _http(opts: Options, api_url: str, base_dir: Path | None) -> Check:
+    return HttpCheck(
+        url=opts.url("url", example="https://my-service/health"),
+        expect_status=opts.integer("expect_status", 200, low=100, high=599),
+        method=opts.choice("method", "GET", _METHODS),
+        timeout=opts.seconds("timeout", 10.0),
+    )
+
+
+def _command(opts: Options, api_url: str, base_dir: Path | None) -> Check:
+    if isinstance(opts.peek("command"), str):
+        raise ConfigError(
+            "command check: `command` must be a list of strings, not a shell string"
+        )
+    return CommandCheck(
+        opts.strings("command"),
+        timeout=opts.seconds("timeout", 60.0),
+        env=opts.string_table("env"),
+        cwd=base_dir,
+    )
+
+
+def _duckdb(opts: Options, api_url: str, base_dir: Path | None) -> Check:
+    from rotator.verify.sql import DuckDBCheck
+
+    return DuckDBCheck(
+        database=opts.text("database", "md:"),
+        autoinstall=opts.flag("autoinstall", True),
+        timeout=opts.seconds("timeout", 60.0),
+    )
+
+
+def _postgres(opts: Options, api_url: str, base_dir: Path | None) -> Check:
+    from rotator.verify.sql import PostgresCheck, tls_refusal
+
+    region = opts.text("region", "us-east-1")
+    try:
+        check_aws_region(region)  # MotherDuck's regions are AWS's; the host is built of it
+    except ValueError as exc:
+        raise opts.error("region", str(exc)) from None
+    host = opts.text("host", None)
+    sslmode = opts.choice("sslmode", "verify-full", PostgresCheck.SSLMODES)
+    why = tls_refusal(host, sslmode, insecure=opts.flag("insecure", False))
+    if why:
+        raise opts.error("sslmode", why)
+    return PostgresCheck(
+        region=region,
+        host=host,
+        port=opts.integer("port", 5432, low=1, high=65535),
+        dbname=opts.text("dbname", "md:"),
+        sslmode=sslmode,
+        timeout=opts.seconds("timeout", 10.0),
+    )
+
+
+_BUILT_IN: dict[str, Callable[[Options, str, Path | None], Check]] = {
+    "readback": _readback,
+    "simulator": _simulator,
+    "http": _http,
+    "command": _command,
+    "duckdb": _duckdb,
+    "postgres": _postgres,
+}
 
 
 def run_check(check: Check, ctx: CheckContext) -> None:
@@ -285,14 +371,3 @@ def run_with_attempts(
             if attempt == attempts:
                 raise
             sleep(interval)
-
-
-def _no_options(type_name: str, opts: Mapping[str, Any]) -> None:
-    if opts:
-        raise ConfigError(f"{type_name} check takes no options (got {', '.join(sorted(opts))})")
-
-
-def _floats(opts: dict[str, Any], *names: str) -> dict[str, float]:
-    out = {name: float(opts.pop(name)) for name in names if name in opts}
-    _no_options("simulator", opts)
-    return out

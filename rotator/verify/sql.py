@@ -12,9 +12,10 @@ from typing import Any
 
 from rotator.errors import CheckFailed, ConfigError
 from rotator.log import scrub
+from rotator.netpolicy import is_loopback
 from rotator.verify.check import CheckContext
 
-__all__ = ["DuckDBCheck", "PostgresCheck"]
+__all__ = ["DuckDBCheck", "PostgresCheck", "tls_refusal"]
 
 
 class DuckDBCheck:
@@ -55,6 +56,9 @@ class PostgresCheck:
 
     name = "postgres"
 
+    # libpq's modes; only the last two check the server's certificate.
+    SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
     def __init__(
         self,
         region: str = "us-east-1",
@@ -90,6 +94,20 @@ class PostgresCheck:
         except psycopg.Error as exc:
             raise _unreachable(self.name, ctx, f"{self.host}:{self.port}", exc) from None
         _expect_user(self.name, ctx, row[0] if row else None)
+
+
+def tls_refusal(host: str | None, sslmode: str, *, insecure: bool) -> str | None:
+    """Why `sslmode` toward `host` is refused (None when allowed): the token travels in the
+    password field, so a mode without certificate checks to a host other than loopback
+    needs `insecure = true`, as plain http does (rotator.netpolicy)."""
+    if sslmode in ("verify-ca", "verify-full") or insecure:
+        return None
+    if host is not None and is_loopback(host):
+        return None
+    return (
+        f"{sslmode!r} does not check the server's certificate and would hand the new token "
+        "to anyone on the path; use verify-full, or set insecure = true"
+    )
 
 
 def _unreachable(check: str, ctx: CheckContext, where: str, exc: Exception) -> CheckFailed:

@@ -31,6 +31,12 @@ CASES: list[tuple[str, list[tuple[str, str]], str]] = [
     ("api_url-space", [('api_url = "{api}"', 'api_url = "{api}/v 1"')], "motherduck.api_url: must not contain spaces"),
     ("api_url-dotdot", [('api_url = "{api}"', 'api_url = "{api}/base/.."')], "motherduck.api_url: must not have '.' or '..' path segments"),
     ("api_url-port", [('api_url = "{api}"', 'api_url = "https://api.motherduck.com:99999"')], "motherduck.api_url: has a port that is not a number"),
+    # Checks send the new token: the TLS rule holds for them; their options are typed at load.
+    ("check-http-plain-http", [("[defaults]\n", '[defaults]\nchecks = [{type = "http", url = "http://svc.example/health"}]\n')], "defaults.checks[0]: http check: url: plain http"),
+    ("check-http-status-string", [("[defaults]\n", '[defaults]\nchecks = [{type = "http", url = "https://svc.example/h", expect_status = "200"}]\n')], "defaults.checks[0]: http check: expect_status"),
+    ("check-simulator-timeout", [("[defaults]\n", '[defaults]\nchecks = [{type = "simulator", timeout = "soon"}]\n')], "defaults.checks[0]: simulator check: timeout"),
+    ("check-command-env", [("[defaults]\n", '[defaults]\nchecks = [{type = "command", command = ["true"], env = "A=1"}]\n')], "defaults.checks[0]: command check: env"),
+    ("check-postgres-sslmode", [("[defaults]\n", '[defaults]\nchecks = [{type = "postgres", sslmode = "disable"}]\n')], "defaults.checks[0]: postgres check: sslmode"),
     ("vault-userinfo", [(FILE_TABLE, 'type = "vault"\nurl = "https://root:hunter2-pw@vault.example:8200"\npath = "md/x"')], "url: must not hold a user name or password"),
     ("vault-query", [(FILE_TABLE, 'type = "vault"\nurl = "https://vault.example:8200/?ns=a"\npath = "md/x"')], "url: must not have a query"),
     ("vault-plain-http", [(FILE_TABLE, 'type = "vault"\nurl = "http://vault.example:8200"\npath = "md/x"')], "url: plain http"),
