@@ -34,7 +34,12 @@ from backends.base import CheckedTable
 from rotator.config import types, values
 from rotator.config.problems import config_error
 from rotator.config.resolved import AccountConfig, Config
-from rotator.config.rules import check_checks, check_lease_timing, check_policy
+from rotator.config.rules import (
+    check_checks,
+    check_lease_timing,
+    check_policy,
+    check_step_timeouts,
+)
 from rotator.durations import parse_duration
 from rotator.netpolicy import check_aws_region, http_base_url, insecure_reason
 
@@ -63,6 +68,7 @@ def parse_tables(data: dict[str, Any], *, base_dir: Path, source: str) -> Config
     check_checks(defaults, "defaults", md.api_url, problems)
     check_policy(defaults, "defaults", problems)
     check_lease_timing(defaults, "defaults", md, problems)
+    check_step_timeouts(defaults, "defaults", md.api_url, problems)
     seen: set[str] = set()
     for i, (raw_account, account) in enumerate(accounts):
         if "checks" in raw_account:
@@ -71,6 +77,8 @@ def parse_tables(data: dict[str, Any], *, base_dir: Path, source: str) -> Config
             check_policy(account.policy, f"accounts[{i}]", problems)
         if "lease_ttl" in raw_account:
             check_lease_timing(account.policy, f"accounts[{i}]", md, problems)
+        if {"checks", "hooks", "lease_ttl"} & set(raw_account):
+            check_step_timeouts(account.policy, f"accounts[{i}]", md.api_url, problems)
         if account.username.lower() in seen:
             problems.append(f"accounts[{i}].username: {account.username!r} is configured twice")
         seen.add(account.username.lower())

@@ -1,10 +1,11 @@
 """The rules across keys and tables, checked once every table has validated on its own.
 
 Checks that build, `ttl` against `rotate_before_expiry`, `lease_ttl` against the
-`[motherduck]` create_settle and timeout. Both loaders (rotator/config/fast.py and
-rotator/config/slow.py) call these in the same order, so a file gets the same problems
-whichever read it. They read attributes only: a pydantic model or its plain twin
-(rotator/config/types.py) will do.
+`[motherduck]` create_settle and timeout, and against each hook's and check's timeout (a
+step that outlasts the lease lets a second run in while it still runs). Both loaders
+(rotator/config/fast.py and rotator/config/slow.py) call these in the same order, so a
+file gets the same problems whichever read it. They read attributes only: a pydantic
+model or its plain twin (rotator/config/types.py) will do.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ def check_lease_timing(
         problems.append(f"{where}.lease_ttl: {problem}")
 
 
+def step_budget(lease_ttl: timedelta) -> timedelta:
+    """How long one hook or one check attempt may take. The run checks its lease just
+    before each (`RunContext._fence`); the store renews a lease that has less than half
+    its ttl left, so each starts with at least lease_ttl / 2 of it."""
+    return lease_ttl / 2
+
+
 def check_checks(policy: Policy, where: str, api_url: str, problems: list[str]) -> None:
     """Build each check once so a bad type or option fails at load, before anything runs.
 
@@ -53,6 +61,46 @@ def check_checks(policy: Policy, where: str, api_url: str, problems: list[str]) 
             build_check(spec.type, spec.options, api_url=api_url)
         except ConfigError as exc:
             problems.append(f"{where}.checks[{i}]: {exc}")
+
+
+def check_step_timeouts(policy: Policy, where: str, api_url: str, problems: list[str]) -> None:
+    """Each hook's timeout and each check's (per attempt) below half of lease_ttl.
+
+    The run checks its lease just before a hook and before each attempt of a check that
+    sends the token out (`step_budget`); a longer one could let another run take the
+    account over while it still runs. A check that does not build is reported by
+    `check_checks`; here it is skipped.
+    """
+    budget = step_budget(policy.lease_ttl)
+    lease = format_duration(policy.lease_ttl)
+    why = (
+        "the lease is checked just before it and then has at least half its time left; "
+        "one that ran longer could let another run take the account over while it still "
+        "runs. Raise lease_ttl or shorten the timeout"
+    )
+    for point in ("after_store", "after_promote", "after_revoke", "on_failure"):
+        spec = getattr(policy.hooks, point)
+        if spec is not None and spec.timeout >= budget:
+            problems.append(
+                f"{where}.hooks.{point}.timeout: {format_duration(spec.timeout)} must be "
+                f"shorter than half of lease_ttl ({lease}): {why}"
+            )
+    specs = [(i, s) for i, s in enumerate(policy.checks) if s.type != "readback"]
+    if not specs:
+        return
+    from rotator.verify.checks import build_check
+
+    for i, spec in specs:
+        try:
+            check = build_check(spec.type, spec.options, api_url=api_url)
+        except ConfigError:
+            continue
+        timeout = getattr(check, "timeout", None)  # the built-ins'; a plugin may have none
+        if isinstance(timeout, int | float) and timeout >= budget.total_seconds():
+            problems.append(
+                f"{where}.checks[{i}]: {spec.type} check: timeout: {timeout:g}s must be "
+                f"shorter than half of lease_ttl ({lease}): {why}"
+            )
 
 
 def check_policy(policy: Policy, where: str, problems: list[str]) -> None:

@@ -19,7 +19,12 @@ from pydantic import ValidationError
 from backends import BackendConfig, validate_config
 from rotator.config.problems import config_error, did_you_mean, format_errors, validate
 from rotator.config.resolved import AccountConfig, Config
-from rotator.config.rules import check_checks, check_lease_timing, check_policy
+from rotator.config.rules import (
+    check_checks,
+    check_lease_timing,
+    check_policy,
+    check_step_timeouts,
+)
 from rotator.config.schema import Policy, RawAccount, RawConfig, to_plain
 from rotator.errors import ConfigError
 
@@ -53,6 +58,7 @@ def parse_tables(data: dict[str, Any], *, base_dir: Path, source: str) -> Config
         check_policy(good, "defaults", problems)
         if "motherduck" not in bad_sections:  # the rule needs its create_settle and timeout
             check_lease_timing(good, "defaults", md, problems)
+        check_step_timeouts(good, "defaults", md.api_url, problems)
     accounts: list[AccountConfig] = []
     seen: set[str] = set()
     for i, raw_account in enumerate(raw.accounts):
@@ -65,6 +71,8 @@ def parse_tables(data: dict[str, Any], *, base_dir: Path, source: str) -> Config
             check_policy(account.policy, f"accounts[{i}]", problems)
         if "lease_ttl" in raw_account and "motherduck" not in bad_sections:
             check_lease_timing(account.policy, f"accounts[{i}]", md, problems)
+        if {"checks", "hooks", "lease_ttl"} & set(raw_account):
+            check_step_timeouts(account.policy, f"accounts[{i}]", md.api_url, problems)
         if account.username.lower() in seen:
             problems.append(f"accounts[{i}].username: {account.username!r} is configured twice")
         seen.add(account.username.lower())

@@ -12,6 +12,7 @@ loop in runner.py rolls back (I6).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -161,12 +162,25 @@ class ForwardSteps(Sweeps):
             for check, attempts, interval in checks:
                 try:
                     run_with_attempts(
-                        check, ctx, attempts=attempts, interval=interval, sleep=self._wait
+                        check,
+                        ctx,
+                        attempts=attempts,
+                        interval=interval,
+                        sleep=self._wait,
+                        before=self._before_check(check.name),
                     )
                 except CheckFailed as exc:
                     raise StepFailed(str(exc)) from exc
             log.info("backend.verified", backend=label, checks=[c.name for c, _, _ in checks])
         return RunState.VERIFIED
+
+    def _before_check(self, name: str) -> Callable[[], None]:
+        """I4 before each attempt of a check that sends the new token out (all but the
+        local `readback`): the lease is checked and, with under half its time left,
+        renewed, so the attempt cannot outlast it (config/rules.step_budget)."""
+        if name == "readback":
+            return lambda: None
+        return lambda: self._fence(f"check:{name}", barrier=False)
 
     def _promote(self, run: Run) -> RunState:
         assert run.new_token is not None

@@ -361,9 +361,15 @@ def run_with_attempts(
     attempts: int,
     interval: float,
     sleep: Callable[[float], None] = time.sleep,
+    before: Callable[[], None] = lambda: None,
 ) -> None:
-    """Run a check up to `attempts` times, `interval` seconds apart; re-raise the last failure."""
+    """Run a check up to `attempts` times, `interval` seconds apart; re-raise the last failure.
+
+    `before()` runs ahead of each attempt: the engine's lease check and renewal, so that
+    an attempt starts with at least `config.rules.step_budget` of its lease left.
+    """
     for attempt in range(1, attempts + 1):
+        before()
         try:
             run_check(check, ctx)
             return
