@@ -26,7 +26,7 @@ __all__ = ["FIELDS", "TYPE", "SecretsManagerSettings"]
 TYPE: Final = "aws-secrets-manager"
 # Every key of the table (SecretsManagerConfig's fields; a unit test holds them equal).
 FIELDS: Final = frozenset(
-    {"type", "format", "secret_id", "region", "endpoint_url", "kms_key_id",
+    {"type", "format", "secret_id", "region", "insecure", "endpoint_url", "kms_key_id",
      "create_if_missing", "tags", "profile"}
 )
 _ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):\d{12}:secret:.+$")
@@ -64,6 +64,7 @@ class SecretsManagerSettings:
 
     secret_id: str
     region: str | None = None
+    insecure: bool = False
     endpoint_url: str | None = None
     kms_key_id: str | None = None
     create_if_missing: bool = False
@@ -77,6 +78,7 @@ class SecretsManagerSettings:
         return cls(
             secret_id=config.secret_id,
             region=config.region,
+            insecure=config.insecure,
             endpoint_url=config.endpoint_url,
             kms_key_id=config.kms_key_id,
             create_if_missing=config.create_if_missing,

@@ -57,6 +57,7 @@ from backends.base import (
 )
 from backends.base import encode_value as _encode
 from rotator.errors import BackendConflict, BackendCredentials, BackendError, ConfigError
+from rotator.netpolicy import insecure_reason
 
 if TYPE_CHECKING:
     from botocore.exceptions import BotoCoreError, ClientError
@@ -382,6 +383,9 @@ class SecretsManagerBackend:
             import boto3
             from botocore.config import Config as BotoConfig
 
+            why = insecure_reason(self._cfg.endpoint_url) if self._cfg.endpoint_url else None
+            if why:  # accepted by the config only with `insecure = true`; said on every run
+                log.warning("aws.insecure_url", backend=self.label, why=why)
             session = boto3.Session(profile_name=self._cfg.profile, region_name=self._region)
             self._client_obj = session.client(
                 "secretsmanager",

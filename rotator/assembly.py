@@ -16,6 +16,7 @@ from rotator.config import Config
 from rotator.engine.workflow import Engine
 from rotator.errors import ConfigError
 from rotator.events import EventSink
+from rotator.netpolicy import insecure_reason
 from rotator.secret import Secret
 from rotator.state.store import StateStore, utcnow
 
@@ -73,6 +74,12 @@ def make_store(config: Config, clock: Callable[[], datetime] = utcnow) -> StateS
         return FileStore(config.state_path, clock=clock)
     from rotator.state.dynamodb import DynamoDBStore
 
+    endpoint = config.state.endpoint_url
+    why = insecure_reason(endpoint) if endpoint else None
+    if why:  # accepted by the config only with `insecure = true`; said on every run
+        import structlog
+
+        structlog.get_logger("rotator.state").warning("state.insecure_url", why=why)
     return DynamoDBStore(
         table_name(config),
         region=config.state.region,

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 __all__ = [
     "AWS_REGION_RE",
     "HTTP_URL_RE",
+    "aws_endpoint_url",
     "check_aws_region",
     "http_base_url",
     "http_url",
@@ -92,3 +93,17 @@ def http_base_url(value: str, *, example: str) -> str:
     if any(segment in (".", "..") for segment in urlsplit(value).path.split("/")):
         raise ValueError("must not have '.' or '..' path segments")
     return value.rstrip("/")
+
+
+def aws_endpoint_url(value: str, *, insecure: bool) -> str:
+    """An AWS `endpoint_url` (a base URL, `http_base_url`; kept as written, botocore takes
+    either form); plain http to a host other than loopback only with `insecure`: the
+    request bodies (the token a backend writes, the state store's key item) would travel
+    in clear."""
+    http_base_url(value, example="https://secretsmanager.eu-west-1.amazonaws.com")
+    why = insecure_reason(value)
+    if why and not insecure:
+        raise ValueError(
+            f"{why} would send the secret values in clear; use https, or set insecure = true"
+        )
+    return value

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from backends._aws_config import TYPE, arn_region, one_region, own_tags
 from backends.models import BackendConfig
-from rotator.netpolicy import check_aws_region
+from rotator.netpolicy import aws_endpoint_url, check_aws_region
 
 __all__ = ["SecretsManagerConfig"]
 
@@ -24,6 +24,9 @@ class SecretsManagerConfig(BackendConfig):
     type: Literal["aws-secrets-manager"] = TYPE
     secret_id: str = Field(min_length=1, description="secret name or full ARN")
     region: str | None = None
+    # Plain http to a host other than loopback: refused unless this says so (before
+    # endpoint_url, whose validator reads it).
+    insecure: bool = False
     endpoint_url: str | None = None
     kms_key_id: str | None = None
     create_if_missing: bool = False
@@ -32,6 +35,13 @@ class SecretsManagerConfig(BackendConfig):
 
     _own_tags = field_validator("tags")(own_tags)
     _region = field_validator("region")(check_aws_region)
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        return aws_endpoint_url(value, insecure=bool(info.data.get("insecure")))
 
     @model_validator(mode="after")
     def _one_region(self) -> SecretsManagerConfig:

@@ -133,12 +133,17 @@ def _motherduck(table: dict[str, Any]) -> types.MotherDuckSettings:
 
 
 def _state(table: dict[str, Any]) -> types.StateSettings:
+    insecure = _opt(table, "insecure", _bool, False)
     return types.StateSettings(
         store=_opt(table, "store", lambda v: _one_of(v, "file", "dynamodb"), "file"),
         path=_opt(table, "path", _str, ".rotator-state"),
         table=_opt(table, "table", _str, None),
         region=_opt(table, "region", lambda v: check_aws_region(_str(v)), None),
-        endpoint_url=_opt(table, "endpoint_url", _str, None),
+        insecure=insecure,
+        endpoint_url=_opt(
+            table, "endpoint_url",
+            lambda v: values.aws_endpoint_url(_str(v), insecure=insecure), None,
+        ),
         keep_runs=_opt(table, "keep_runs", _keep_runs, None),
         clock_skew=_opt(table, "clock_skew", _duration, timedelta(seconds=5)),
     )
@@ -239,7 +244,9 @@ def _aws_table(table: object) -> None:
         raise _Decline
     secret_id = _checked(_nonempty, table["secret_id"])
     region = _opt(table, "region", lambda v: check_aws_region(_str(v)), None)
-    for key in ("endpoint_url", "kms_key_id", "profile"):
+    insecure = _opt(table, "insecure", _bool, False)
+    _opt(table, "endpoint_url", lambda v: values.aws_endpoint_url(_str(v), insecure=insecure), "")
+    for key in ("kms_key_id", "profile"):
         _opt(table, key, _str, None)
     create = _opt(table, "create_if_missing", _bool, False)
     no_tags: dict[str, str] = {}

@@ -84,6 +84,9 @@ class StateSettings(Strict):
     path: str = ".rotator-state"
     table: str | None = None
     region: str | None = None
+    # Plain http to a host other than loopback: refused unless this says so (before
+    # endpoint_url, whose validator reads it).
+    insecure: bool = False
     endpoint_url: str | None = None
     # Retention (rotator/config/keep.py; pruning in rotator/ops/retention.py): finished runs
     # older than a duration ("90d") or beyond a count per account (90) are removed by
@@ -92,6 +95,13 @@ class StateSettings(Strict):
 
     _keep_runs = field_validator("keep_runs")(values.keep_runs)
     _region = field_validator("region")(check_aws_region)
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        return values.aws_endpoint_url(value, insecure=bool(info.data.get("insecure")))
 
     # DynamoDB: how far hosts' clocks may disagree; a lease is taken over only once it
     # expired by more than this on the taker's clock.

@@ -49,6 +49,7 @@ class StateSettings:
     path: str = ".rotator-state"
     table: str | None = None
     region: str | None = None
+    insecure: bool = False
     endpoint_url: str | None = None
     keep_runs: str | int | None = None
     clock_skew: timedelta = timedelta(seconds=5)

@@ -11,6 +11,7 @@ import re
 from datetime import timedelta
 
 from rotator.netpolicy import HTTP_URL_RE as HTTP_URL_RE
+from rotator.netpolicy import aws_endpoint_url as aws_endpoint_url
 from rotator.netpolicy import http_base_url, insecure_reason
 
 USERNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{2,254}$")

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 import pytest
+import structlog
 from pydantic import ValidationError
 
 from backends.aws_secrets_manager import SecretsManagerBackend, SecretsManagerConfig
@@ -458,3 +459,28 @@ def test_consumer_only_ever_sees_a_complete_old_or_new_value(aws: MotoHandle, sm
     assert set(seen) <= promoted
     assert not set(seen) & never_current
     assert all(json.loads(v)["motherduck_token"].startswith("md-secret-") for v in seen)
+
+
+class TestPlainHttpEndpoint:
+    """The request bodies carry the token: plain http to another host only with `insecure`."""
+
+    def test_refused_without_insecure_and_warned_with_it(
+        self, aws: MotoHandle, sm: Any
+    ) -> None:
+        # 0.0.0.0 is not a loopback address by name, so the rule applies; a connection to
+        # it still reaches the moto server on this host (nothing leaves the machine).
+        plain = aws.endpoint_url.replace("127.0.0.1", "0.0.0.0")
+        assert plain != aws.endpoint_url
+        with pytest.raises(ValidationError, match="would send the secret values in clear"):
+            backend(aws, "md/plain", endpoint_url=plain)
+        name = f"md/plain-{uuid.uuid4().hex[:8]}"
+        seed(sm, name, record(0))
+        rec = record(1)
+        with structlog.testing.capture_logs() as logs:
+            staged = backend(aws, name, endpoint_url=plain, insecure=True)
+            staged.stage(rec, run_id=run_id())
+        assert [e["why"] for e in logs if e["event"] == "aws.insecure_url"] == [
+            "plain http to a non-loopback host"
+        ]
+        versions = sm.describe_secret(SecretId=name)["VersionIdsToStages"]
+        assert any("AWSPENDING" in s for s in versions.values())  # it did reach moto

@@ -37,6 +37,8 @@ CASES: list[tuple[str, list[tuple[str, str]], str]] = [
     ("check-simulator-timeout", [("[defaults]\n", '[defaults]\nchecks = [{type = "simulator", timeout = "soon"}]\n')], "defaults.checks[0]: simulator check: timeout"),
     ("check-command-env", [("[defaults]\n", '[defaults]\nchecks = [{type = "command", command = ["true"], env = "A=1"}]\n')], "defaults.checks[0]: command check: env"),
     ("check-postgres-sslmode", [("[defaults]\n", '[defaults]\nchecks = [{type = "postgres", sslmode = "disable"}]\n')], "defaults.checks[0]: postgres check: sslmode"),
+    ("aws-endpoint-plain-http", [(FILE_TABLE, 'type = "aws-secrets-manager"\nsecret_id = "md/x"\nregion = "eu-west-1"\nendpoint_url = "http://sm.example:4566"')], "accounts[0].backends[0].endpoint_url: plain http to a non-loopback host"),
+    ("state-endpoint-plain-http", [("[state]\n", '[state]\nendpoint_url = "http://ddb.example:8000"\n')], "state.endpoint_url: plain http to a non-loopback host"),
     ("vault-userinfo", [(FILE_TABLE, 'type = "vault"\nurl = "https://root:hunter2-pw@vault.example:8200"\npath = "md/x"')], "url: must not hold a user name or password"),
     ("vault-query", [(FILE_TABLE, 'type = "vault"\nurl = "https://vault.example:8200/?ns=a"\npath = "md/x"')], "url: must not have a query"),
     ("vault-plain-http", [(FILE_TABLE, 'type = "vault"\nurl = "http://vault.example:8200"\npath = "md/x"')], "url: plain http"),
