@@ -47,6 +47,13 @@ class HookSpec(Strict):
     pass_token: bool = False
     env: Mapping[str, str] = Field(default_factory=dict)
 
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_above_zero(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):  # the hook would be stopped before it ran: always a failure
+            raise ValueError("must be above 0s")
+        return value
+
 
 class Hooks(Strict):
     after_store: HookSpec | None = None

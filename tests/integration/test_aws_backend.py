@@ -469,7 +469,7 @@ class TestPlainHttpEndpoint:
     ) -> None:
         # 0.0.0.0 is not a loopback address by name, so the rule applies; a connection to
         # it still reaches the moto server on this host (nothing leaves the machine).
-        plain = aws.endpoint_url.replace("127.0.0.1", "0.0.0.0")
+        plain = aws.endpoint_url.replace("127.0.0.1", "0.0.0.0")  # noqa: S104 - not a bind
         assert plain != aws.endpoint_url
         with pytest.raises(ValidationError, match="would send the secret values in clear"):
             backend(aws, "md/plain", endpoint_url=plain)

@@ -84,3 +84,9 @@ def test_an_account_override_is_held_to_its_own_lease() -> None:
 )
 def test_steps_within_half_the_lease_load(defaults: str) -> None:
     assert problems(defaults) == []
+
+
+def test_a_hook_timeout_of_zero_is_refused() -> None:
+    """It would be stopped before it ran: every run would fail (or roll back) on it."""
+    found = problems('[defaults.hooks.after_promote]\ncommand = ["x"]\ntimeout = "0s"')
+    assert found == ["defaults.hooks.after_promote.timeout: must be above 0s"]
