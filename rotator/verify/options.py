@@ -26,7 +26,8 @@ from rotator.netpolicy import http_url, insecure_reason
 __all__ = ["MAX_CHECK_TIMEOUT", "Options"]
 
 MAX_CHECK_TIMEOUT = 3600.0
-"""Seconds: far beyond any check, well inside a run's lease renewals."""
+"""Seconds: far beyond any check. The lease bounds it further: an attempt must be shorter
+than half of lease_ttl (rotator.config.rules.check_step_timeouts)."""
 
 _REQUIRED: Any = object()
 
