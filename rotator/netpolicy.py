@@ -4,7 +4,13 @@ The admin token (to MotherDuck) and the backend credentials (to Vault) travel in
 plain http, or https without certificate checks, hands them to anyone on the path. So a
 config that asks for either toward any host but loopback is refused at load time unless
 the table also says `insecure = true`, and a run that uses such a URL logs a warning each
-time (`motherduck.insecure_url`, `vault.insecure_url`).
+time (`motherduck.insecure_url`, `vault.insecure_url`, `aws.insecure_url`,
+`state.insecure_url`, `check.insecure_url`).
+
+The URLs themselves (`http_url`, `http_base_url`, `aws_endpoint_url`): an http(s) URL with
+a host, and never credentials, spaces or a bad port; a base URL (api_url, Vault's url, an
+AWS endpoint) also no query, fragment or dot segments, which two clients would read two
+ways. Messages never echo the URL.
 """
 
 from __future__ import annotations
