@@ -61,6 +61,20 @@ class Hooks(Strict):
     after_revoke: HookSpec | None = None
     on_failure: HookSpec | None = None
 
+    @field_validator("after_revoke", "on_failure")
+    @classmethod
+    def _cannot_roll_back(cls, spec: HookSpec | None, info: ValidationInfo) -> HookSpec | None:
+        # `rollback` is the default for every hook and acts as `warn` here; written out,
+        # it says the author expects a rollback that cannot happen.
+        if spec is not None and "on_error" in spec.model_fields_set and spec.on_error == "rollback":
+            why = (
+                "the old token is already revoked, there is nothing to roll back to"
+                if info.field_name == "after_revoke"
+                else "it runs once the run has already failed"
+            )
+            raise ValueError(f'on_error = "rollback" cannot apply: {why}; use "warn"')
+        return spec
+
 
 class MotherDuckSettings(Strict):
     # Plain http to a host other than loopback sends the admin token in clear: refused

@@ -90,3 +90,19 @@ def test_a_hook_timeout_of_zero_is_refused() -> None:
     """It would be stopped before it ran: every run would fail (or roll back) on it."""
     found = problems('[defaults.hooks.after_promote]\ncommand = ["x"]\ntimeout = "0s"')
     assert found == ["defaults.hooks.after_promote.timeout: must be above 0s"]
+
+
+@pytest.mark.parametrize(
+    ("point", "why"),
+    [("after_revoke", "the old token is already revoked, there is nothing to roll back to"),
+     ("on_failure", "it runs once the run has already failed")],
+)
+def test_a_rollback_that_cannot_happen_is_refused_when_written(point: str, why: str) -> None:
+    """`rollback` is every hook's default and acts as `warn` here; written out, it is an
+    expectation the hook cannot meet."""
+    found = problems(f'[defaults.hooks.{point}]\ncommand = ["x"]\non_error = "rollback"')
+    assert found == [
+        f'defaults.hooks.{point}: on_error = "rollback" cannot apply: {why}; use "warn"'
+    ]
+    assert problems(f'[defaults.hooks.{point}]\ncommand = ["x"]') == []
+    assert problems(f'[defaults.hooks.{point}]\ncommand = ["x"]\non_error = "warn"') == []
