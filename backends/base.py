@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +55,43 @@ __all__ = [
     "TokenRecord",
     "decode_value",
     "encode_value",
+    "env_name",
+    "printable",
+    "slash_path",
     "value_fingerprint",
 ]
 
 JSON_TOKEN_FIELD = "motherduck_token"
+
+# Value checks a backend's Config can use (the built-in Vault models and the config's fast
+# loader do): each returns the value or raises ValueError with the message to show.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # as rotator.config.values.ENV_NAME_RE
+
+
+def env_name(value: str) -> str:
+    """The name of an environment variable a backend reads a credential from."""
+    if not _ENV_NAME.fullmatch(value):
+        raise ValueError("must be an environment variable name")
+    return value
+
+
+def printable(value: str) -> str:
+    """A non-empty value without control characters (a role, a field, a namespace)."""
+    if not value:
+        raise ValueError("must not be empty")
+    if not value.isprintable():
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def slash_path(value: str) -> str:
+    """A mount or secret path, outer slashes already stripped: no empty, `.` or `..` segment
+    (an API path a proxy may normalise into another one)."""
+    printable(value)
+    if any(segment in ("", ".", "..") for segment in value.split("/")):
+        raise ValueError("must not have empty, '.' or '..' segments")
+    return value
+
 
 Receipt = Mapping[str, str | int | None]
 """What `stage` returns and the checkpoint keeps: version ids and the like, no secrets."""

@@ -15,7 +15,7 @@ pydantic-free config loader checked, so loading it imports no pydantic.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from backends.base import JSON_TOKEN_FIELD
+from backends.base import JSON_TOKEN_FIELD, env_name, printable, slash_path
 from backends.models import BackendConfig
 from rotator.netpolicy import check_aws_region, http_base_url, insecure_reason
 
@@ -42,11 +42,27 @@ class _Auth(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _optional(check: Callable[[str], str]) -> Callable[[str | None], str | None]:
+    return lambda value: None if value is None else check(value)
+
+
+def _stripped(check: Callable[[str], str]) -> Callable[[str], str]:
+    """`check` the value without its outer slashes; the value is kept as written."""
+
+    def checked(value: str) -> str:
+        check(value.strip("/"))
+        return value
+
+    return checked
+
+
 class TokenAuth(_Auth):
     """A Vault token taken from an environment variable (Vault Agent, CI, a person)."""
 
     method: Literal["token"] = "token"
     token_env: str = "VAULT_TOKEN"
+
+    _env = field_validator("token_env")(env_name)
 
 
 class AppRoleAuth(_Auth):
@@ -57,6 +73,10 @@ class AppRoleAuth(_Auth):
     role_id_env: str | None = None
     secret_id_env: str = "VAULT_SECRET_ID"
     mount: str = "approle"
+
+    _env = field_validator("role_id_env", "secret_id_env")(_optional(env_name))
+    _text = field_validator("role_id")(_optional(printable))
+    _mount = field_validator("mount")(_stripped(slash_path))
 
     @model_validator(mode="after")
     def _one_role_id(self) -> AppRoleAuth:
@@ -73,6 +93,9 @@ class KubernetesAuth(_Auth):
     jwt_path: str = K8S_JWT_PATH
     mount: str = "kubernetes"
 
+    _text = field_validator("role", "jwt_path")(printable)
+    _mount = field_validator("mount")(_stripped(slash_path))
+
 
 class AwsAuth(_Auth):
     """AWS IAM login signed with boto3's default credential chain."""
@@ -84,6 +107,9 @@ class AwsAuth(_Auth):
     server_id: str | None = None  # the X-Vault-AWS-IAM-Server-ID header, if the mount wants one
 
     _region = field_validator("region")(check_aws_region)
+    _text = field_validator("role")(printable)
+    _server = field_validator("server_id")(_optional(printable))
+    _mount = field_validator("mount")(_stripped(slash_path))
 
 
 def _auth_method(value: Any) -> str | None:
@@ -128,10 +154,10 @@ class VaultConfig(BackendConfig):
     @field_validator("mount", "path")
     @classmethod
     def _no_outer_slashes(cls, value: str) -> str:
-        value = value.strip("/")
-        if not value:
-            raise ValueError("must not be empty")
-        return value
+        return slash_path(value.strip("/"))
+
+    _text = field_validator("field")(printable)
+    _namespace = field_validator("namespace")(_optional(printable))
 
     @field_validator("url")
     @classmethod

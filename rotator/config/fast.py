@@ -26,11 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from backends import _aws_config as _aws
-from backends.base import CheckedTable
+from backends.base import CheckedTable, env_name, printable, slash_path
 from rotator.config import types, values
 from rotator.config.problems import config_error
 from rotator.config.resolved import AccountConfig, Config
@@ -273,8 +274,9 @@ def _vault_table(table: object) -> None:
         raise _Decline
     _checked(_kv_segment, table["path"])
     _opt(table, "mount", _kv_segment, "secret")
-    for key in ("namespace", "field", "ca_cert"):
-        _opt(table, key, _str, None)
+    for key in ("namespace", "field"):
+        _opt(table, key, lambda v: printable(_str(v)), None)
+    _opt(table, "ca_cert", _str, None)
     verify = _opt(table, "verify", _bool, True)
     insecure = _opt(table, "insecure", _bool, False)
     _opt(table, "timeout", _positive, 10.0)
@@ -287,7 +289,7 @@ def _vault_table(table: object) -> None:
 def _kv_segment(value: object) -> str:
     if type(value) is not str or not value or value != value.strip("/"):
         raise _Decline
-    return value
+    return slash_path(value)
 
 
 def _positive(value: object) -> float:
@@ -310,10 +312,21 @@ def _vault_auth(value: object) -> None:
     if method in ("kubernetes", "aws") and "role" not in value:
         raise _Decline
     for key in _vault.AUTH_FIELDS[method] - {"method", "region"}:
-        _opt(value, key, _str, None)
+        if key in value:
+            _checked(partial(_vault_value, key), _str(value[key]))
     _opt(value, "region", lambda v: check_aws_region(_str(v)), None)
     if method == "approle" and ("role_id" in value) == ("role_id_env" in value):
         raise _Decline  # exactly one of them
+
+
+def _vault_value(key: str, value: str) -> str:
+    """An auth key's value as backends/models/vault.py checks it (a failure declines)."""
+    if key.endswith("_env"):
+        return env_name(value)
+    if key == "mount":
+        slash_path(value.strip("/"))
+        return value
+    return printable(value)
 
 
 def _builtin(kind: str) -> None:

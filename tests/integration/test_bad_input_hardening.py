@@ -41,6 +41,9 @@ CASES: list[tuple[str, list[tuple[str, str]], str]] = [
     ("state-endpoint-plain-http", [("[state]\n", '[state]\nendpoint_url = "http://ddb.example:8000"\n')], "state.endpoint_url: plain http to a non-loopback host"),
     ("vault-userinfo", [(FILE_TABLE, 'type = "vault"\nurl = "https://root:hunter2-pw@vault.example:8200"\npath = "md/x"')], "url: must not hold a user name or password"),
     ("vault-query", [(FILE_TABLE, 'type = "vault"\nurl = "https://vault.example:8200/?ns=a"\npath = "md/x"')], "url: must not have a query"),
+    ("vault-path-dotdot", [(FILE_TABLE, 'type = "vault"\nurl = "https://vault.example:8200"\npath = "md/../../sys/x"')], "accounts[0].backends[0].path: must not have empty, '.' or '..' segments"),
+    ("vault-token-env", [(FILE_TABLE, 'type = "vault"\nurl = "https://vault.example:8200"\npath = "md/x"\nauth = {method = "token", token_env = "VAULT TOKEN"}')], "auth.token.token_env: must be an environment variable name"),
+    ("vault-empty-field", [(FILE_TABLE, 'type = "vault"\nurl = "https://vault.example:8200"\npath = "md/x"\nfield = ""')], "accounts[0].backends[0].field: must not be empty"),
     ("vault-plain-http", [(FILE_TABLE, 'type = "vault"\nurl = "http://vault.example:8200"\npath = "md/x"')], "url: plain http"),
     ("vault-verify-false", [(FILE_TABLE, 'type = "vault"\nurl = "https://vault.example:8200"\npath = "md/x"\nverify = false')], "verify = false"),
 ]
