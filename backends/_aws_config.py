@@ -21,7 +21,7 @@ from rotator.netpolicy import check_aws_region
 if TYPE_CHECKING:
     from backends.base import ValueFormat
 
-__all__ = ["FIELDS", "TYPE", "SecretsManagerSettings"]
+__all__ = ["FIELDS", "TYPE", "SecretsManagerSettings", "secret_id_rule"]
 
 TYPE: Final = "aws-secrets-manager"
 # Every key of the table (SecretsManagerConfig's fields; a unit test holds them equal).
@@ -30,6 +30,19 @@ FIELDS: Final = frozenset(
      "create_if_missing", "tags", "profile"}
 )
 _ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:(?P<region>[a-z0-9-]+):\d{12}:secret:.+$")
+
+
+_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
+
+
+def secret_id_rule(value: str) -> str:
+    """A Secrets Manager secret name (AWS's characters, at most 512) or a full ARN."""
+    if not (_ARN.match(value) or _NAME.fullmatch(value)):
+        raise ValueError(
+            "must be a secret name (letters, digits and /_+=.@-, at most 512 characters) "
+            "or a full secret ARN"
+        )
+    return value
 
 
 def arn_region(secret_id: str) -> str | None:

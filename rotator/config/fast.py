@@ -124,7 +124,9 @@ def _motherduck(table: dict[str, Any]) -> types.MotherDuckSettings:
         admin_token_env=_opt(
             table, "admin_token_env", lambda v: values.env_name(_str(v)), "MOTHERDUCK_ADMIN_TOKEN"
         ),
-        admin_token_secret_id=_opt(table, "admin_token_secret_id", _str, None),
+        admin_token_secret_id=_opt(
+            table, "admin_token_secret_id", lambda v: _aws.secret_id_rule(_nonempty(v)), None
+        ),
         timeout=_opt(table, "timeout", _duration, timedelta(seconds=10)),
         create_settle=_opt(
             table, "create_settle", lambda v: values.settle_range(_duration(v)),
@@ -137,8 +139,8 @@ def _state(table: dict[str, Any]) -> types.StateSettings:
     insecure = _opt(table, "insecure", _bool, False)
     return types.StateSettings(
         store=_opt(table, "store", lambda v: _one_of(v, "file", "dynamodb"), "file"),
-        path=_opt(table, "path", _str, ".rotator-state"),
-        table=_opt(table, "table", _str, None),
+        path=_opt(table, "path", lambda v: values.nonempty(_str(v)), ".rotator-state"),
+        table=_opt(table, "table", lambda v: values.dynamodb_table(_str(v)), None),
         region=_opt(table, "region", lambda v: check_aws_region(_str(v)), None),
         insecure=insecure,
         endpoint_url=_opt(
@@ -243,12 +245,12 @@ def _aws_table(table: object) -> None:
     table = _keys(table, _aws.FIELDS)
     if "secret_id" not in table:
         raise _Decline
-    secret_id = _checked(_nonempty, table["secret_id"])
+    secret_id = _checked(lambda v: _aws.secret_id_rule(_nonempty(v)), table["secret_id"])
     region = _opt(table, "region", lambda v: check_aws_region(_str(v)), None)
     insecure = _opt(table, "insecure", _bool, False)
     _opt(table, "endpoint_url", lambda v: values.aws_endpoint_url(_str(v), insecure=insecure), "")
     for key in ("kms_key_id", "profile"):
-        _opt(table, key, _str, None)
+        _opt(table, key, lambda v: printable(_str(v)), None)
     create = _opt(table, "create_if_missing", _bool, False)
     no_tags: dict[str, str] = {}
     _opt(table, "tags", lambda v: _aws.own_tags(_str_dict(v)), no_tags)

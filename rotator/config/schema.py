@@ -29,6 +29,7 @@ from pydantic import (
     field_validator,
 )
 
+from backends._aws_config import secret_id_rule
 from rotator.config import types, values
 from rotator.durations import parse_duration
 from rotator.netpolicy import check_aws_region
@@ -93,6 +94,9 @@ class MotherDuckSettings(Strict):
 
     _settle_range = field_validator("create_settle")(values.settle_range)
     _env_name = field_validator("admin_token_env")(values.env_name)
+    _secret_id = field_validator("admin_token_secret_id")(
+        lambda value: None if value is None else secret_id_rule(value)
+    )
 
     @field_validator("api_url")
     @classmethod
@@ -116,6 +120,10 @@ class StateSettings(Strict):
 
     _keep_runs = field_validator("keep_runs")(values.keep_runs)
     _region = field_validator("region")(check_aws_region)
+    _path = field_validator("path")(values.nonempty)
+    _table = field_validator("table")(
+        lambda value: None if value is None else values.dynamodb_table(value)
+    )
 
     @field_validator("endpoint_url")
     @classmethod

@@ -31,6 +31,23 @@ def api_url(value: str, *, insecure: bool) -> str:
     return value.rstrip("/")
 
 
+_DYNAMODB_TABLE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+
+
+def dynamodb_table(value: str) -> str:
+    if not _DYNAMODB_TABLE.fullmatch(value):
+        raise ValueError(
+            "must be a DynamoDB table name: 3 to 255 letters, digits, '_', '.' or '-'"
+        )
+    return value
+
+
+def nonempty(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
 def env_name(value: str) -> str:
     if not ENV_NAME_RE.fullmatch(value):
         raise ValueError("must be an environment variable name")

@@ -44,6 +44,9 @@ CASES: list[tuple[str, list[tuple[str, str]], str]] = [
     ("vault-path-dotdot", [(FILE_TABLE, 'type = "vault"\nurl = "https://vault.example:8200"\npath = "md/../../sys/x"')], "accounts[0].backends[0].path: must not have empty, '.' or '..' segments"),
     ("vault-token-env", [(FILE_TABLE, 'type = "vault"\nurl = "https://vault.example:8200"\npath = "md/x"\nauth = {method = "token", token_env = "VAULT TOKEN"}')], "auth.token.token_env: must be an environment variable name"),
     ("vault-empty-field", [(FILE_TABLE, 'type = "vault"\nurl = "https://vault.example:8200"\npath = "md/x"\nfield = ""')], "accounts[0].backends[0].field: must not be empty"),
+    ("state-dynamodb-table", [("[state]\n", '[state]\nstore = "dynamodb"\ntable = "rotator state!"\nregion = "eu-west-1"\n')], "state.table: must be a DynamoDB table name"),
+    ("aws-secret-name", [(FILE_TABLE, 'type = "aws-secrets-manager"\nsecret_id = "md/svc x"\nregion = "eu-west-1"')], "accounts[0].backends[0].secret_id: must be a secret name"),
+    ("aws-empty-profile", [(FILE_TABLE, 'type = "aws-secrets-manager"\nsecret_id = "md/x"\nregion = "eu-west-1"\nprofile = ""')], "accounts[0].backends[0].profile: must not be empty"),
     ("vault-plain-http", [(FILE_TABLE, 'type = "vault"\nurl = "http://vault.example:8200"\npath = "md/x"')], "url: plain http"),
     ("vault-verify-false", [(FILE_TABLE, 'type = "vault"\nurl = "https://vault.example:8200"\npath = "md/x"\nverify = false')], "verify = false"),
 ]

@@ -65,7 +65,7 @@ store = "file"
 path = "/var/lib/rotator"
 keep_runs = "90d"
 clock_skew = 7
-table = "t"
+table = "rotator-state"
 region = "eu-west-1"
 endpoint_url = "http://localhost:4566"
 
