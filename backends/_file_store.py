@@ -66,12 +66,24 @@ __all__ = [
 
 
 def resolve_path(configured: Path, *, follow_symlinks: bool, label: str) -> Path:
-    """Apply the symlink policy: refuse a link at `configured`, or follow it when configured.
+    """Apply the symlink policy: refuse a link at `configured`, or follow it when configured;
+    and refuse a path that is there but is not a regular file.
 
     Promote renames a file over `path`; over a symlink that would replace the link
-    itself with a plain file, silently cutting off whatever else reads the target.
+    itself with a plain file, silently cutting off whatever else reads the target. Over a
+    device, a FIFO or a socket it would replace that with a plain file (as root, even
+    `/dev/null`), so those are refused before anything is written (a directory the rename
+    itself refuses).
+    One `lstat` either way: the one the symlink policy needs.
     """
-    if not configured.is_symlink():
+    try:
+        mode = os.lstat(configured).st_mode
+    except OSError:
+        # Absent (a first token: the file will be made), or a parent is not a directory:
+        # the verb's own file operation says what is wrong (`translate_errors`).
+        return configured
+    if not stat.S_ISLNK(mode):
+        _regular(mode, configured, label)
         return configured
     if not follow_symlinks:
         raise BackendError(
@@ -80,7 +92,30 @@ def resolve_path(configured: Path, *, follow_symlinks: bool, label: str) -> Path
             "follow_symlinks = true to rotate the file it points to",
             backend=label,
         )
-    return Path(os.path.realpath(configured))
+    target = Path(os.path.realpath(configured))
+    with contextlib.suppress(OSError):
+        _regular(os.stat(target).st_mode, target, label)
+    return target
+
+
+_KINDS = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _regular(mode: int, path: Path, label: str) -> None:
+    # A directory is refused by the rename itself, with `translate_errors`' message.
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    raise BackendError(
+        f"{label}: {path} is {kind}, which rotating would replace with a plain file; "
+        "point `path` at a regular file (or where one should be made)",
+        backend=label,
+    )
 
 
 def read_bytes(path: Path) -> bytes | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 __all__ = ["BackendConfig", "FileConfig"]
 
@@ -39,3 +39,11 @@ class FileConfig(BackendConfig):
     # A symlink at `path` is refused unless this is true; then the file it points to is
     # rotated (its directory gets the .pending/.rotator-backup/.rotator.json files).
     follow_symlinks: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _a_path(cls, value: str) -> str:
+        # An empty path is the config's own directory; a NUL no system call accepts.
+        if not value or not value.isprintable():
+            raise ValueError("must be a file path: not empty, no control characters")
+        return value

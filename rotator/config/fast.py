@@ -235,7 +235,9 @@ def _file_table(table: object) -> None:
     table = _keys(table, _FILE_BACKEND)
     if "path" not in table:
         raise _Decline
-    _str(table["path"])
+    path = _str(table["path"])
+    if not path or not path.isprintable():
+        raise _Decline  # FileConfig says what is wrong with it
     _opt(table, "format", lambda v: _one_of(v, "json", "raw"), "json")
     _opt(table, "follow_symlinks", _bool, False)
 

@@ -7,7 +7,9 @@ the state files, no mutating request), for the cases added with the hardening wo
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +135,32 @@ def test_admin_token_with_a_line_break_is_not_echoed(rig: Rig, counts: dict[str,
     assert rig.sim.admin_token not in done.stderr + done.stdout
     unchanged(rig, before)
     counts["passed"].append("admin-token-crlf")
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_a_file_backend_path_that_is_not_a_regular_file_is_refused_before_anything(
+    rig: Rig, counts: dict[str, Any], tmp_path: Path, follow: bool
+) -> None:
+    """`path` at a FIFO (or, with follow_symlinks, a link to one): promote's rename would
+    replace it with a plain file (as root, a device node such as /dev/null too). The
+    preflight refuses it: exit 1, one line naming it, no token minted, nothing written
+    beside it, the FIFO still a FIFO."""
+    counts["cases"] += 1
+    fifo = tmp_path / "consumer.fifo"
+    os.mkfifo(fifo)
+    target = fifo
+    if follow:
+        target = tmp_path / "link-to-fifo"
+        target.symlink_to(fifo)
+    table = f'type = "file"\npath = "{target}"' + ("\nfollow_symlinks = true" if follow else "")
+    broken_config(rig, [(FILE_TABLE, table)], free_port())
+    before = rig.snapshot()
+    rig.sim.clear_requests()
+    done = rig.run("rotate", rig.user, "--force")
+    assert_one_line_error(done, f"{fifo} is a FIFO, which rotating would replace", 1)
+    unchanged(rig, before)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("consumer", "link"))) == (
+        ["consumer.fifo", "link-to-fifo"] if follow else ["consumer.fifo"]
+    )
+    counts["passed"].append(f"not-a-regular-file-{follow}")
