@@ -98,19 +98,11 @@ def resolve_path(configured: Path, *, follow_symlinks: bool, label: str) -> Path
     return target
 
 
-_KINDS = (
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
 def _regular(mode: int, path: Path, label: str) -> None:
     # A directory is refused by the rename itself, with `translate_errors`' message.
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+    kind = fsutil.special_kind(mode)
+    if kind is None:
         return
-    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
     raise BackendError(
         f"{label}: {path} is {kind}, which rotating would replace with a plain file; "
         "point `path` at a regular file (or where one should be made)",

@@ -17,6 +17,7 @@ prometheus_client is imported inside `write_textfile` only (Lambda cold starts).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -30,6 +31,7 @@ import structlog
 from rotator.engine.runrecord import AccountRecord, Run, RunState
 from rotator.errors import RotatorError
 from rotator.events import RunEvent
+from rotator.util.fsutil import special_kind
 
 if TYPE_CHECKING:
     from rotator.engine.workflow import Engine
@@ -226,6 +228,12 @@ def write_textfile(path: Path, snapshots: Iterable[AccountMetrics]) -> None:
     registry = CollectorRegistry()
     registry.register(_SnapshotCollector(list(snapshots)))
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        kind = special_kind(os.stat(path).st_mode)
+    except OSError:
+        kind = None  # absent: it will be made
+    if kind is not None:  # the rename would put a file in its place (as root, /dev/null too)
+        raise OSError(f"{path} is {kind}, which writing the textfile would replace")
     write_to_textfile(str(path), registry)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import stat
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -138,6 +140,22 @@ class TestMetrics:
         prom = tmp_path / "rotator.prom"
         assert cli.run("rotate", user, "--force", "--metrics-file", str(prom)).returncode == 1
         assert parse(prom)[("rotator_rotation_outcome_total", "rolled_back", "verifying")] == 1
+
+
+    def test_a_fifo_at_the_metrics_path_is_left_alone(self, simulator: Any, tmp_path: Path) -> None:
+        """The textfile is written by rename: over a FIFO (or, as root, /dev/null) that
+        would put a file in its place. Refused with a warning; the rotation's result and
+        exit status are as without metrics."""
+        cli, user, _ = account(simulator, tmp_path)
+        fifo = tmp_path / "metrics.fifo"
+        os.mkfifo(fifo)
+        done = cli.run("rotate", user, "--force", "--json", "--metrics-file", str(fifo))
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["result"] == "completed"
+        [warning] = [json.loads(line) for line in done.stderr.splitlines()
+                     if '"metrics.write_failed"' in line]
+        assert "is a FIFO, which writing the textfile would replace" in warning["error"]
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
 def parse(path: Path) -> dict[tuple[str, ...], float]:
