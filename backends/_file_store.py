@@ -83,7 +83,7 @@ def resolve_path(configured: Path, *, follow_symlinks: bool, label: str) -> Path
         # the verb's own file operation says what is wrong (`translate_errors`).
         return configured
     if not stat.S_ISLNK(mode):
-        _regular(mode, configured, label)
+        _refuse_special(mode, configured, label)
         return configured
     if not follow_symlinks:
         raise BackendError(
@@ -94,11 +94,11 @@ def resolve_path(configured: Path, *, follow_symlinks: bool, label: str) -> Path
         )
     target = Path(os.path.realpath(configured))
     with contextlib.suppress(OSError):
-        _regular(os.stat(target).st_mode, target, label)
+        _refuse_special(os.stat(target).st_mode, target, label)
     return target
 
 
-def _regular(mode: int, path: Path, label: str) -> None:
+def _refuse_special(mode: int, path: Path, label: str) -> None:
     # A directory is refused by the rename itself, with `translate_errors`' message.
     kind = fsutil.special_kind(mode)
     if kind is None:
