@@ -56,6 +56,7 @@ __all__ = [
     "decode_value",
     "encode_value",
     "env_name",
+    "optional",
     "printable",
     "slash_path",
     "value_fingerprint",
@@ -65,7 +66,7 @@ JSON_TOKEN_FIELD = "motherduck_token"
 
 # Value checks a backend's Config can use (the built-in Vault models and the config's fast
 # loader do): each returns the value or raises ValueError with the message to show.
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # as rotator.config.values.ENV_NAME_RE
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def env_name(value: str) -> str:
@@ -82,6 +83,11 @@ def printable(value: str) -> str:
     if not value.isprintable():
         raise ValueError("must not contain control characters")
     return value
+
+
+def optional(check: Callable[[str], str]) -> Callable[[str | None], str | None]:
+    """`check` for a value that may be left out (None passes)."""
+    return lambda value: None if value is None else check(value)
 
 
 def slash_path(value: str) -> str:

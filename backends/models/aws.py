@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from backends._aws_config import TYPE, arn_region, one_region, own_tags, secret_id_rule
-from backends.base import printable
+from backends.base import optional, printable
 from backends.models import BackendConfig
 from rotator.netpolicy import aws_endpoint_url, check_aws_region
 
@@ -37,9 +37,7 @@ class SecretsManagerConfig(BackendConfig):
     _own_tags = field_validator("tags")(own_tags)
     _region = field_validator("region")(check_aws_region)
     _secret_id = field_validator("secret_id")(secret_id_rule)
-    _printable = field_validator("kms_key_id", "profile")(
-        lambda value: None if value is None else printable(value)
-    )
+    _printable = field_validator("kms_key_id", "profile")(optional(printable))
 
     @field_validator("endpoint_url")
     @classmethod

@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from backends.base import JSON_TOKEN_FIELD, env_name, printable, slash_path
+from backends.base import JSON_TOKEN_FIELD, env_name, optional, printable, slash_path
 from backends.models import BackendConfig
 from rotator.netpolicy import check_aws_region, http_base_url, insecure_reason
 
@@ -40,10 +40,6 @@ K8S_JWT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 class _Auth(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _optional(check: Callable[[str], str]) -> Callable[[str | None], str | None]:
-    return lambda value: None if value is None else check(value)
 
 
 def _stripped(check: Callable[[str], str]) -> Callable[[str], str]:
@@ -74,8 +70,8 @@ class AppRoleAuth(_Auth):
     secret_id_env: str = "VAULT_SECRET_ID"
     mount: str = "approle"
 
-    _env = field_validator("role_id_env", "secret_id_env")(_optional(env_name))
-    _text = field_validator("role_id")(_optional(printable))
+    _env = field_validator("role_id_env", "secret_id_env")(optional(env_name))
+    _text = field_validator("role_id")(optional(printable))
     _mount = field_validator("mount")(_stripped(slash_path))
 
     @model_validator(mode="after")
@@ -108,7 +104,7 @@ class AwsAuth(_Auth):
 
     _region = field_validator("region")(check_aws_region)
     _text = field_validator("role")(printable)
-    _server = field_validator("server_id")(_optional(printable))
+    _server = field_validator("server_id")(optional(printable))
     _mount = field_validator("mount")(_stripped(slash_path))
 
 
@@ -157,7 +153,7 @@ class VaultConfig(BackendConfig):
         return slash_path(value.strip("/"))
 
     _text = field_validator("field")(printable)
-    _namespace = field_validator("namespace")(_optional(printable))
+    _namespace = field_validator("namespace")(optional(printable))
 
     @field_validator("url")
     @classmethod

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from backends._aws_config import secret_id_rule
+from backends.base import optional
 from rotator.config import types, values
 from rotator.durations import parse_duration
 from rotator.netpolicy import check_aws_region
@@ -94,9 +95,7 @@ class MotherDuckSettings(Strict):
 
     _settle_range = field_validator("create_settle")(values.settle_range)
     _env_name = field_validator("admin_token_env")(values.env_name)
-    _secret_id = field_validator("admin_token_secret_id")(
-        lambda value: None if value is None else secret_id_rule(value)
-    )
+    _secret_id = field_validator("admin_token_secret_id")(optional(secret_id_rule))
 
     @field_validator("api_url")
     @classmethod
@@ -121,9 +120,7 @@ class StateSettings(Strict):
     _keep_runs = field_validator("keep_runs")(values.keep_runs)
     _region = field_validator("region")(check_aws_region)
     _path = field_validator("path")(values.nonempty)
-    _table = field_validator("table")(
-        lambda value: None if value is None else values.dynamodb_table(value)
-    )
+    _table = field_validator("table")(optional(values.dynamodb_table))
 
     @field_validator("endpoint_url")
     @classmethod

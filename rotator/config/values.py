@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from backends.base import env_name as env_name
 from rotator.netpolicy import HTTP_URL_RE as HTTP_URL_RE
 from rotator.netpolicy import aws_endpoint_url as aws_endpoint_url
 from rotator.netpolicy import http_base_url, insecure_reason
 
 USERNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{2,254}$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # `checks = [...]` entries: these keys are the check's own, every other one is an option.
 CHECK_KEYS = frozenset({"type", "attempts", "interval"})
 
@@ -28,7 +28,7 @@ def api_url(value: str, *, insecure: bool) -> str:
         raise ValueError(
             f"{why} would send the admin token in clear; use https, or set insecure = true"
         )
-    return value.rstrip("/")
+    return value
 
 
 _DYNAMODB_TABLE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
@@ -45,12 +45,6 @@ def dynamodb_table(value: str) -> str:
 def nonempty(value: str) -> str:
     if not value:
         raise ValueError("must not be empty")
-    return value
-
-
-def env_name(value: str) -> str:
-    if not ENV_NAME_RE.fullmatch(value):
-        raise ValueError("must be an environment variable name")
     return value
 
 
