@@ -26,6 +26,7 @@ from rotator.errors import ConfigError
 
 __all__ = [
     "DEFAULT_PROGRESS_INTERVAL",
+    "LOG_LEVELS",
     "bind_cpus",
     "check_fleet",
     "log_level",
@@ -36,7 +37,8 @@ DEFAULT_PROGRESS_INTERVAL = 5.0
 
 _ON = frozenset({"1", "true", "yes", "on"})
 _OFF = frozenset({"0", "false", "no", "off"})
-_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+"""The levels rotator logs at: the command line's `--log-level` choices and the Lambda's."""
 
 
 def _get(name: str, environ: Mapping[str, str] | None) -> str:
@@ -81,9 +83,9 @@ def log_level(environ: Mapping[str, str] | None = None) -> str:
     raw = _get("ROTATOR_LOG_LEVEL", environ)
     if not raw:
         return "info"
-    if raw.lower() not in _LEVELS:
+    if raw.lower() not in LOG_LEVELS:
         raise ConfigError(
-            f"ROTATOR_LOG_LEVEL: {raw!r} is not a log level; use {', '.join(_LEVELS)}"
+            f"ROTATOR_LOG_LEVEL: {raw!r} is not a log level; use {', '.join(LOG_LEVELS)}"
         )
     return raw.lower()
 

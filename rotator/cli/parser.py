@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rotator import __version__
+from rotator.envsettings import LOG_LEVELS
 
 __all__ = ["build_parser"]
 
@@ -204,7 +205,7 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "--log-format", choices=["auto", "console", "json"], default=default("auto")
     )
     parser.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], default=default("info")
+        "--log-level", choices=LOG_LEVELS, default=default("info")
     )
 
 
