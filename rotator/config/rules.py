@@ -35,9 +35,11 @@ def check_lease_timing(
 
 def step_budget(lease_ttl: timedelta) -> timedelta:
     """How long one hook or one check attempt may take. The run checks its lease just
-    before each (`RunContext._fence`); the store renews a lease that has less than half
-    its ttl left, so each starts with at least lease_ttl / 2 of it."""
-    return lease_ttl / 2
+    before each (`RunContext._fence`); the store renews a lease that has less than
+    lease_ttl / RENEW_BELOW (half) left, so each starts with at least that much of it."""
+    from rotator.state.lease import RENEW_BELOW
+
+    return lease_ttl / RENEW_BELOW
 
 
 def check_checks(policy: Policy, where: str, api_url: str, problems: list[str]) -> None:

@@ -24,7 +24,14 @@ from pathlib import Path
 from rotator.errors import LeaseHeld, LeaseLost, StateError
 from rotator.state.fileio import AccountFiles, publish_once
 from rotator.state.journal import Journal, boot_id
-from rotator.state.lease import Lease, lease_held, lease_is_free, next_lease, pid_alive
+from rotator.state.lease import (
+    RENEW_BELOW,
+    Lease,
+    lease_held,
+    lease_is_free,
+    next_lease,
+    pid_alive,
+)
 from rotator.state.spare import read_whole, write_via_spare
 from rotator.state.store import SCHEMA_VERSION, Clock, Doc, parse_fingerprint_key, utcnow
 from rotator.util.fsutil import atomic_write_bytes, ensure_private_dir, fsync_dir, replace_bytes
@@ -186,7 +193,7 @@ class FileStore:
                 self._write(files.account_rel, self._encode(account), files.account_spare)
             now = self._clock()
             ttl = lease.expires_at - lease.acquired_at
-            if current.expires_at - now < ttl / 2:
+            if current.expires_at - now < ttl / RENEW_BELOW:
                 current = replace(
                     current, acquired_at=now, expires_at=now + ttl, version=current.version + 1
                 )

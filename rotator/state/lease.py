@@ -33,6 +33,7 @@ from rotator.tables import format_time
 
 __all__ = [
     "CALLS_PER_SETTLE",
+    "RENEW_BELOW",
     "RENEW_FRACTION",
     "Lease",
     "lease_held",
@@ -205,6 +206,9 @@ def next_lease(
 
 
 RENEW_FRACTION = 3  # during a long wait the lease is renewed every lease_ttl / 3
+# A save renews a lease that has less than lease_ttl / RENEW_BELOW left (the file store;
+# DynamoDB renews at every save), so after any fence at least that much is left.
+RENEW_BELOW = 2
 CALLS_PER_SETTLE = 3  # the create itself, a listing and a revoke, each up to `timeout`
 
 
