@@ -75,7 +75,14 @@ def _rotate(rotate: argparse.ArgumentParser) -> None:
     rotate.add_argument("--force", action="store_true", help="rotate even if not due")
     rotate.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
     rotate.add_argument("--revoke-now", action="store_true", help="skip the remaining grace")
-    rotate.add_argument("--concurrency", type=_positive_int, default=4, metavar="N")
+    rotate.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="at most N MotherDuck requests in flight (default 4); up to N + N/2 accounts "
+        "under way at once",
+    )
     rotate.add_argument("--json", action="store_true", help="one JSON object per account")
     rotate.add_argument("--metrics-file", metavar="PATH", help="write Prometheus textfile metrics")
     rotate.add_argument("--shard", type=_shard, metavar="I/N", help="only shard I of N (0-based)")

@@ -28,6 +28,7 @@ from rotator.util import gcpause
 if TYPE_CHECKING:
     from rotator.config import Config
     from rotator.engine.workflow import Engine, Outcome
+    from rotator.motherduck.slots import CallSlots
 
 __all__ = ["cmd_rotate"]
 
@@ -68,6 +69,8 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
     if args.dry_run:
         probe_admin_token(engine)
     elif processes == 1:
+        if len(names) > 1:
+            _limit_calls(engine, args.concurrency)  # the probe's request holds a slot too
         probe = start_admin_probe(engine)
     else:
         engine.client  # noqa: B018 - built (httpx imported) before the workers fork
@@ -80,9 +83,12 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
     elif processes > 1:
         from rotator.ops.fleet_procs import run_fleet_processes
 
-        def setup(gate: Callable[[], None] | None) -> Callable[[str], tuple[Outcome, int]]:
+        def setup(
+            gate: Callable[[], None] | None, slots: CallSlots
+        ) -> Callable[[str], tuple[Outcome, int]]:
             worker_engine = make_engine(config)
             worker_engine.effect_gate = gate
+            worker_engine.client.limit_calls(slots)
             return _rotate_one(worker_engine, args, single=False)
 
         pairs = run_fleet_processes(
@@ -155,6 +161,18 @@ def _settled(
         raise
     probe()
     return outcome
+
+
+def _limit_calls(engine: Engine, calls: int) -> None:
+    """A fleet's `--concurrency`: at most `calls` MotherDuck requests of this engine in flight
+    (worker processes: each its share, rotator.ops.fleet_worker).
+
+    Its threads are more (rotator.ops.fleet_sizing.rotations_in_flight), so that one
+    rotation's checkpoints and backend writes overlap another one's request.
+    """
+    from rotator.motherduck.slots import CallSlots
+
+    engine.client.limit_calls(CallSlots(calls))
 
 
 def _process_count(args: argparse.Namespace, accounts: int) -> int:

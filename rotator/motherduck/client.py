@@ -29,8 +29,9 @@ reports as "already gone" (False).
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -53,6 +54,7 @@ from rotator.motherduck.request import (
     route_path,
 )
 from rotator.motherduck.retry import EVENT_KEYS, RetryEvent, RetryPolicy
+from rotator.motherduck.slots import CallSlots
 from rotator.netpolicy import insecure_reason
 from rotator.secret import Secret
 from rotator.util.httpbound import DeadlineTransport, TooLarge, deadline, read_capped
@@ -102,6 +104,11 @@ class MotherDuckClient:
         self._classify = Classifier(self._shown_url, admin_token, self._retry)
         self._owns_http = http is None
         self._http = http if http is not None else _client(timeout)
+        self._slots: CallSlots | _Unlimited = _UNLIMITED
+
+    def limit_calls(self, slots: CallSlots) -> None:
+        """Share `slots` (a fleet's `--concurrency`): each attempt of a call holds one."""
+        self._slots = slots
 
     def __repr__(self) -> str:
         return f"MotherDuckClient({self._shown_url!r})"
@@ -207,18 +214,24 @@ class MotherDuckClient:
         attempt = 0
         while True:
             attempt += 1
-            remaining = policy.timeout - (policy.clock() - start)
-            timeout = self._attempt_timeout(remaining)
-            try:
-                response, body = self._send(method, path, json, timeout, on_sent)
-            except httpx.TransportError as exc:
-                failure = self._classify.transport_failure(method, path, exc, creating)
-            except TooLarge as exc:
-                failure = self._classify.too_large(method, path, exc, creating)
-            else:
-                if response.is_success:
-                    return self._parse(method, path, body, parse, creating)
-                failure = self._classify.status_failure(method, path, response, body, creating)
+            failure: Failure | None = None
+            # A slot for the attempt only (not the wait before a retry), waited for within
+            # the call's budget: see rotator.motherduck.slots.
+            with self._slots.slot(policy.timeout - (policy.clock() - start)):
+                timeout = self._attempt_timeout(policy.timeout - (policy.clock() - start))
+                try:
+                    response, body = self._send(method, path, json, timeout, on_sent)
+                except httpx.TransportError as exc:
+                    failure = self._classify.transport_failure(method, path, exc, creating)
+                except TooLarge as exc:
+                    failure = self._classify.too_large(method, path, exc, creating)
+                else:
+                    if not response.is_success:
+                        failure = self._classify.status_failure(
+                            method, path, response, body, creating
+                        )
+            if failure is None:
+                return self._parse(method, path, body, parse, creating)
             if not (failure.retry and self._schedule(method, route, attempt, failure, start)):
                 raise failure.error(attempt) from failure.cause
 
@@ -288,6 +301,17 @@ class MotherDuckClient:
 
 
 # -- helpers ---------------------------------------------------------------------------
+
+
+class _Unlimited:
+    """No limit (one account, the Lambda, the read-only commands): no lock taken."""
+
+    @contextlib.contextmanager
+    def slot(self, wait: float) -> Iterator[None]:
+        yield
+
+
+_UNLIMITED: CallSlots | _Unlimited = _Unlimited()
 
 
 def _client(timeout: float | httpx.Timeout) -> httpx.Client:

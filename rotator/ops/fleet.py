@@ -3,12 +3,14 @@
 - `select_shard(names, shard)`: the accounts of shard I of N (a stable hash of each
   username, rotator.schedule.shard_of), so Kubernetes Indexed Jobs or several hosts
   sharing the DynamoDB store split one configured fleet without overlap.
-- `run_fleet(names, one, concurrency)`: `one(name)` for every account on a thread pool,
-  with progress on stderr (rotator.ops.progress). On a terminal (stderr a TTY, logs
-  rendered for people) one status line is redrawn in place — done/total, failures, the
-  slowest account — and log lines are written above it. Otherwise (JSON logs, cron,
-  Kubernetes) a `fleet.progress` log event every `ROTATOR_PROGRESS_INTERVAL` seconds
-  (default 5) and one at the end. stdout (tables, JSON) is never touched.
+- `run_fleet(names, one, concurrency)`: `one(name)` for every account on a thread pool
+  of `fleet_sizing.rotations_in_flight(concurrency)` threads (the caller's MotherDuck
+  client holds the requests to `concurrency`: `MotherDuckClient.limit_calls`), with
+  progress on stderr (rotator.ops.progress). On a terminal (stderr a TTY, logs rendered
+  for people) one status line is redrawn in place — done/total, failures, the slowest
+  account — and log lines are written above it. Otherwise (JSON logs, cron, Kubernetes)
+  a `fleet.progress` log event every `ROTATOR_PROGRESS_INTERVAL` seconds (default 5) and
+  one at the end. stdout (tables, JSON) is never touched.
 - `prune_after_pass(engine, outcomes)`: with `[state] keep_runs`, trim the accounts whose
   run finished in this pass through their run index (rotator.ops.retention.prune_accounts).
 """
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, TextIO, cast
 import structlog
 
 from rotator.errors import RotatorError
-from rotator.ops.fleet_sizing import bound, placement
+from rotator.ops.fleet_sizing import bound, placement, rotations_in_flight
 from rotator.ops.progress import FleetProgress, LogTicker, TerminalLine, isatty
 from rotator.schedule import in_shard
 from rotator.util.safeio import SafeStream
@@ -69,7 +71,7 @@ def run_fleet(
             progress.finished(name, result)
 
     reporter = TerminalLine(err, progress) if live else LogTicker(progress)
-    threads = min(concurrency, len(names))
+    threads = min(rotations_in_flight(concurrency), len(names))
     # One process's threads on one CPU, as each worker of `--processes` (fleet_sizing).
     cpus = placement(1) if threads > 1 else None
     with (

@@ -2,8 +2,8 @@
 
 One Python process running 32 threads spends much of its CPU handing the GIL between
 them (issue 16: ~4,650 futex calls per rotation at concurrency 32, 7 at concurrency 1)
-and can use one core. N workers, sharing the concurrency (its threads dealt out, so
-no more calls are in flight than `--concurrency` says), use N cores and contend less.
+and can use one core. N workers, sharing the concurrency (its request slots dealt out,
+so no more calls are in flight than `--concurrency` says), use N cores and contend less.
 What a user sees does not change:
 
 - The parent loads the config, builds its MotherDuck client (httpx imported, for the
@@ -15,12 +15,13 @@ What a user sees does not change:
   pipe before its first checkpoint or side effect: one byte for yes, end of file for no
   (fleet_worker.ParentGate). On a no, nothing is written anywhere; the parent drops the
   workers' outcomes and raises the probe's error, as if it had asked first.
-- Each worker builds its own engine
-  (its own MotherDuck client, state store handle and lease owner `host:pid`) and rotates
-  its share: the selected accounts dealt round-robin in configuration order, so the shares
-  are disjoint and within one account of each other in size. (A hash split like
-  `--shard` would be uneven at small N and, nested inside a user's `--shard I/N`, would
-  put every account in one worker.) Leases still guard each account.
+- Each worker builds its own engine (its own MotherDuck client, held to the worker's
+  share of `--concurrency` requests in flight, its own state store handle and lease
+  owner `host:pid`) and rotates its share: the selected accounts dealt round-robin in
+  configuration order, so the shares are disjoint and within one account of each other
+  in size. (A hash split like `--shard` would be uneven at small N and, nested inside a
+  user's `--shard I/N`, would put every account in one worker.) Leases still guard each
+  account.
 - Workers report on a pipe, one JSON line per event: `{"k": "s", "a": account}` when an
   account starts, `{"k": "f", "a": ..., "o": {outcome}, "c": exit code}` when it ends.
   Outcome text is redacted in the worker (which knows the new tokens) and again in the
@@ -141,7 +142,7 @@ def run_fleet_processes(
     err = cast(TextIO, SafeStream(sys.stderr if stream is None else stream))
     live = isatty(err) and log_format != "json"
     workers = [_Worker(i, share) for i, share in enumerate(deal(names, processes)) if share]
-    threads = split_concurrency(concurrency, len(workers))
+    calls = split_concurrency(concurrency, len(workers))
     cpus: Sequence[frozenset[int] | None] = placement(len(workers)) or [None] * len(workers)
     results: dict[str, tuple[Outcome, int]] = {}
     if interrupt.stop_requested():
@@ -154,8 +155,11 @@ def run_fleet_processes(
     parent = os.getpid()
     refused: BaseException | None = None
     try:
-        for worker, count, bound in zip(workers, threads, cpus, strict=True):
-            _spawn(worker, workers, setup, count, parent, bound, gated=gate is not None)
+        for worker, count, bound in zip(workers, calls, cpus, strict=True):
+            # The probe is one of the pass's requests: the first worker lends it a slot.
+            lends = gate is not None and worker is workers[0]
+            _spawn(worker, workers, setup, count, parent, bound, gated=gate is not None,
+                   lends=lends)
         if gate is not None:
             try:
                 gate()
@@ -196,8 +200,9 @@ def run_fleet_processes(
 
 
 def _spawn(
-    worker: _Worker, workers: Sequence[_Worker], setup: Setup, threads: int,
+    worker: _Worker, workers: Sequence[_Worker], setup: Setup, calls: int,
     parent: int, cpus: frozenset[int] | None = None, *, gated: bool = False,
+    lends: bool = False,
 ) -> None:
     chan_r, chan_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -225,7 +230,9 @@ def _spawn(
                     if fd >= 0:
                         with contextlib.suppress(OSError):
                             os.close(fd)
-            code = worker_main(worker.names, setup, threads, chan_w, err_w, parent, cpus, gate_r)
+            code = worker_main(
+                worker.names, setup, calls, chan_w, err_w, parent, cpus, gate_r, lends=lends
+            )
         except BaseException:  # a worker must never unwind into the parent's code
             with contextlib.suppress(BaseException):
                 log.exception("fleet.worker_crashed")

@@ -5,7 +5,8 @@
   core (`usable_cpus()`: the affinity mask, bounded by a container's CPU quota), no more
   than the concurrency, at least `MIN_ACCOUNTS_PER_PROCESS` accounts each.
 - `deal(names, processes)`: each worker's share of the accounts, round-robin.
-- `split_concurrency(concurrency, processes)`: each worker's threads.
+- `split_concurrency(concurrency, processes)`: each worker's share of the requests in flight.
+- `rotations_in_flight(calls)`: how many rotations (threads) keep `calls` requests busy.
 - `placement(processes)`: the CPU each of a fleet's processes is bound to (or None);
   `bind(cpus)` binds the calling thread and the threads it starts, `bound(cpus)` for a
   block.
@@ -31,6 +32,7 @@ __all__ = [
     "can_fork",
     "deal",
     "placement",
+    "rotations_in_flight",
     "split_concurrency",
     "usable_cpus",
 ]
@@ -88,9 +90,23 @@ def deal(names: Sequence[str], processes: int) -> list[list[str]]:
 
 
 def split_concurrency(concurrency: int, processes: int) -> list[int]:
-    """Threads per worker: `concurrency` in all (each worker at least one)."""
+    """Requests in flight per worker: `concurrency` in all (each worker at least one)."""
     base, extra = divmod(concurrency, processes)
     return [max(1, base + (1 if i < extra else 0)) for i in range(processes)]
+
+
+def rotations_in_flight(calls: int) -> int:
+    """Rotations at once (threads) for at most `calls` MotherDuck requests in flight.
+
+    A rotation is not always waiting on MotherDuck: part of it is checkpoints, backend
+    writes and checks. With one rotation per request slot, each slot idles for those
+    parts, and a fleet of 200 at `--concurrency 32` took 7 rounds of a whole rotation.
+    Half as many rotations again keep the slots busy (rotator.motherduck.slots holds the
+    requests to `calls`): 2.33 -> 2.10 s for that fleet, where twice as many gained
+    little more for more CPU (docs/performance.md). With one request slot, one rotation
+    at a time, as a user who asks for `--concurrency 1` expects.
+    """
+    return calls + calls // 2
 
 
 def placement(processes: int) -> list[frozenset[int]] | None:

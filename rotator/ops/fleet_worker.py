@@ -1,10 +1,11 @@
 """`rotate --processes N`: one worker's run, in the forked child: engine to event lines.
 
-`worker_main` binds itself to its CPU (if the parent gave it one) and builds the worker's
-own engine (`setup(gate)`: its own MotherDuck client, state store handle and lease owner
-`host:pid`, with a `ParentGate` on the parent's admin-probe verdict as the engine's
-effect gate). It then rotates its share of the accounts on
-`threads` threads and reports each one on the event pipe, one JSON line per event:
+`worker_main` binds itself to its CPU (if the parent gave it one) and builds the
+worker's own engine (`setup(gate, calls)`: its own MotherDuck client, held to `calls`
+requests in flight, its own state store handle and lease owner `host:pid`, with a
+`ParentGate` on the parent's admin-probe verdict as the engine's effect gate). It then
+rotates its share of the accounts, `fleet_sizing.rotations_in_flight(calls)` at a time,
+and reports each one on the event pipe, one JSON line per event:
 `{"k": "s", "a": account}` when an account starts, `{"k": "f", "a": ..., "o": {outcome},
 "c": exit code}` when it ends (outcome text redacted here, where the new tokens are
 known). Its stderr (log lines) is the other pipe; stdout goes to /dev/null.
@@ -32,7 +33,8 @@ import structlog
 
 from rotator.engine import interrupt
 from rotator.errors import RotatorError
-from rotator.ops.fleet_sizing import bind
+from rotator.motherduck.slots import CallSlots
+from rotator.ops.fleet_sizing import bind, rotations_in_flight
 
 if TYPE_CHECKING:
     from rotator.engine.outcome import Outcome
@@ -44,8 +46,10 @@ log = structlog.get_logger("rotator.fleet")
 _PR_SET_PDEATHSIG = 1
 
 One = Callable[[str], "tuple[Outcome, int]"]
-Setup = Callable[["Callable[[], None] | None"], One]
-"""Builds a worker's engine with the given effect gate; returns its per-account function."""
+Setup = Callable[["Callable[[], None] | None", CallSlots], One]
+"""Builds a worker's engine with the given effect gate, its MotherDuck client holding its
+requests to the given slots (its share of `--concurrency`); returns its per-account
+function."""
 
 GATE_OPEN: Final = b"\x01"
 """What the parent writes on a worker's gate pipe when the admin-token probe passed."""
@@ -83,9 +87,11 @@ class ParentGate:
 
 
 def worker_main(
-    names: list[str], setup: Setup, threads: int, chan: int, err: int, parent: int,
-    cpus: frozenset[int] | None = None, gate: int = -1,
+    names: list[str], setup: Setup, calls: int, chan: int, err: int, parent: int,
+    cpus: frozenset[int] | None = None, gate: int = -1, *, lends: bool = False,
 ) -> int:
+    """`lends`: one of this worker's `calls` request slots is the parent's admin-token
+    probe's until its verdict is in (the probe is one of the pass's requests in flight)."""
     _die_with_parent(parent)
     if cpus is not None:
         bind(cpus)  # before any thread starts: threads inherit their creator's mask
@@ -99,7 +105,11 @@ def worker_main(
     os.close(devnull)
     from rotator import log as rlog
 
-    one = setup(ParentGate(gate) if gate >= 0 else None)
+    parent_gate = ParentGate(gate) if gate >= 0 else None
+    slots = CallSlots(calls)
+    if lends and parent_gate is not None:
+        _lend_a_slot(slots, parent_gate)
+    one = setup(parent_gate, slots)
     lock = threading.Lock()
 
     def send(event: dict[str, Any]) -> None:
@@ -126,10 +136,25 @@ def worker_main(
         doc["message"] = rlog.redact(outcome.message)
         send({"k": "f", "a": name, "o": doc, "c": code})
 
-    with ThreadPoolExecutor(max_workers=min(threads, len(names))) as pool:
+    # More rotations than request slots at once: see fleet_sizing.rotations_in_flight.
+    with ThreadPoolExecutor(max_workers=min(rotations_in_flight(calls), len(names))) as pool:
         for future in [pool.submit(run, name) for name in names]:
             future.result()
     return 0
+
+
+def _lend_a_slot(slots: CallSlots, gate: ParentGate) -> None:
+    """Hold one of `slots` (taken before any rotation starts) until `gate` has its verdict."""
+    held = threading.Event()
+
+    def hold() -> None:
+        with slots.slot(0):  # a fresh CallSlots: free at once
+            held.set()
+            with contextlib.suppress(ProbeRefused):  # the rotations report it
+                gate()
+
+    threading.Thread(target=hold, name="rotator-probe-slot", daemon=True).start()
+    held.wait()
 
 
 def _die_with_parent(parent: int) -> None:

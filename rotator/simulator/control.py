@@ -76,12 +76,12 @@ def _seed(server: SimulatorServer, body: object) -> Any:
 
 
 def _requests(server: SimulatorServer, body: object) -> Any:
-    return {"requests": server.recorder.entries()}
+    return {"requests": server.recorder.entries(), **server.recorder.in_flight()}
 
 
 def _clear_requests(server: SimulatorServer, body: object) -> Any:
     server.recorder.clear()
-    return {"requests": []}
+    return {"requests": [], **server.recorder.in_flight()}
 
 
 def _add_fault(server: SimulatorServer, body: object) -> Any:

@@ -7,13 +7,14 @@ API's); the rules about who may do what live in `model.py`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import secrets
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -158,11 +159,34 @@ class Token:
 
 
 class Recorder:
-    """The request log behind `/_sim/requests`: method, path, route, status, ts, fault."""
+    """The request log behind `/_sim/requests`: method, path, route, status, ts, fault.
+
+    Also how many API requests are being served at once (`in_flight`) and the most since
+    the log was last cleared (`peak_in_flight`): a client's concurrency limit, seen from
+    the server. A request counts from its routing to its answer (latency included).
+    """
 
     def __init__(self, limit: int = MAX_RECORDED) -> None:
         self._lock = threading.Lock()
         self._entries: deque[dict[str, Any]] = deque(maxlen=limit)
+        self._in_flight = 0
+        self._peak = 0
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Count one API request in flight for the block."""
+        with self._lock:
+            self._in_flight += 1
+            self._peak = max(self._peak, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def in_flight(self) -> dict[str, int]:
+        with self._lock:
+            return {"in_flight": self._in_flight, "peak_in_flight": self._peak}
 
     def add(self, entry: dict[str, Any]) -> None:
         with self._lock:
@@ -175,3 +199,4 @@ class Recorder:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._peak = self._in_flight

@@ -212,22 +212,26 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self._log(method, path, "control", sent, started)
             return
         route, params = resolve(method, path)
-        decision = self.server.faults.decide(route, params.get("username"))
-        if decision.delay > 0:
-            time.sleep(decision.delay)
-        status, deliver = self._serve(route, params, raw, decision.rule)
-        fault = None if decision.rule is None else decision.rule.action
-        entry = {
-            "method": method,
-            "path": path,
-            "route": route,
-            "status": status,
-            "ts": rfc3339(self.server.model.clock()),
-            "fault": fault,
-        }
-        # Recorded before the answer (or the drop) goes out: a client that reads
-        # /_sim/requests as soon as its call returns must find this request there.
-        self.server.recorder.add(entry)
+        # In flight from here until just before the answer goes out: within the time the
+        # client waits for it, so a client's limit is never seen exceeded by a handler
+        # that has answered but not yet returned.
+        with self.server.recorder.serving():
+            decision = self.server.faults.decide(route, params.get("username"))
+            if decision.delay > 0:
+                time.sleep(decision.delay)
+            status, deliver = self._serve(route, params, raw, decision.rule)
+            fault = None if decision.rule is None else decision.rule.action
+            entry = {
+                "method": method,
+                "path": path,
+                "route": route,
+                "status": status,
+                "ts": rfc3339(self.server.model.clock()),
+                "fault": fault,
+            }
+            # Recorded before the answer (or the drop) goes out: a client that reads
+            # /_sim/requests as soon as its call returns must find this request there.
+            self.server.recorder.add(entry)
         deliver()
         self._log(method, path, route, status, started, fault)
 

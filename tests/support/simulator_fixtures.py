@@ -133,7 +133,13 @@ class SimulatorHandle:
         return entries
 
     def clear_requests(self) -> None:
+        """Empty the request log; the in-flight peak starts again from what is in flight."""
         self._control("DELETE", "requests")
+
+    def peak_in_flight(self) -> int:
+        """The most API requests served at once since the log was last cleared."""
+        peak: int = self._control("GET", "requests")["peak_in_flight"]
+        return peak
 
     def advance_clock(self, seconds: float) -> None:
         self._control("POST", "clock", {"advance_seconds": seconds})

@@ -137,13 +137,19 @@ def test_bad_values_are_usage_errors(value: str, capsys: pytest.CaptureFixture[s
 
 
 @pytest.mark.parametrize(
-    ("concurrency", "processes", "threads"),
+    ("concurrency", "processes", "calls"),
     [(32, 2, [16, 16]), (5, 2, [3, 2]), (4, 4, [1, 1, 1, 1]), (7, 3, [3, 2, 2])],
 )
-def test_threads_add_up_to_the_concurrency(
-    concurrency: int, processes: int, threads: list[int]
+def test_request_slots_add_up_to_the_concurrency(
+    concurrency: int, processes: int, calls: list[int]
 ) -> None:
-    assert split_concurrency(concurrency, processes) == threads
+    assert split_concurrency(concurrency, processes) == calls
+
+
+@pytest.mark.parametrize(("calls", "rotations"), [(1, 1), (2, 3), (4, 6), (16, 24), (32, 48)])
+def test_half_as_many_rotations_again_as_request_slots(calls: int, rotations: int) -> None:
+    """One slot: one account at a time; otherwise checkpoints overlap others' requests."""
+    assert fleet_sizing.rotations_in_flight(calls) == rotations
 
 
 def test_a_worker_that_cannot_be_forked_has_its_accounts_reported(
@@ -156,7 +162,7 @@ def test_a_worker_that_cannot_be_forked_has_its_accounts_reported(
     def no_fork() -> int:
         raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
 
-    def setup() -> fleet_procs.One:
+    def setup(gate: object, slots: object) -> fleet_procs.One:
         raise AssertionError("no worker runs")
 
     monkeypatch.setattr(fleet_procs.os, "fork", no_fork)
