@@ -37,7 +37,7 @@ def _results(commit: str, load: list[float], scale: float, pruned: bool) -> dict
     """Fixture results: every figure `scale` times a base value."""
     fleet = {"repeats": 5, "rotate_extra_args": [],
              "median": {"ratio": 3.0 * scale, "wall_s": 4.2 * scale, "critical_path_s": 1.4,
-                        "peak_rss_mb": 55.0},
+                        "critical_path_exact_s": 1.4, "peak_rss_mb": 55.0},
              "vs_script": {"ratio_wall": 4.0 * scale, "script_median": {"wall_s": 1.05}}}
     retention: dict[str, Any] = {
         "accounts": 100, "rotations": 10000, "keep_runs": "30d",
@@ -47,6 +47,7 @@ def _results(commit: str, load: list[float], scale: float, pruned: bool) -> dict
     return {
         "fleet-200.json": fleet,
         "fleet-1000.json": {**fleet, "median": {**fleet["median"], "ratio": 3.5 * scale,
+                                                "critical_path_exact_s": 1.2,
                                                 "peak_rss_mb": 61.0}},
         "single.json": {"subprocess_at_latency_ms": {
             "0": {"cli": 300, "script": 150, "ratio_cli_vs_script": 2.0},
@@ -175,14 +176,35 @@ def test_fleet_rows_show_what_the_scripts_cost_against_their_own_critical_paths(
     body = json.loads(path.read_text())
     body["vs_script"]["script_own"] = {"ratio": 1.46, "wall_s": 1.02, "critical_path_s": 0.7}
     body["vs_script"]["like_rotator_own"] = {"ratio": 1.18, "wall_s": 2.07,
-                                             "critical_path_s": 1.75}
+                                             "critical_path_s": 1.75,
+                                             "critical_path_exact_s": 1.5}
     path.write_text(json.dumps(body))
     assert report.main(["--results", str(results), "--doc", str(doc), "--no-plot"]) == 0
     rows = _by_label([r for r in _table_rows(doc.read_text()) if len(r) == 7])
     assert "the script itself is 1.46x its own critical path" in rows["1"][6]
-    assert "2.07 s / 1.75 s = 1.18x" in rows["2"][6]
+    assert "--like-rotator`, a thread per rotation, no checkpoints): 2.07 s = 1.38x (in " \
+        "rounds 1.18x)" in rows["2"][6]
     # The 1,000-account file has no script runs: its detail is rotator's alone.
-    assert rows["2b"][6] == "2.10 s / 1.40 s"
+    assert rows["2b"][6] == ("2.10 s / 1.20 s; in whole rounds of C rotations (ceil(N / C)): "
+                             "2.10 s / 1.40 s = 1.50x")
+
+
+def test_row_2_computes_the_exact_critical_path_of_a_file_that_did_not_record_it(
+    setup: tuple[Path, Path],
+) -> None:
+    """Results saved before `critical_path_exact_s` existed (the "before" files): requests
+    per rotation x latency x accounts / concurrency, from what they did record."""
+    results, doc = setup
+    path = results / "fleet-200.json"
+    body = json.loads(path.read_text())
+    del body["median"]["critical_path_exact_s"]
+    body.update(accounts=200, latency_s=0.05, concurrency=32)
+    body["median"]["requests_per_rotation"] = 5.0  # 5 x 0.05 x 200 / 32 = 1.5625 s
+    path.write_text(json.dumps(body))
+    assert report.main(["--results", str(results), "--doc", str(doc), "--no-plot"]) == 0
+    rows = _by_label([r for r in _table_rows(doc.read_text()) if len(r) == 7])
+    assert rows["2"][4] == f"{2.1 / 1.5625:.2f}x"
+    assert rows["2"][6].startswith("2.10 s / 1.56 s;")
 
 
 def test_fleet_row_2_says_where_the_wall_goes_when_the_run_recorded_a_timeline(
