@@ -66,11 +66,11 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
     # before its first checkpoint or side effect (wiring.py), and a rejected token is the
     # command's error (exit 2) with nothing written. A plan reads only: asked first.
     probe: AdminProbe | None = None
+    if processes == 1 and len(names) > 1:
+        _limit_calls(engine, args.concurrency)  # the probe's request holds a slot too
     if args.dry_run:
         probe_admin_token(engine)
     elif processes == 1:
-        if len(names) > 1:
-            _limit_calls(engine, args.concurrency)  # the probe's request holds a slot too
         probe = start_admin_probe(engine)
     else:
         engine.client  # noqa: B018 - built (httpx imported) before the workers fork

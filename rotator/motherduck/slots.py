@@ -41,7 +41,8 @@ class CallSlots:
     @contextlib.contextmanager
     def slot(self, wait: float) -> Iterator[None]:
         """Hold a slot for the block; wait at most `wait` seconds for one (see above)."""
-        got = self._free.acquire(timeout=max(wait, 0.0))
+        wait = max(wait, 0.0)
+        got = self._free.acquire(timeout=wait)
         if not got:
             log.warning("motherduck.slot_wait_exceeded", limit=self.limit, waited_s=round(wait, 3))
         try:

@@ -122,3 +122,17 @@ def test_a_fleet_keeps_its_requests_to_the_concurrency(
         assert simulator.live_token_ids(user) == {held}
     if processes == "1":
         assert overlap(simulator.requests(), users) == 3
+
+
+def test_a_dry_run_of_a_fleet_keeps_its_reads_to_the_concurrency(
+    simulator: Any, tmp_path: Path
+) -> None:
+    """A plan reads MotherDuck for every account, in one process: two reads at a time."""
+    cli, users = adopted_fleet(simulator, tmp_path, 9)
+    simulator.set_latency(LATENCY)
+    simulator.clear_requests()
+    done = cli.run("rotate", "--all", "--force", "--dry-run", "--json", "--concurrency", "2")
+    assert done.returncode == 0, done.stderr
+    assert len(json_lines(done.stdout)) == len(users)
+    assert len(simulator.requests()) > len(users)  # the probe and a listing per account
+    assert simulator.peak_in_flight() == 2
