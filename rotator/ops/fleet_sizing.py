@@ -102,7 +102,7 @@ def rotations_in_flight(calls: int) -> int:
     writes and checks. With one rotation per request slot, each slot idles for those
     parts, and a fleet of 200 at `--concurrency 32` took 7 rounds of a whole rotation.
     Half as many rotations again keep the slots busy (rotator.motherduck.slots holds the
-    requests to `calls`): 2.33 -> 2.10 s for that fleet, where twice as many gained
+    requests to `calls`): 2.38 -> 2.15 s for that fleet, where twice as many gained
     little more for more CPU (docs/performance.md). With one request slot, one rotation
     at a time, as a user who asks for `--concurrency 1` expects.
     """
