@@ -1,8 +1,9 @@
 """The `rotate` command: select the accounts, probe the admin token, rotate them.
 
-One account, a fleet in this process (--concurrency threads) or split across worker
-processes (--processes, rotator/ops/fleet_procs.py); --shard takes shard I of N. Then the
-run-retention prune, the outcome table or JSON lines, and the metrics textfile.
+One account, a fleet in this process or split across worker processes (--processes,
+rotator/ops/fleet_procs.py), with at most --concurrency MotherDuck requests in flight
+(rotator.motherduck.slots); --shard takes shard I of N. Then the run-retention prune, the
+outcome table or JSON lines, and the metrics textfile.
 """
 
 from __future__ import annotations
