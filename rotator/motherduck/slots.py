@@ -11,6 +11,12 @@ policy's `timeout`), so the longest a call can take, and with it every lease tim
 that counts calls, is what it was without slots. A call that waited that long is sent
 anyway (logged `motherduck.slot_wait_exceeded`): the other calls have been hanging for its
 whole budget, and a limit on load must not turn that into this call's failure.
+
+A wait for a slot sits between a run's lease fence and the request it guards (a create, a
+revoke): a stall at the worst instant, which I4 already has to survive and the stall
+harness proves it does (`fence:<effect>` pause points, tests/integration/
+test_stall_harness.py). A lease that lapsed meanwhile is found at the run's next fence and
+the successor repairs the effect, exactly as after a pause there.
 """
 
 from __future__ import annotations
