@@ -15,8 +15,9 @@ whole budget, and a limit on load must not turn that into this call's failure.
 A wait for a slot sits between a run's lease fence and the request it guards (a create, a
 revoke): a stall at the worst instant, which I4 already has to survive and the stall
 harness proves it does (`fence:<effect>` pause points, tests/integration/
-test_stall_harness.py). A lease that lapsed meanwhile is found at the run's next fence and
-the successor repairs the effect, exactly as after a pause there.
+test_stall_harness.py). A lease that lapsed meanwhile is handled exactly as after a pause
+there: the run's next fence finds it lost, and a token it minted meanwhile it revokes
+itself (RunContext._fence_created).
 """
 
 from __future__ import annotations
