@@ -54,13 +54,14 @@ from rotator.motherduck.request import (
     route_path,
 )
 from rotator.motherduck.retry import EVENT_KEYS, RetryEvent, RetryPolicy
-from rotator.motherduck.slots import CallSlots
 from rotator.netpolicy import insecure_reason
 from rotator.secret import Secret
 from rotator.util.httpbound import DeadlineTransport, TooLarge, deadline, read_capped
 
 if TYPE_CHECKING:
     import ssl
+
+    from rotator.motherduck.slots import CallSlots  # a fleet's; one account needs none
 
 __all__ = ["CreatedToken", "MotherDuckClient", "RetryEvent", "RetryPolicy", "TokenInfo"]
 
