@@ -7,10 +7,11 @@ keeps the requests themselves to `--concurrency`: every attempt of a call holds 
 while it is sent and its answer read, and no slot while it waits to retry.
 
 A call waits for a slot at most as long as its own time budget has left (the retry
-policy's `timeout`), so the longest a call can take, and with it every lease timing rule
-that counts calls, is what it was without slots. A call that waited that long is sent
-anyway (logged `motherduck.slot_wait_exceeded`): the other calls have been hanging for its
-whole budget, and a limit on load must not turn that into this call's failure.
+policy's `timeout`), so it stays within the same budget as without slots. A call that
+waited that long is sent anyway (logged `motherduck.slot_wait_exceeded`): the other calls
+have been hanging for its whole budget, and a limit on load must not turn that into this
+call's failure. In practice a wait is shorter: there are half as many waiting rotations
+as slots, and every slot is freed within one attempt's timeout.
 
 A wait for a slot sits between a run's lease fence and the request it guards (a create, a
 revoke): a stall at the worst instant, which I4 already has to survive and the stall
