@@ -10,8 +10,8 @@ A call waits for a slot at most as long as its own time budget has left (the ret
 policy's `timeout`), so it stays within the same budget as without slots. A call that
 waited that long is sent anyway (logged `motherduck.slot_wait_exceeded`): the other calls
 have been hanging for its whole budget, and a limit on load must not turn that into this
-call's failure. In practice a wait is shorter: there are half as many waiting rotations
-as slots, and every slot is freed within one attempt's timeout.
+call's failure. In practice a wait is shorter: at most half as many rotations as there
+are slots can be waiting, and every slot is freed within one attempt's timeout.
 
 A wait for a slot sits between a run's lease fence and the request it guards (a create, a
 revoke): a stall at the worst instant, which I4 already has to survive and the stall
