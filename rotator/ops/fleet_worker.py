@@ -1,8 +1,8 @@
 """`rotate --processes N`: one worker's run, in the forked child: engine to event lines.
 
 `worker_main` binds itself to its CPU (if the parent gave it one) and builds the
-worker's own engine (`setup(gate, calls)`: its own MotherDuck client, held to `calls`
-requests in flight, its own state store handle and lease owner `host:pid`, with a
+worker's own engine (`setup(gate, slots)`: its own MotherDuck client, held to `calls`
+requests in flight by `slots`, its own state store handle and lease owner `host:pid`, with a
 `ParentGate` on the parent's admin-probe verdict as the engine's effect gate). It then
 rotates its share of the accounts, `fleet_sizing.rotations_in_flight(calls)` at a time,
 and reports each one on the event pipe, one JSON line per event:
