@@ -140,7 +140,11 @@ def _exact_critical(doc: Doc) -> float | None:
                                                            "concurrency"))
     if calls is None or not accounts or latency is None or not concurrency:
         return None
-    return float(calls) * float(latency) * max(accounts / concurrency, 1.0)
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    from bench_fleet import exact_critical_path  # the formula the runs record with
+
+    return exact_critical_path(float(calls), float(latency), int(accounts), int(concurrency))
 
 
 def _exact_ratio(doc: Doc) -> float | None:
