@@ -12,10 +12,10 @@ from rotator.motherduck import client as md_client
 
 
 class Made(httpx.MockTransport):
-    """A transport that answers 200 `{}` and remembers the thread that made it."""
+    """A transport that answers 200 `{"accounts": []}` and remembers the thread that made it."""
 
     def __init__(self, scheme: str, context: object) -> None:
-        super().__init__(lambda request: httpx.Response(200, json={}))
+        super().__init__(lambda request: httpx.Response(200, json={"accounts": []}))
         self.scheme = scheme
         self.context = context
         self.thread = threading.current_thread()
@@ -122,26 +122,62 @@ def test_a_new_thread_takes_over_an_ended_threads_transport(made: list[Made]) ->
     assert all(t.closed for t in made)
 
 
-def test_the_default_client_uses_it() -> None:
-    """A MotherDuckClient without an injected httpx client routes through it."""
+def test_the_default_client_uses_it(made: list[Made]) -> None:
+    """A MotherDuckClient without an injected transport routes through it."""
     from rotator.secret import Secret
 
     with md_client.MotherDuckClient("http://md.test", Secret("x" * 20)) as md:
-        assert isinstance(md._http._transport, md_client._TransportPerThread)
+        md.active_accounts()
+        in_thread(md.active_accounts)
+    assert [t.scheme for t in made] == ["http", "http"]
+    assert all(t.closed for t in made)
 
 
-def test_the_api_client_keeps_no_cookies() -> None:
+def test_the_client_keeps_no_cookies() -> None:
     """What a response sets is neither kept nor sent back with the next request."""
+    from rotator.secret import Secret
+
     seen: list[httpx.Request] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json={}, headers={"Set-Cookie": "sticky=abc; Path=/"})
+        return httpx.Response(
+            200, json={"accounts": []}, headers={"Set-Cookie": "sticky=abc; Path=/"}
+        )
 
-    with md_client._ApiClient(transport=httpx.MockTransport(answer)) as http:
-        http.get("http://md.test/a")
-        http.get("http://md.test/b")
-        http.cookies = {"set": "by hand"}
-        http.get("http://md.test/c")
-        assert len(http.cookies) == 0
-    assert [r.headers.get("cookie") for r in seen] == [None, None, None]
+    with md_client.MotherDuckClient(
+        "http://md.test", Secret("x" * 20), transport=httpx.MockTransport(answer)
+    ) as md:
+        md.active_accounts()
+        md.active_accounts()
+    assert [r.headers.get("cookie") for r in seen] == [None, None]
+
+
+def test_the_request_is_what_an_httpx_client_would_send() -> None:
+    """Requests bypass httpx.Client: the same method, URL, headers and body as it builds."""
+    from rotator.secret import Secret
+
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        body = {"token": "t" * 40, "id": "id-1", "name": "n"} if request.method == "POST" else {}
+        return httpx.Response(200, json=body)
+
+    with md_client.MotherDuckClient(
+        "http://md.test/", Secret("x" * 20), transport=httpx.MockTransport(answer), timeout=7
+    ) as md:
+        md.create_token("svc_a", "rot-1", ttl_seconds=60)
+    [sent] = seen
+    with httpx.Client() as http:
+        expected = http.build_request(
+            "POST",
+            "http://md.test/v1/users/svc_a/tokens",
+            json={"name": "rot-1", "token_type": "read_write", "ttl": 60},
+            headers={"Authorization": f"Bearer {'x' * 20}", "Accept-Encoding": "identity"},
+            timeout=7,
+        )
+    assert (sent.method, sent.url) == (expected.method, expected.url)
+    assert list(sent.headers.multi_items()) == list(expected.headers.multi_items())
+    assert sent.content == expected.content
+    assert sent.extensions["timeout"] == expected.extensions["timeout"]

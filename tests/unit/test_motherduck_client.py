@@ -75,7 +75,7 @@ def make(
     client = MotherDuckClient(
         url,
         Secret(ADMIN),
-        http=httpx.Client(transport=httpx.MockTransport(recorder)),
+        transport=httpx.MockTransport(recorder),
         retry=retry or RetryPolicy.no_wait(),
         on_retry=events.append,
     )
@@ -581,13 +581,20 @@ class TestSecrecyAndLifecycle:
         assert ADMIN not in repr(client)
         assert ADMIN not in repr(client.__dict__)
 
-    def test_owned_client_is_closed_injected_one_is_not(self) -> None:
-        """close() closes an httpx client we made, never one we were given."""
-        injected = httpx.Client(transport=httpx.MockTransport(lambda r: ok({})))
-        with MotherDuckClient(URL, Secret(ADMIN), http=injected):
+    def test_owned_transport_is_closed_injected_one_is_not(self) -> None:
+        """close() closes the transport we made, never one we were given; a closed client
+        refuses to send."""
+        closed: list[str] = []
+
+        class Injected(httpx.MockTransport):
+            def close(self) -> None:
+                closed.append("injected")
+
+        with MotherDuckClient(URL, Secret(ADMIN), transport=Injected(lambda r: ok({}))):
             pass
-        assert not injected.is_closed
+        assert closed == []
         own = MotherDuckClient(URL, Secret(ADMIN))
         with own:
             pass
-        assert own._http.is_closed
+        with pytest.raises(RuntimeError, match="closed"):
+            own.list_tokens("svc_a")

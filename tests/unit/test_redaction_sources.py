@@ -79,7 +79,7 @@ def client(body: bytes, status: int = 200) -> MotherDuckClient:
     return MotherDuckClient(
         "http://md.test",
         Secret("admin-token-for-tests"),
-        http=httpx.Client(transport=transport),
+        transport=transport,
         retry=RetryPolicy.no_wait(attempts=1),
     )
 
