@@ -33,6 +33,7 @@ reports as "already gone" (False).
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -108,7 +109,6 @@ class MotherDuckClient:
         self._classify = Classifier(self._shown_url, admin_token, self._retry)
         self._owns_transport = transport is None
         self._transport = _TransportPerThread() if transport is None else transport
-        self._urls: dict[str, httpx.URL] = {}  # parsed once per path (a rotation repeats them)
         self._closed = False
         self._slots: CallSlots | _Unlimited = _UNLIMITED
 
@@ -275,9 +275,7 @@ class MotherDuckClient:
         The same headers as httpx's defaults plus ours, in the same order, and the same
         JSON body; no cookies are kept or sent.
         """
-        url = self._urls.get(path)
-        if url is None:
-            url = self._urls[path] = httpx.URL(self._base + path)
+        url = _parsed(self._base + path)
         extensions: dict[str, Any] = {"timeout": httpx.Timeout(timeout).as_dict()}
         if on_sent is not None:
             extensions["trace"] = _when_sent(on_sent)
@@ -338,6 +336,13 @@ class _Unlimited:
 
 
 _UNLIMITED: CallSlots | _Unlimited = _Unlimited()
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(url: str) -> httpx.URL:
+    """A URL parsed once while it is in use: a rotation calls its account's tokens path four
+    times. Bounded, as each revoke's path is new (httpx.URL is immutable: safe to share)."""
+    return httpx.URL(url)
+
 
 # What an httpx.Client sends by default, in its order; `_request` adds the rest.
 _HEADERS: Mapping[str, str] = {
