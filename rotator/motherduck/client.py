@@ -2,12 +2,13 @@
 
 It owns the REST semantics of `spec/motherduck-rest-api.md` (paths, JSON, status
 mapping, retry policy) over one httpx transport, which does one hop. Requests go to the
-transport directly, not through an `httpx.Client`: the client's layers (auth, redirects,
-cookies, URL and header merging) do nothing for a bearer-token API that answers without
-redirects or cookies, and cost about a quarter of each request's CPU (`_request`). Every call
-has a timeout; the admin token is revealed only to build the `Authorization` header.
-Errors are `rotator.errors.MotherDuckError` subclasses with one-line messages naming the
-method, the path (username, token id) and what to do; never a secret.
+transport directly, not through an `httpx.Client` (`_request` builds what the client
+would): its layers (auth, redirects, cookies, URL and header merging) do nothing for a
+bearer-token API that answers without redirects or cookies, and cost about a quarter of
+each request's CPU. Every call has a timeout; the admin token is revealed only to build
+the `Authorization` header. Errors are `rotator.errors.MotherDuckError` subclasses with
+one-line messages naming the method, the path (username, token id) and what to do; never
+a secret.
 
 Retries (the policy is `rotator.motherduck.retry`, the classification of a failed attempt
 `rotator.motherduck.failure`), bounded by `RetryPolicy.attempts` AND `RetryPolicy.timeout`:
@@ -336,6 +337,7 @@ class _Unlimited:
 
 
 _UNLIMITED: CallSlots | _Unlimited = _Unlimited()
+
 
 @functools.lru_cache(maxsize=1024)
 def _parsed(url: str) -> httpx.URL:
