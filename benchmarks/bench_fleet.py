@@ -182,7 +182,8 @@ def time_rotator(sim: Simulator, fleet: Fleet, accounts: int, latency: float,
     critical = critical_path(per_rotation, latency, accounts, concurrency)
     exact = exact_critical_path(per_rotation, latency, accounts, concurrency)
     timeline = fleet_timeline.summarize(fleet.workdir / "rotate.log",
-                                        [r["ts"] for r in requests], launched, child.wall)
+                                        [r["ts"] for r in requests], launched, child.wall,
+                                        latency=latency, concurrency=concurrency)
     return {
         "capped": child.capped,
         "rotations_done": done,

@@ -5,6 +5,11 @@
 - `first_answer_s`: from launching the command to the simulator's first answer. That is
   start-up (imports, config, forking the workers) plus one round trip.
 - `after_last_answer_s`: from the simulator's last answer to the command's exit.
+- `slots_busy` (given the latency and `--concurrency`): the share of the request slots'
+  time that held a request, from the first request's start (its answer less the
+  latency) to the last answer: requests * latency / (concurrency * that span). 1.0 is
+  every slot busy throughout; what is missing went to CPU waits between a rotation's
+  requests and to the ends, where fewer rotations are left than slots.
 - `rotation_ms`: one account's rotation, from its `run.started` line to its last line.
   The preflight listing comes before `run.started`, so it is not in this figure.
 - `steps_ms`: for each kind of log line, the time since the same account's previous line
@@ -28,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["merge", "step_gaps", "summarize"]
+__all__ = ["merge", "slots_busy", "step_gaps", "summarize"]
 
 
 def _seconds(stamp: str) -> float:
@@ -72,8 +77,17 @@ def step_gaps(lines: Iterable[str]) -> tuple[dict[str, list[float]], list[float]
     return dict(gaps), spans
 
 
+def slots_busy(stamps: list[float], latency: float, concurrency: int) -> float | None:
+    """The request slots' busy share between the first request and the last answer (see
+    the module docstring); None without requests or latency."""
+    if not stamps or latency <= 0 or concurrency < 1:
+        return None
+    span = max(stamps) - (min(stamps) - latency)
+    return round(len(stamps) * latency / (concurrency * span), 3)
+
+
 def summarize(log_path: Path, answered_at: list[str], launched: float,
-              wall: float) -> dict[str, Any]:
+              wall: float, *, latency: float = 0.0, concurrency: int = 0) -> dict[str, Any]:
     """One run's timeline (see the module docstring). `answered_at` holds the simulator's
     request-log timestamps; `launched` is the wall-clock time at launch."""
     with log_path.open(encoding="utf-8", errors="replace") as lines:
@@ -82,6 +96,7 @@ def summarize(log_path: Path, answered_at: list[str], launched: float,
     return {
         "first_answer_s": round(stamps[0] - launched, 3) if stamps else None,
         "after_last_answer_s": round(launched + wall - stamps[-1], 3) if stamps else None,
+        "slots_busy": slots_busy(stamps, latency, concurrency),
         "rotation_ms": _spread(spans) if spans else None,
         "steps_ms": {name: _spread(values) for name, values in sorted(gaps.items())},
     }
@@ -97,6 +112,7 @@ def merge(timelines: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "first_answer_s": mid([t.get("first_answer_s") for t in timelines]),
         "after_last_answer_s": mid([t.get("after_last_answer_s") for t in timelines]),
+        "slots_busy": mid([t.get("slots_busy") for t in timelines]),
         "rotation_ms": mid([(t.get("rotation_ms") or {}).get("median") for t in timelines]),
         "steps_ms": {name: mid([t["steps_ms"][name]["median"] for t in timelines
                                 if name in t.get("steps_ms", {})]) for name in steps},

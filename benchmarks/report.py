@@ -175,9 +175,11 @@ def _timeline_note(doc: Doc) -> str:
     steps = timeline.get("steps_ms") or {}
     local = [f"{name} {steps[name]:.0f} ms" for name in ("backend.staged", "backend.promoted")
              if steps.get(name) is not None]
+    busy = timeline.get("slots_busy")
     return (f"; first answer {timeline['first_answer_s']:.2f} s after launch (start-up and "
-            f"one round trip), exit {timeline['after_last_answer_s']:.2f} s after the last; "
-            f"a rotation {timeline['rotation_ms']:.0f} ms"
+            f"one round trip), exit {timeline['after_last_answer_s']:.2f} s after the last"
+            + (f"; request slots busy {busy:.0%} in between" if busy is not None else "")
+            + f"; a rotation {timeline['rotation_ms']:.0f} ms"
             + (f" (file backend under load: {', '.join(local)})" if local else ""))
 
 

@@ -52,17 +52,29 @@ def test_summarize_places_the_first_and_last_answer_against_launch_and_exit(
     log.write_text("\n".join([*_rotation("a", 100, 10), *_rotation("b", 120, 20)]) + "\n")
     launched = timeline._seconds("2026-12-07T18:00:00.000000Z")
     answers = ["2026-12-07T18:00:00.150000Z", "2026-12-07T18:00:00.320000Z"]
-    got = timeline.summarize(log, answers, launched, wall=0.4)
+    got = timeline.summarize(log, answers, launched, wall=0.4, latency=0.05, concurrency=2)
     assert got["first_answer_s"] == pytest.approx(0.15)
+    # 2 requests of 50 ms over 2 slots, from 0.10 s (the first answer less 50 ms) to 0.32 s.
+    assert got["slots_busy"] == pytest.approx(0.1 / (2 * 0.22), abs=0.001)
     assert got["after_last_answer_s"] == pytest.approx(0.08)
     assert got["rotation_ms"]["median"] == pytest.approx(200, abs=0.1)
     assert got["steps_ms"]["backend.staged"]["median"] == pytest.approx(15, abs=0.1)
     assert got["steps_ms"]["backend.staged"]["count"] == 2
 
 
+def test_slots_busy_is_the_share_of_slot_time_that_held_a_request() -> None:
+    every = [0.05 * i for i in range(1, 11)]  # one slot, one request after another
+    assert timeline.slots_busy(every, 0.05, 1) == pytest.approx(1.0)
+    assert timeline.slots_busy(every, 0.05, 2) == pytest.approx(0.5)
+    assert timeline.slots_busy([0.05, 0.5], 0.05, 1) == pytest.approx(0.2)
+    assert timeline.slots_busy([], 0.05, 1) is None
+    assert timeline.slots_busy(every, 0.0, 1) is None
+
+
 def test_merge_takes_each_figures_median_and_skips_what_a_run_lacks() -> None:
     runs = [
-        {"first_answer_s": 0.1, "after_last_answer_s": 0.03, "rotation_ms": {"median": 250},
+        {"first_answer_s": 0.1, "after_last_answer_s": 0.03, "slots_busy": 0.8,
+         "rotation_ms": {"median": 250},
          "steps_ms": {"backend.staged": {"median": 10}}},
         {"first_answer_s": 0.3, "after_last_answer_s": None, "rotation_ms": None,
          "steps_ms": {}},
@@ -72,6 +84,7 @@ def test_merge_takes_each_figures_median_and_skips_what_a_run_lacks() -> None:
     merged = timeline.merge(runs)
     assert merged["first_answer_s"] == pytest.approx(0.2)
     assert merged["after_last_answer_s"] == pytest.approx(0.04)
+    assert merged["slots_busy"] == pytest.approx(0.8)
     assert merged["rotation_ms"] == pytest.approx(260)
     assert merged["steps_ms"] == {"backend.staged": pytest.approx(15),
                                   "token.created": pytest.approx(55)}

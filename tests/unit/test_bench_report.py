@@ -225,3 +225,10 @@ def test_fleet_row_2_says_where_the_wall_goes_when_the_run_recorded_a_timeline(
             "after the last; a rotation 262 ms (file backend under load: backend.staged "
             "17 ms, backend.promoted 11 ms)") in rows["2"][6]
     assert "first answer" not in rows["2b"][6]  # that file recorded no timeline
+    # A run that recorded how busy the request slots were says so too.
+    body["median"]["timeline"]["slots_busy"] = 0.834
+    path.write_text(json.dumps(body))
+    assert report.main(["--results", str(results), "--doc", str(doc), "--no-plot"]) == 0
+    rows = _by_label([r for r in _table_rows(doc.read_text()) if len(r) == 7])
+    assert ("exit 0.04 s after the last; request slots busy 83% in between; a rotation "
+            "262 ms") in rows["2"][6]
